@@ -1,0 +1,86 @@
+"""The one outbound HTTP session: fresh connection per check, tracing, guarded sockets."""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+
+from prober import __version__
+from prober.checks.context import PhaseTimer, Shared, TlsContexts
+from prober.checks.netguard import IpAddress, is_internal, socket_factory
+from prober.clock import Clock, SystemClock
+from prober.redact import Redactor
+
+USER_AGENT = f"prober/{__version__} (+uptime check)"
+
+
+def _timer(ctx: types.SimpleNamespace) -> PhaseTimer | None:
+    timer = ctx.trace_request_ctx
+    return timer if isinstance(timer, PhaseTimer) else None
+
+
+async def _dns_end(session: Any, ctx: types.SimpleNamespace, params: Any) -> None:
+    if (timer := _timer(ctx)) is not None:
+        timer.enter("connect")
+
+
+async def _connected(session: Any, ctx: types.SimpleNamespace, params: Any) -> None:
+    if (timer := _timer(ctx)) is not None:
+        timer.enter("first_byte")
+
+
+def tracing() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_dns_resolvehost_end.append(_dns_end)
+    trace.on_connection_create_end.append(_connected)
+    trace.freeze()
+    return trace
+
+
+def create_session(max_field_size: int = 8190) -> aiohttp.ClientSession:
+    """A fresh connection (and TLS handshake) per check, as a new visitor sees the target.
+
+    The deadline is the caller's (asyncio.timeout over the whole check); the session has
+    no timeout of its own, and no cookie jar: monitors never share cookies.
+    """
+    connector = aiohttp.TCPConnector(
+        force_close=True,
+        limit=0,
+        use_dns_cache=False,
+        socket_factory=socket_factory,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),
+        trace_configs=[tracing()],
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=True,
+        max_field_size=max_field_size,
+        max_line_size=max_field_size,
+        raise_for_status=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_shared(
+    redact: Redactor | None = None,
+    clock: Clock | None = None,
+    classify_address: Callable[[IpAddress], bool] = is_internal,
+) -> AsyncIterator[Shared]:
+    """Everything checks share, for the lifetime of a `run` or a `check` command."""
+    session = create_session()
+    try:
+        yield Shared(
+            session=session,
+            tls=TlsContexts(),
+            clock=clock or SystemClock(),
+            redact=redact or Redactor(),
+            user_agent=USER_AGENT,
+            classify_address=classify_address,
+        )
+    finally:
+        await session.close()

@@ -1,0 +1,366 @@
+"""Load `monitors.toml`: parse, interpolate, validate, cross-check; every error at once.
+
+Each error reads `monitors.toml:LINE: path.to.key: what is wrong`, and a config with any
+error never starts a prober.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import pathlib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
+
+from prober.config.envsubst import interpolate
+from prober.config.monitors import (
+    MONITOR_TYPES,
+    Monitor,
+    MonitorBase,
+    ProbeMonitor,
+    PushMonitor,
+    field_names,
+)
+from prober.config.settings import NOTIFIER_TYPES, Maintenance, Notifier, Settings
+from prober.config.tomlpos import KeyLines, Path
+
+M = TypeVar("M", bound=BaseModel)
+
+TOP_LEVEL = ("settings", "defaults", "monitors", "notifiers", "maintenance")
+NOT_DEFAULTABLE = {"id", "name", "type", "description"}
+
+
+class ConfigError(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    path: pathlib.Path
+    settings: Settings
+    monitors: tuple[Monitor, ...]
+    notifiers: tuple[Notifier, ...]
+    maintenance: tuple[Maintenance, ...]
+    database_url: str
+    warnings: tuple[str, ...] = ()
+
+    def monitor(self, monitor_id: str) -> Monitor | None:
+        return next((m for m in self.monitors if m.id == monitor_id), None)
+
+    @property
+    def database_path(self) -> pathlib.Path:
+        """`sqlite:///data/x.db` is relative to the config file's folder."""
+        return self.path.parent / self.database_url.removeprefix("sqlite:///")
+
+    def secret_values(self) -> set[str]:
+        """Every secret's value, for the redactor; short ones would redact ordinary words."""
+        found: set[str] = set()
+
+        def walk(node: Any) -> None:
+            if isinstance(node, SecretStr):
+                value = node.get_secret_value()
+                if len(value) >= 4:
+                    found.add(value)
+            elif isinstance(node, BaseModel):
+                for name in type(node).model_fields:
+                    walk(getattr(node, name))
+            elif isinstance(node, dict):
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list | tuple):
+                for value in node:
+                    walk(value)
+
+        walk([self.settings, self.monitors, self.notifiers])
+        return found
+
+
+class _Collector:
+    def __init__(self, filename: str, lines: KeyLines) -> None:
+        self.filename = filename
+        self.lines = lines
+        self.errors: list[tuple[int, str]] = []
+
+    def add(self, path: Path, message: str) -> None:
+        line = self.lines.line_of(path)
+        self.errors.append((line, f"{self.filename}:{line}: {format_path(path)}: {message}"))
+
+    def add_validation(self, prefix: Path, exc: ValidationError, model: type[BaseModel]) -> None:
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if isinstance(p, str | int))
+            self.add((*prefix, *loc), _describe(error, model, loc))
+
+    def sorted(self) -> list[str]:
+        return [text for _, text in sorted(self.errors, key=lambda e: e[0])]
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: Any, model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else ""
+        return "unknown key" + _suggest(key, field_names(_model_at(model, loc[:-1])))
+    if kind == "value_error":
+        return str(msg).removeprefix("Value error, ")
+    if kind == "literal_error":
+        return f"must be {error['ctx']['expected']}; got {error['input']!r}"
+    if kind.endswith("_type") and not isinstance(error["input"], str):
+        wanted = kind.removesuffix("_type").replace("_", " ")
+        return f"expected {wanted}, got {_toml_kind(error['input'])}"
+    return str(msg)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel]:
+    """The nested model an `extra_forbidden` error is about (basic_auth -> BasicAuth)."""
+    current = model
+    for part in loc:
+        if not isinstance(part, str):
+            continue
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        annotation = getattr(field, "annotation", None)
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                current = candidate
+                break
+    return current
+
+
+def _toml_kind(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", list: "an array", dict: "a table"}
+    return next((n for t, n in names.items() if type(value) is t), type(value).__name__)
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    file = pathlib.Path(path)
+    filename = str(path)
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{filename}: no such file (set -c FILE or $PROBER_CONFIG)"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{filename}:1: (file): not UTF-8 text ({exc.reason})"]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_error(filename, exc)]) from None
+
+    out = _Collector(filename, KeyLines(text))
+    data, missing = interpolate(raw, env)
+    for ref in missing:
+        out.add(ref.path, str(ref))
+    bad_paths = {ref.path[:2] for ref in missing}
+
+    for key in data:
+        if key not in TOP_LEVEL:
+            out.add((key,), "unknown section" + _suggest(key, TOP_LEVEL))
+    context = {"base_dir": str(file.parent)}
+    settings = _validate(out, Settings, data.get("settings", {}), ("settings",), context)
+    defaults = _validate_defaults(out, data.get("defaults", {}))
+    monitors = _validate_list(out, "monitors", data, MONITOR_TYPES, defaults, context, bad_paths)
+    notifiers = _validate_list(out, "notifiers", data, NOTIFIER_TYPES, {}, context, bad_paths)
+    maintenance = [
+        m
+        for i, item in enumerate(_table_list(out, data, "maintenance"))
+        if (m := _validate(out, Maintenance, item, ("maintenance", i), context)) is not None
+    ]
+
+    database_url = env.get("PROBER_DATABASE") or (settings.database if settings else "")
+    if settings is not None and env.get("PROBER_DATABASE"):
+        try:
+            Settings(database=database_url)
+        except ValidationError as exc:
+            out.add(("settings", "database"), f"PROBER_DATABASE: {_describe(exc.errors()[0], Settings, ())}")
+
+    monitor_ids = _cross_check(out, raw_monitors=monitors, notifiers=notifiers)
+    for i, window in enumerate(maintenance):
+        for ref in window.monitors:
+            if ref != "*" and ref not in monitor_ids:
+                out.add(("maintenance", i, "monitors"), f"no monitor has id {ref!r}")
+
+    if out.errors or settings is None:
+        raise ConfigError(out.sorted())
+    warnings = []
+    if not settings.canaries:
+        warnings.append(
+            f"{filename}: settings.canaries is empty: if this prober's own network fails, every "
+            "monitor will be recorded as down instead of unknown"
+        )
+    return Config(
+        path=file,
+        settings=settings,
+        monitors=tuple(m for _, m in monitors),  # type: ignore[misc]
+        notifiers=tuple(n for _, n in notifiers),  # type: ignore[misc]
+        maintenance=tuple(maintenance),
+        database_url=database_url,
+        warnings=tuple(warnings),
+    )
+
+
+def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match:
+        message = message[: match.start()].strip()
+        return f"{filename}:{match.group(1)}: syntax: {message} (column {match.group(2)})"
+    return f"{filename}:1: syntax: {message}"
+
+
+def _validate(
+    out: _Collector, model: type[M], data: Any, path: Path, context: dict[str, str]
+) -> M | None:
+    if not isinstance(data, dict):
+        out.add(path, f"expected a table, got {_toml_kind(data)}")
+        return None
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        out.add_validation(path, exc, model)
+        return None
+
+
+def _table_list(out: _Collector, data: dict[str, Any], key: str) -> list[Any]:
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        out.add((key,), f"expected an array of tables ([[{key}]]), got {_toml_kind(items)}")
+        return []
+    return items
+
+
+def _validate_defaults(out: _Collector, defaults: Any) -> dict[str, Any]:
+    if not isinstance(defaults, dict):
+        out.add(("defaults",), f"expected a table, got {_toml_kind(defaults)}")
+        return {}
+    known: dict[str, Any] = {}
+    for model in MONITOR_TYPES.values():
+        for name, field in model.model_fields.items():
+            known.setdefault(field.alias or name, field)
+    valid = {}
+    for key, value in defaults.items():
+        if key in NOT_DEFAULTABLE:
+            out.add(("defaults", key), "cannot be set in [defaults]; set it on each monitor")
+        elif key not in known:
+            out.add(("defaults", key), "unknown key" + _suggest(key, known))
+        else:
+            field = known[key]
+            model = create_model(  # validates just this key, with the monitor field's rules
+                "Defaults",
+                __config__=ConfigDict(strict=True, arbitrary_types_allowed=True),
+                value=(field.annotation, field),
+            )
+            try:
+                model.model_validate({"value": value})
+            except ValidationError as exc:
+                for error in exc.errors():
+                    out.add(("defaults", key), _describe(error, ProbeMonitor, (key,)))
+                continue
+            valid[key] = value
+    return valid
+
+
+def _validate_list(
+    out: _Collector,
+    key: str,
+    data: dict[str, Any],
+    kinds: Mapping[str, type[BaseModel]],
+    defaults: dict[str, Any],
+    context: dict[str, str],
+    bad_paths: set[Path],
+) -> list[tuple[int, Any]]:
+    """Validate `[[monitors]]` or `[[notifiers]]`, choosing the model by `type`."""
+    valid = []
+    for i, item in enumerate(_table_list(out, data, key)):
+        path: Path = (key, i)
+        if not isinstance(item, dict):
+            out.add(path, f"expected a table, got {_toml_kind(item)}")
+            continue
+        kind = item.get("type")
+        if kind is None:
+            out.add((*path, "type"), "is required: one of " + ", ".join(kinds))
+            continue
+        model = kinds.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            out.add((*path, "type"), f"must be one of {', '.join(kinds)}; got {kind!r}" + _suggest(str(kind), kinds))
+            continue
+        fields = field_names(model)
+        merged = {k: v for k, v in defaults.items() if k in fields} | item
+        parsed = _validate(out, model, merged, path, context)
+        if parsed is not None and path not in bad_paths:
+            valid.append((i, parsed))
+    return valid
+
+
+def _cross_check(
+    out: _Collector, raw_monitors: list[tuple[int, Any]], notifiers: list[tuple[int, Any]]
+) -> set[str]:
+    monitor_ids: dict[str, int] = {}
+    for i, monitor in raw_monitors:
+        if monitor.id in monitor_ids:
+            out.add(("monitors", i, "id"), f"{monitor.id!r} is already used by monitors[{monitor_ids[monitor.id]}]")
+        monitor_ids.setdefault(monitor.id, i)
+    notifier_ids: dict[str, int] = {}
+    for i, notifier in notifiers:
+        if notifier.id in notifier_ids:
+            out.add(("notifiers", i, "id"), f"{notifier.id!r} is already used by notifiers[{notifier_ids[notifier.id]}]")
+        notifier_ids.setdefault(notifier.id, i)
+    graph: dict[str, list[str]] = {}
+    for i, monitor in raw_monitors:
+        base: MonitorBase = monitor
+        for ref in base.notify:
+            if ref not in notifier_ids:
+                out.add(("monitors", i, "notify"), f"no notifier has id {ref!r}" + _suggest(ref, notifier_ids))
+        for ref in base.depends_on:
+            if ref == base.id:
+                out.add(("monitors", i, "depends_on"), "a monitor cannot depend on itself")
+            elif ref not in monitor_ids:
+                out.add(("monitors", i, "depends_on"), f"no monitor has id {ref!r}" + _suggest(ref, monitor_ids))
+        graph[base.id] = [r for r in base.depends_on if r in monitor_ids and r != base.id]
+    for cycle_start in _find_cycles(graph):
+        out.add(("monitors", monitor_ids[cycle_start], "depends_on"), f"dependency cycle through {cycle_start!r}")
+    return set(monitor_ids)
+
+
+def _find_cycles(graph: dict[str, list[str]]) -> list[str]:
+    """One monitor per dependency cycle (the first one reached), in config order."""
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    found: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                found.append(nxt)
+            elif nxt not in state:
+                visit(nxt)
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node)
+    return found
+
+
+def is_push(monitor: Monitor) -> bool:
+    return isinstance(monitor, PushMonitor)

@@ -1,0 +1,269 @@
+"""One model per monitor `type`; the TOML type, the check module and this class share a name."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import regex
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from prober.config.conditions import StatusSet, parse_status_set
+from prober.config.types import (
+    DownAfter,
+    DownAfterRule,
+    Host,
+    Interval,
+    JsonCheck,
+    Nameserver,
+    Port,
+    PositiveDuration,
+    SecretMap,
+    Size,
+    Slug,
+    StatusCodes,
+    StringList,
+    TimeZoneName,
+)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
+    )
+
+
+def _resolve_file(value: str | None, info: ValidationInfo) -> str | None:
+    """Relative paths are relative to the config file; the file must exist now."""
+    if value is None:
+        return None
+    base = (info.context or {}).get("base_dir", ".")
+    path = pathlib.Path(base, value)
+    if not path.is_file():
+        raise ValueError(f"file {value!r} does not exist")
+    return str(path)
+
+
+class MonitorBase(StrictModel):
+    probing: ClassVar[bool] = True
+    id: Slug
+    name: str = ""
+    group: str = ""
+    description: str = ""
+    down_after: DownAfterRule = DownAfter(seconds=120.0)
+    up_after: int = Field(default=1, ge=1)
+    notify: list[str] = []
+    public: bool = True
+    depends_on: list[Slug] = []
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class ProbeMonitor(MonitorBase):
+    interval: Interval = 60.0
+    timeout: PositiveDuration = 10.0
+    degraded_after: PositiveDuration | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_below_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and value >= interval:
+            raise ValueError(f"must be shorter than interval ({value:g}s >= {interval:g}s)")
+        return value
+
+
+def _compile_regexes(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return value
+    compiled = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a regular expression string, got {item!r}")
+        try:
+            compiled.append(regex.compile(item))
+        except regex.error as exc:
+            raise ValueError(f"{item!r} is not a valid regular expression: {exc}") from None
+    return compiled
+
+
+RegexList = Annotated[list[Any], BeforeValidator(_compile_regexes)]
+
+
+class BasicAuth(StrictModel):
+    username: str
+    password: SecretStr
+
+
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class HttpMonitor(ProbeMonitor):
+    type: Literal["http"]
+    url: str
+    method: HttpMethod = "GET"
+    headers: SecretMap = {}
+    body: SecretStr | None = None
+    basic_auth: BasicAuth | None = None
+    expect_status: StatusCodes = parse_status_set(["200-299"])
+    contains: StringList = []
+    not_contains: StringList = []
+    regex: RegexList = []
+    json_: list[JsonCheck] = Field(default=[], alias="json")
+    follow_redirects: bool = True
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    verify_tls: bool = True
+    ca_file: str | None = None
+    max_body: Size = 1024 * 1024
+    ip_version: Literal[4, 6] | None = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    _ca_file = field_validator("ca_file")(_resolve_file)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{_safe_url(value)!r} is not an http:// or https:// URL")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"{_safe_url(value)!r} has an invalid port") from None
+        return value
+
+    @property
+    def status_set(self) -> StatusSet:
+        return self.expect_status
+
+    @property
+    def needs_body(self) -> bool:
+        return bool(self.contains or self.not_contains or self.regex or self.json_)
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(parts.password, "***")
+    return url
+
+
+class TlsMonitor(ProbeMonitor):
+    type: Literal["tls"]
+    host: Host
+    port: Port = 443
+    server_name: str | None = None
+    warn_days: int = Field(default=14, ge=0)
+    down_days: int = Field(default=3, ge=0)
+    ca_file: str | None = None
+
+    _ca_file = field_validator("ca_file")(_resolve_file)
+
+    @field_validator("down_days")
+    @classmethod
+    def _down_before_warn(cls, value: int, info: ValidationInfo) -> int:
+        warn = info.data.get("warn_days")
+        if warn is not None and value > warn:
+            raise ValueError(f"must not exceed warn_days ({value} > {warn})")
+        return value
+
+
+class TcpMonitor(ProbeMonitor):
+    type: Literal["tcp"]
+    host: Host
+    port: Port
+    send: str | None = None
+    expect: str | None = None
+    tls: bool = False
+    server_name: str | None = None
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+    _ca_file = field_validator("ca_file")(_resolve_file)
+
+
+RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "CAA", "SRV", "PTR"]
+Rcode = Literal["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP", "YXDOMAIN"]
+
+
+class DnsMonitor(ProbeMonitor):
+    type: Literal["dns"]
+    query: Host
+    record: RecordType = "A"
+    expect: StringList = []
+    nameservers: list[Nameserver] = []
+    expect_rcode: Rcode = "NOERROR"
+
+
+class PushMonitor(MonitorBase):
+    probing: ClassVar[bool] = False
+    type: Literal["push"]
+    period: PositiveDuration | None = None
+    cron: str | None = None
+    timezone: TimeZoneName | None = None
+    grace: PositiveDuration = 60.0
+    token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a push token needs at least 16 characters (128 random bits)")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _period_or_cron(self) -> PushMonitor:
+        if (self.period is None) == (self.cron is None):
+            raise ValueError("set exactly one of period or cron")
+        if self.timezone is not None and self.cron is None:
+            raise ValueError("timezone applies only with cron")
+        return self
+
+    @property
+    def expected_every(self) -> float:
+        """Seconds between expected pings, for coverage; cron schedules judge their own."""
+        return self.period if self.period is not None else 86400.0
+
+
+Monitor = HttpMonitor | TlsMonitor | TcpMonitor | DnsMonitor | PushMonitor
+ProbingMonitor = HttpMonitor | TlsMonitor | TcpMonitor | DnsMonitor
+
+MONITOR_TYPES: dict[str, type[MonitorBase]] = {
+    "http": HttpMonitor,
+    "tls": TlsMonitor,
+    "tcp": TcpMonitor,
+    "dns": DnsMonitor,
+    "push": PushMonitor,
+}
+
+
+def field_names(model: type[BaseModel]) -> set[str]:
+    return {f.alias or name for name, f in model.model_fields.items()}
+
+

@@ -1,0 +1,191 @@
+"""`[settings]`, `[[notifiers]]` and `[[maintenance]]`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+from urllib.parse import urlsplit
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from prober.config.monitors import StrictModel
+from prober.config.types import Duration, PositiveDuration, Slug, TimeZoneName, parse_host_port
+
+
+class Settings(StrictModel):
+    title: str = "Status"
+    public_url: str = ""
+    listen: str = "127.0.0.1:8080"
+    database: str = "sqlite:///data/prober.db"
+    timezone: TimeZoneName = "UTC"
+    language: Literal["en", "ko"] = "en"
+    sla_target: float = Field(default=99.9, gt=0, le=100)
+    retention_days: int = Field(default=90, ge=1)
+    history_days: int = Field(default=90, ge=1, le=366)
+    location: Slug = "default"
+    canaries: list[str] = []
+    alert_group_wait: Duration = 30.0
+    public_reports: bool = False
+    heartbeat_url: SecretStr = SecretStr("")
+    max_concurrency: int = Field(default=500, ge=1)
+
+    @field_validator("sla_target", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_host_port(value)
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.startswith("sqlite:///") or value == "sqlite:///":
+            raise ValueError(f'{value!r}: use "sqlite:///relative/path.db" or "sqlite:////abs/path.db"')
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("canaries")
+    @classmethod
+    def _canaries(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parts = urlsplit(item)
+            if parts.scheme not in ("tcp", "http", "https") or not parts.hostname:
+                raise ValueError(f"{item!r}: a canary is tcp://HOST:PORT, http://… or https://…")
+            if parts.scheme == "tcp" and parts.port is None:
+                raise ValueError(f"{item!r}: a tcp canary needs a port")
+        return value
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        return parse_host_port(self.listen)
+
+
+EventName = Literal["opened", "resolved", "reminder", "cert_expiring", "prober_network"]
+ALL_EVENTS: list[EventName] = ["opened", "resolved", "reminder", "cert_expiring", "prober_network"]
+
+
+class NotifierBase(StrictModel):
+    id: Slug
+    repeat: PositiveDuration | None = None
+    events: list[EventName] = ALL_EVENTS
+
+
+class WebhookNotifier(NotifierBase):
+    type: Literal["webhook"]
+    url: SecretStr
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = {}
+
+
+class SlackNotifier(NotifierBase):
+    type: Literal["slack"]
+    url: SecretStr
+
+
+class DiscordNotifier(NotifierBase):
+    type: Literal["discord"]
+    url: SecretStr
+
+
+class TelegramNotifier(NotifierBase):
+    type: Literal["telegram"]
+    bot_token: SecretStr
+    chat_id: str
+    api_url: str = "https://api.telegram.org"
+
+
+class EmailNotifier(NotifierBase):
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+
+
+class NtfyNotifier(NotifierBase):
+    type: Literal["ntfy"]
+    url: SecretStr
+    token: SecretStr | None = None
+    priority: int | None = Field(default=None, ge=1, le=5)
+
+
+class PagerDutyNotifier(NotifierBase):
+    type: Literal["pagerduty"]
+    routing_key: SecretStr
+    api_url: str = "https://events.pagerduty.com/v2/enqueue"
+
+
+Notifier = (
+    WebhookNotifier
+    | SlackNotifier
+    | DiscordNotifier
+    | TelegramNotifier
+    | EmailNotifier
+    | NtfyNotifier
+    | PagerDutyNotifier
+)
+
+NOTIFIER_TYPES: dict[str, type[NotifierBase]] = {
+    "webhook": WebhookNotifier,
+    "slack": SlackNotifier,
+    "discord": DiscordNotifier,
+    "telegram": TelegramNotifier,
+    "email": EmailNotifier,
+    "ntfy": NtfyNotifier,
+    "pagerduty": PagerDutyNotifier,
+}
+
+
+class Maintenance(StrictModel):
+    title: str
+    monitors: list[str] = Field(min_length=1)
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    cron: str | None = None
+    duration: PositiveDuration | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{value.isoformat()} needs a UTC offset, e.g. +09:00 or Z")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Maintenance:
+        one_off = self.start is not None or self.end is not None
+        recurring = self.cron is not None or self.duration is not None
+        if one_off and recurring:
+            raise ValueError("use either start/end or cron/duration, not both")
+        if recurring and (self.cron is None or self.duration is None):
+            raise ValueError("a recurring window needs both cron and duration")
+        if not recurring:
+            if self.start is None or self.end is None:
+                raise ValueError("a window needs start and end (or cron and duration)")
+            if self.end <= self.start:
+                raise ValueError("end must be after start")
+        return self
