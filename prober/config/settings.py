@@ -158,6 +158,17 @@ class Maintenance(StrictModel):
     cron: str | None = None
     duration: PositiveDuration | None = None
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso_string(cls, value: object) -> object:
+        """TOML datetimes and quoted ISO 8601 strings ("2026-12-01T02:00:00+09:00") alike."""
+        if isinstance(value, str):
+            try:
+                return dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO 8601 date-time") from None
+        return value
+
     @field_validator("start", "end")
     @classmethod
     def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:

@@ -1,0 +1,153 @@
+"""`prober` command line: run, validate, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from prober import __version__, logs
+from prober.checks.result import CheckResult, Outcome
+from prober.checks.runner import run_check
+from prober.checks.session import open_shared
+from prober.config import Config, ConfigError, load_config
+from prober.config.monitors import ProbeMonitor, ProbingMonitor
+from prober.redact import Redactor
+
+
+class UsageError(Exception):
+    pass
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    return str(args.config or os.environ.get("PROBER_CONFIG") or "monitors.toml")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(_config_path(args))
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(
+        f"{config.path}: ok ({len(config.monitors)} monitors, {len(config.notifiers)} notifiers, "
+        f"{len(config.maintenance)} maintenance windows)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from prober.service import serve  # the web stack loads only for `run`
+
+    config = _load(args)
+    logs.setup(Redactor(config.secret_values()), logging.DEBUG if args.verbose else logging.INFO)
+    asyncio.run(serve(config))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    monitors = _select(config, args.ids, args.all)
+    redact = Redactor(config.secret_values())
+    logs.setup(redact, logging.WARNING)
+    results = asyncio.run(_check_all(monitors, redact))
+    for monitor, result in zip(monitors, results, strict=True):
+        if args.json:
+            print(json.dumps(_as_json(monitor.id, result), ensure_ascii=False))
+        else:
+            print(_as_text(monitor.id, result))
+    return 1 if any(r.outcome is Outcome.DOWN for r in results) else 0
+
+
+def _select(config: Config, ids: Sequence[str], everything: bool) -> list[ProbingMonitor]:
+    if everything == bool(ids):
+        raise UsageError("name monitor ids, or --all (not both)")
+    if everything:
+        return [m for m in config.monitors if isinstance(m, ProbeMonitor)]  # type: ignore[misc]
+    chosen: list[ProbingMonitor] = []
+    known = [m.id for m in config.monitors]
+    for monitor_id in ids:
+        monitor = config.monitor(monitor_id)
+        if monitor is None:
+            close = difflib.get_close_matches(monitor_id, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"no monitor has id {monitor_id!r}{hint}")
+        if not isinstance(monitor, ProbeMonitor):
+            raise UsageError(f"{monitor_id!r} is a push monitor: it reports in, it cannot be checked")
+        chosen.append(monitor)  # type: ignore[arg-type]
+    return chosen
+
+
+async def _check_all(monitors: Sequence[ProbingMonitor], redact: Redactor) -> list[CheckResult]:
+    async with open_shared(redact=redact) as shared:
+        return list(await asyncio.gather(*(run_check(m, shared) for m in monitors)))
+
+
+def _as_json(monitor_id: str, result: CheckResult) -> dict[str, object]:
+    return {
+        "id": monitor_id,
+        "outcome": result.outcome.value,
+        "latency_ms": round(result.latency_ms, 3),
+        "error": result.error,
+        "details": result.details_json(),
+    }
+
+
+def _as_text(monitor_id: str, result: CheckResult) -> str:
+    summary = result.error or (f"HTTP {result.status_code}" if result.status_code else "ok")
+    lines = [f"{monitor_id:<20} {result.outcome.value:<9} {result.latency_ms:>8.1f} ms  {summary}"]
+    phases = result.phases.as_dict()
+    if phases:
+        lines.append(
+            " " * 21 + "phases: " + ", ".join(f"{k.removesuffix('_ms')} {v:.1f} ms" for k, v in phases.items())
+        )
+    if result.certificate is not None:
+        cert = result.certificate
+        lines.append(" " * 21 + f"certificate: {cert.subject} by {cert.issuer}, expires {cert.not_after:%Y-%m-%d}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prober", description="External uptime prober.")
+    parser.add_argument("--version", action="version", version=f"prober {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="config file (default $PROBER_CONFIG, then ./monitors.toml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="scheduler + status page in one process")
+    run.add_argument("-v", "--verbose", action="store_true", help="log every result")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", parents=[common], help="check the config")
+    validate.set_defaults(func=cmd_validate)
+
+    check = sub.add_parser("check", parents=[common], help="run checks now and print the outcome")
+    check.add_argument("ids", nargs="*", metavar="ID")
+    check.add_argument("--all", action="store_true", help="every probing monitor")
+    check.add_argument("--json", action="store_true", help="one JSON object per line")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        parser.error(str(exc))  # exits 2
+    except KeyboardInterrupt:
+        return 130
+    return code

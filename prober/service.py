@@ -1,0 +1,110 @@
+"""`prober run`: scheduler, result writer and web server in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+
+from aiohttp import web
+
+from prober.checks.result import CheckResult, Outcome
+from prober.checks.session import open_shared
+from prober.config import Config
+from prober.config.monitors import ProbeMonitor, ProbingMonitor
+from prober.redact import Redactor
+from prober.scheduler import ProbeScheduler
+from prober.store.db import open_engine
+from prober.store.writer import Observation, ResultWriter
+from statuspage.app import create_app
+from statuspage.health import Health
+
+log = logging.getLogger(__name__)
+
+STATS_EVERY = 60.0
+
+
+class ResultLog:
+    """Hands results to the writer; logs a monitor when its outcome changes."""
+
+    def __init__(self, writer: ResultWriter) -> None:
+        self._writer = writer
+        self._last: dict[str, Outcome] = {}
+        self.count = 0
+
+    def __call__(self, monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
+        self._writer.submit(Observation(monitor.id, at, result))
+        self.count += 1
+        previous = self._last.get(monitor.id)
+        self._last[monitor.id] = result.outcome
+        level = logging.INFO if previous is not result.outcome else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                'monitor=%s type=%s outcome=%s latency_ms=%.0f error="%s"',
+                monitor.id,
+                monitor.type,
+                result.outcome.value,
+                result.latency_ms,
+                result.error or "",
+            )
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    settings = config.settings
+    engine = open_engine(config.database_path)
+    writer = ResultWriter(
+        config.database_path, settings.location, [(m.id, m.type) for m in config.monitors]
+    )
+    writer.start()
+    probing = [m for m in config.monitors if isinstance(m, ProbeMonitor)]
+    results = ResultLog(writer)
+    async with open_shared(redact=Redactor(config.secret_values())) as shared:
+        scheduler = ProbeScheduler(probing, shared, results, settings.max_concurrency)  # type: ignore[arg-type]
+        health = Health(
+            scheduler_running=lambda: scheduler.running, database_writable=writer.healthy
+        )
+        runner = web.AppRunner(create_app(config, engine, health), access_log=None)
+        await runner.setup()
+        host, port = settings.listen_host_port
+        await web.TCPSite(runner, host, port).start()
+        scheduler.start()
+        log.info(
+            "prober running monitors=%d listen=http://%s:%d database=%s",
+            len(config.monitors), host, port, config.database_path,
+        )
+        stats = asyncio.create_task(_report_stats(scheduler, results, writer))
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: finishing in-flight checks")
+            stats.cancel()
+            grace = max((m.timeout for m in probing), default=1.0)
+            await scheduler.stop(grace)
+            await runner.cleanup()
+    await asyncio.to_thread(writer.close)
+    engine.dispose()
+    log.info("stopped results_committed=%d", writer.committed)
+
+
+async def _report_stats(scheduler: ProbeScheduler, results: ResultLog, writer: ResultWriter) -> None:
+    last = 0
+    while True:
+        await asyncio.sleep(STATS_EVERY)
+        log.info(
+            "stats checks=%d rate=%.1f/s lag_p50_ms=%.1f lag_p99_ms=%.1f committed=%d",
+            results.count,
+            (results.count - last) / STATS_EVERY,
+            scheduler.lag.percentile(50) * 1000,
+            scheduler.lag.percentile(99) * 1000,
+            writer.committed,
+        )
+        last = results.count

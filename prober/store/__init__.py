@@ -1,0 +1,1 @@
+"""SQLite storage behind named functions: open_engine, ResultWriter, queries."""

@@ -1,0 +1,197 @@
+"""One writer thread: results queue up from the event loop and commit in batches.
+
+The event loop never touches SQLite. A batch is one `BEGIN IMMEDIATE` transaction; a
+failed batch (disk full, locked) is kept and retried, never dropped, and the failure is
+visible to /healthz. kill -9 loses only results not yet committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import pathlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+
+from prober.checks.result import CheckResult
+from prober.store.db import connect_raw
+from prober.store.tables import OUTCOME_CODES
+
+log = logging.getLogger(__name__)
+
+_INSERT = (
+    "INSERT OR IGNORE INTO result (monitor_id, ts_ms, location_id, outcome, latency_us,"
+    " status_code, error, dns_us, connect_us, tls_us, first_byte_us, cert_expiry, details)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observation:
+    """A result on its way to the database."""
+
+    monitor: str
+    at: dt.datetime
+    result: CheckResult
+
+
+def _us(ms: float | None) -> int | None:
+    return None if ms is None else round(ms * 1000)
+
+
+def to_row(monitor_id: int, location_id: int, obs: Observation) -> tuple[object, ...]:
+    result = obs.result
+    phases = result.phases
+    extra = dict(result.details)
+    failed = [a for a in result.assertions if not a.ok]
+    if failed:
+        extra["failed"] = [{"name": a.name, "saw": a.saw, "wanted": a.wanted} for a in failed]
+    cert = result.certificate
+    return (
+        monitor_id,
+        int(obs.at.timestamp() * 1000),
+        location_id,
+        OUTCOME_CODES[result.outcome],
+        _us(result.latency_ms),
+        result.status_code,
+        result.error,
+        _us(phases.dns_ms),
+        _us(phases.connect_ms),
+        _us(phases.tls_ms),
+        _us(phases.first_byte_ms),
+        int(cert.not_after.timestamp()) if cert else None,
+        json.dumps(extra, separators=(",", ":"), default=str) if extra else None,
+    )
+
+
+class ResultWriter:
+    def __init__(
+        self,
+        path: pathlib.Path,
+        location: str,
+        monitors: Iterable[tuple[str, str]],
+        batch_max: int = 5000,
+        heartbeat_every: float = 10.0,
+    ) -> None:
+        self._path = path
+        self._location = location
+        self._monitors = list(monitors)
+        self._batch_max = batch_max
+        self._heartbeat_every = heartbeat_every
+        self._queue: queue.SimpleQueue[Observation | threading.Event | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="result-writer", daemon=True)
+        self._ids: dict[str, int] = {}
+        self._location_id = 0
+        self.committed = 0
+        self.last_ok = time.monotonic()
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        conn = connect_raw(self._path)
+        try:
+            self._ids, self._location_id = register(conn, self._location, self._monitors)
+        finally:
+            conn.close()
+        self._thread.start()
+
+    def submit(self, obs: Observation) -> None:
+        """Never blocks: the event loop hands over and moves on."""
+        self._queue.put(obs)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is committed."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def healthy(self, within: float = 30.0) -> bool:
+        return self.alive and self.last_error is None and time.monotonic() - self.last_ok < within
+
+    def _loop(self) -> None:
+        conn = connect_raw(self._path)
+        try:
+            while self._run_once(conn):
+                pass
+        finally:
+            conn.close()
+
+    def _run_once(self, conn: sqlite3.Connection) -> bool:
+        try:
+            first = self._queue.get(timeout=self._heartbeat_every)
+        except queue.Empty:
+            self._commit(conn, [], [])
+            return True
+        items = [first]
+        while len(items) < self._batch_max:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        observations = [i for i in items if isinstance(i, Observation)]
+        events = [i for i in items if isinstance(i, threading.Event)]
+        self._commit(conn, observations, events)
+        return None not in items
+
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[Observation], events: list[threading.Event]
+    ) -> None:
+        rows = [
+            to_row(self._ids[o.monitor], self._location_id, o) for o in batch if o.monitor in self._ids
+        ]
+        delay = 0.1
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT, rows)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)",
+                    (dt.datetime.now(dt.UTC).isoformat(),),
+                )
+                conn.execute("COMMIT")
+                break
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if self.last_error is None:
+                    log.error("writing %d results failed, retrying: %s", len(rows), exc)
+                self.last_error = str(exc)
+                time.sleep(delay)  # the writer's own thread: the event loop is not blocked
+                delay = min(delay * 2, 5.0)
+        if self.last_error is not None:
+            log.info("database writes recovered")
+        self.last_error = None
+        self.last_ok = time.monotonic()
+        self.committed += len(rows)
+        for event in events:
+            event.set()
+
+
+def register(
+    conn: sqlite3.Connection, location: str, monitors: Iterable[tuple[str, str]]
+) -> tuple[dict[str, int], int]:
+    """Ids for monitor slugs and the location, creating rows for new ones."""
+    conn.execute("BEGIN IMMEDIATE")
+    for slug, kind in monitors:
+        conn.execute(
+            "INSERT INTO monitor (slug, type) VALUES (?, ?) ON CONFLICT(slug) DO UPDATE SET type=excluded.type",
+            (slug, kind),
+        )
+    conn.execute("INSERT OR IGNORE INTO location (name) VALUES (?)", (location,))
+    conn.execute("COMMIT")
+    ids = {slug: mid for mid, slug in conn.execute("SELECT id, slug FROM monitor")}
+    (location_id,) = conn.execute("SELECT id FROM location WHERE name = ?", (location,)).fetchone()
+    return ids, int(location_id)
