@@ -7,9 +7,11 @@ deadline, which covers DNS, connect, TLS, headers, body and the assertions.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 from yarl import URL
 
 from prober.checks import body as body_mod
@@ -199,7 +201,7 @@ def _reason(exc: BaseException, ctx: CheckContext) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server closed the connection without a response"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"invalid HTTP response: {exc.message}"
+        return f"invalid HTTP response: {_protocol_error(exc)}"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"invalid body: {exc}"
     if isinstance(exc, ConnectionResetError | aiohttp.ClientOSError):
@@ -207,3 +209,18 @@ def _reason(exc: BaseException, ctx: CheckContext) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out ({type(exc).__name__})"
     return ctx.shared.redact(f"{type(exc).__name__}: {exc}")
+
+
+_QUOTED = re.compile(r"""\s*:?\s*b?['"]""")
+
+
+def _protocol_error(exc: aiohttp.ClientResponseError) -> str:
+    """aiohttp's parser errors quote the offending bytes over several lines (a 200 KB header,
+    an SSH banner): keep the words, never the target's bytes."""
+    link: BaseException | None = exc
+    while link is not None:
+        if isinstance(link, LineTooLong):
+            return f"a header or status line longer than {link.args[1]} bytes"
+        link = link.__cause__
+    first = exc.message.splitlines()[0] if exc.message else ""
+    return _QUOTED.split(first, maxsplit=1)[0].rstrip(" :.") or f"status {exc.status}"

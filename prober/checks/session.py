@@ -53,7 +53,7 @@ def create_session(max_field_size: int = 8190) -> aiohttp.ClientSession:
         use_dns_cache=False,
         socket_factory=socket_factory,
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None),
         trace_configs=[tracing()],
@@ -63,6 +63,11 @@ def create_session(max_field_size: int = 8190) -> aiohttp.ClientSession:
         max_line_size=max_field_size,
         raise_for_status=False,
     )
+    # One attempt per check: aiohttp silently resends an idempotent request once after a
+    # reset or an empty reply, which hits the target twice and doubles the latency. There
+    # is no public switch; aiohttp's own TestClient turns it off the same way.
+    session._retry_connection = False
+    return session
 
 
 @contextlib.asynccontextmanager

@@ -11,9 +11,10 @@ import json
 import operator
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prober.checks.result import AssertionResult
+if TYPE_CHECKING:  # imported in judge(): prober.checks imports this package at load
+    from prober.checks.result import AssertionResult
 
 _RANGE = re.compile(r"([1-5])xx|(\d{3})\s*-\s*(\d{3})|(\d{3})", re.IGNORECASE)
 
@@ -81,6 +82,8 @@ class JsonAssertion:
     expected: Any = None
 
     def judge(self, document: Any) -> AssertionResult:
+        from prober.checks.result import AssertionResult
+
         actual = _walk(document, self.path)
         name = f"json {self.text}"
         if self.op in ("exists", "not exists"):
