@@ -71,7 +71,7 @@ def _select(config: Config, ids: Sequence[str], everything: bool) -> list[Probin
     if everything == bool(ids):
         raise UsageError("name monitor ids, or --all (not both)")
     if everything:
-        return [m for m in config.monitors if isinstance(m, ProbeMonitor)]  # type: ignore[misc]
+        return [m for m in config.monitors if isinstance(m, ProbeMonitor)]
     chosen: list[ProbingMonitor] = []
     known = [m.id for m in config.monitors]
     for monitor_id in ids:
@@ -81,8 +81,10 @@ def _select(config: Config, ids: Sequence[str], everything: bool) -> list[Probin
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"no monitor has id {monitor_id!r}{hint}")
         if not isinstance(monitor, ProbeMonitor):
-            raise UsageError(f"{monitor_id!r} is a push monitor: it reports in, it cannot be checked")
-        chosen.append(monitor)  # type: ignore[arg-type]
+            raise UsageError(
+                f"{monitor_id!r} is a push monitor: it reports in, it cannot be checked"
+            )
+        chosen.append(monitor)
     return chosen
 
 
@@ -107,11 +109,16 @@ def _as_text(monitor_id: str, result: CheckResult) -> str:
     phases = result.phases.as_dict()
     if phases:
         lines.append(
-            " " * 21 + "phases: " + ", ".join(f"{k.removesuffix('_ms')} {v:.1f} ms" for k, v in phases.items())
+            " " * 21
+            + "phases: "
+            + ", ".join(f"{k.removesuffix('_ms')} {v:.1f} ms" for k, v in phases.items())
         )
     if result.certificate is not None:
         cert = result.certificate
-        lines.append(" " * 21 + f"certificate: {cert.subject} by {cert.issuer}, expires {cert.not_after:%Y-%m-%d}")
+        lines.append(
+            " " * 21
+            + f"certificate: {cert.subject} by {cert.issuer}, expires {cert.not_after:%Y-%m-%d}"
+        )
     return "\n".join(lines)
 
 
@@ -119,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prober", description="External uptime prober.")
     parser.add_argument("--version", action="version", version=f"prober {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", help="config file (default $PROBER_CONFIG, then ./monitors.toml)")
+    common.add_argument(
+        "-c", "--config", help="config file (default $PROBER_CONFIG, then ./monitors.toml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="scheduler + status page in one process")

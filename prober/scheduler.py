@@ -133,8 +133,12 @@ class ProbeScheduler:
                     async with asyncio.timeout(monitor.timeout + WATCHDOG_SLACK):
                         result = await run_check(monitor, self._shared)
                 except TimeoutError:
-                    log.error("monitor=%s watchdog fired: the check ignored its deadline", monitor.id)
-                    result = CheckResult(Outcome.UNKNOWN, monitor.timeout * 1000, error="internal error: watchdog")
+                    log.error(
+                        "monitor=%s watchdog fired: the check ignored its deadline", monitor.id
+                    )
+                    result = CheckResult(
+                        Outcome.UNKNOWN, monitor.timeout * 1000, error="internal error: watchdog"
+                    )
                 self._sink(monitor, started, result)
         finally:
             self._in_flight.discard(task)

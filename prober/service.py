@@ -68,7 +68,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     probing = [m for m in config.monitors if isinstance(m, ProbeMonitor)]
     results = ResultLog(writer)
     async with open_shared(redact=Redactor(config.secret_values())) as shared:
-        scheduler = ProbeScheduler(probing, shared, results, settings.max_concurrency)  # type: ignore[arg-type]
+        scheduler = ProbeScheduler(probing, shared, results, settings.max_concurrency)
         health = Health(
             scheduler_running=lambda: scheduler.running, database_writable=writer.healthy
         )
@@ -79,7 +79,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         scheduler.start()
         log.info(
             "prober running monitors=%d listen=http://%s:%d database=%s",
-            len(config.monitors), host, port, config.database_path,
+            len(config.monitors),
+            host,
+            port,
+            config.database_path,
         )
         stats = asyncio.create_task(_report_stats(scheduler, results, writer))
         try:
@@ -95,7 +98,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     log.info("stopped results_committed=%d", writer.committed)
 
 
-async def _report_stats(scheduler: ProbeScheduler, results: ResultLog, writer: ResultWriter) -> None:
+async def _report_stats(
+    scheduler: ProbeScheduler, results: ResultLog, writer: ResultWriter
+) -> None:
     last = 0
     while True:
         await asyncio.sleep(STATS_EVERY)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import datetime as dt
+import importlib.resources
 import pathlib
 import zoneinfo
 from collections.abc import Awaitable, Callable
@@ -67,13 +67,19 @@ async def index(request: web.Request) -> web.Response:
                 "name": monitor.display_name,
                 "group": monitor.group,
                 "state": result.outcome.value if result else "unknown",
-                "checked": result.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if result else "-",
+                "checked": result.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+                if result
+                else "-",
             }
         )
-    html = request.app[TEMPLATES].get_template("index.html").render(
-        title=config.settings.title,
-        monitors=rows,
-        now=dt.datetime.now(tz).strftime("%Y-%m-%d %H:%M:%S %Z"),
+    html = (
+        request.app[TEMPLATES]
+        .get_template("index.html")
+        .render(
+            title=config.settings.title,
+            monitors=rows,
+            now=dt.datetime.now(tz).strftime("%Y-%m-%d %H:%M:%S %Z"),
+        )
     )
     return web.Response(text=html, content_type="text/html")
 

@@ -12,6 +12,8 @@ from cryptography.x509.oid import NameOID
 
 from prober.checks.result import Certificate
 
+_ENCODING_DER = 2  # _ssl.ENCODING_DER; public as ssl.ENCODING_DER only on newer Pythons
+
 
 def peer_chain(ssl_object: Any) -> list[bytes]:
     """DER certificates of the verified chain (leaf first), else just the leaf.
@@ -26,7 +28,7 @@ def peer_chain(ssl_object: Any) -> list[bytes]:
             except (ssl.SSLError, ValueError):
                 break
             if chain:
-                return [c if isinstance(c, bytes) else c.public_bytes(ssl.ENCODING_DER) for c in chain]
+                return [c if isinstance(c, bytes) else c.public_bytes(_ENCODING_DER) for c in chain]
     leaf = ssl_object.getpeercert(binary_form=True)
     return [leaf] if leaf else []
 

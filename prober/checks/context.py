@@ -42,7 +42,9 @@ class PhaseTimer:
     def enter(self, phase: str) -> None:
         now = self._clock.monotonic()
         if self.phase in _TIMED:
-            self._spent[self.phase] = self._spent.get(self.phase, 0.0) + (now - self._phase_started) * 1000
+            self._spent[self.phase] = (
+                self._spent.get(self.phase, 0.0) + (now - self._phase_started) * 1000
+            )
         self.phase = phase
         self._phase_started = now
 
@@ -56,9 +58,9 @@ class PhaseTimer:
     def phases(self) -> Phases:
         spent = dict(self._spent)
         if self.phase in _TIMED:  # still in it: count the time so far
-            spent[self.phase] = spent.get(self.phase, 0.0) + (
-                self._clock.monotonic() - self._phase_started
-            ) * 1000
+            spent[self.phase] = (
+                spent.get(self.phase, 0.0) + (self._clock.monotonic() - self._phase_started) * 1000
+            )
         return Phases(
             dns_ms=spent.get("dns"),
             connect_ms=spent.get("connect"),

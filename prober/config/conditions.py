@@ -55,7 +55,7 @@ def parse_status_set(items: object) -> StatusSet:
             ranges.append((lo, hi))
         else:
             ranges.append((int(match.group(4)),) * 2)
-        texts.append(item.strip())
+        texts.append(str(item).strip())
     return StatusSet(tuple(ranges), "[" + ", ".join(texts) + "]")
 
 
@@ -69,7 +69,9 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     ">": operator.gt,
 }
-_ASSERTION = re.compile(r"^\s*(?P<path>[^\s=!<>]+)\s*(?:(?P<op>==|!=|<=|>=|<|>)\s*(?P<lit>.+?)|(?P<exists>not\s+exists|exists))\s*$")
+_ASSERTION = re.compile(
+    r"^\s*(?P<path>[^\s=!<>]+)\s*(?:(?P<op>==|!=|<=|>=|<|>)\s*(?P<lit>.+?)|(?P<exists>not\s+exists|exists))\s*$"
+)
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _MISSING = object()
 
@@ -94,7 +96,9 @@ class JsonAssertion:
         wanted = f"{self.op} {_show(self.expected)}"
         if actual is _MISSING:
             return AssertionResult(name, False, f"{_path_text(self.path)} missing", wanted)
-        return AssertionResult(name, _compare(actual, self.op, self.expected), _show(actual), wanted)
+        return AssertionResult(
+            name, _compare(actual, self.op, self.expected), _show(actual), wanted
+        )
 
 
 def _compare(actual: Any, op: str, expected: Any) -> bool:

@@ -143,7 +143,13 @@ def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseMo
 
 
 def _toml_kind(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", list: "an array", dict: "a table"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        list: "an array",
+        dict: "a table",
+    }
     return next((n for t, n in names.items() if type(value) is t), type(value).__name__)
 
 
@@ -192,13 +198,16 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         try:
             Settings(database=database_url)
         except ValidationError as exc:
-            out.add(("settings", "database"), f"PROBER_DATABASE: {_describe(exc.errors()[0], Settings, ())}")
+            out.add(
+                ("settings", "database"),
+                f"PROBER_DATABASE: {_describe(exc.errors()[0], Settings, ())}",
+            )
 
     monitor_ids = _cross_check(out, raw_monitors=monitors, notifiers=notifiers)
     for i, window in enumerate(maintenance):
-        for ref in window.monitors:
-            if ref != "*" and ref not in monitor_ids:
-                out.add(("maintenance", i, "monitors"), f"no monitor has id {ref!r}")
+        for name in window.monitors:
+            if name != "*" and name not in monitor_ids:
+                out.add(("maintenance", i, "monitors"), f"no monitor has id {name!r}")
 
     if out.errors or settings is None:
         raise ConfigError(out.sorted())
@@ -211,8 +220,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     return Config(
         path=file,
         settings=settings,
-        monitors=tuple(m for _, m in monitors),  # type: ignore[misc]
-        notifiers=tuple(n for _, n in notifiers),  # type: ignore[misc]
+        monitors=tuple(m for _, m in monitors),
+        notifiers=tuple(n for _, n in notifiers),
         maintenance=tuple(maintenance),
         database_url=database_url,
         warnings=tuple(warnings),
@@ -265,13 +274,13 @@ def _validate_defaults(out: _Collector, defaults: Any) -> dict[str, Any]:
             out.add(("defaults", key), "unknown key" + _suggest(key, known))
         else:
             field = known[key]
-            model = create_model(  # validates just this key, with the monitor field's rules
+            probe = create_model(  # validates just this key, with the monitor field's rules
                 "Defaults",
                 __config__=ConfigDict(strict=True, arbitrary_types_allowed=True),
                 value=(field.annotation, field),
             )
             try:
-                model.model_validate({"value": value})
+                probe.model_validate({"value": value})
             except ValidationError as exc:
                 for error in exc.errors():
                     out.add(("defaults", key), _describe(error, ProbeMonitor, (key,)))
@@ -302,7 +311,10 @@ def _validate_list(
             continue
         model = kinds.get(kind) if isinstance(kind, str) else None
         if model is None:
-            out.add((*path, "type"), f"must be one of {', '.join(kinds)}; got {kind!r}" + _suggest(str(kind), kinds))
+            out.add(
+                (*path, "type"),
+                f"must be one of {', '.join(kinds)}; got {kind!r}" + _suggest(str(kind), kinds),
+            )
             continue
         fields = field_names(model)
         merged = {k: v for k, v in defaults.items() if k in fields} | item
@@ -318,27 +330,42 @@ def _cross_check(
     monitor_ids: dict[str, int] = {}
     for i, monitor in raw_monitors:
         if monitor.id in monitor_ids:
-            out.add(("monitors", i, "id"), f"{monitor.id!r} is already used by monitors[{monitor_ids[monitor.id]}]")
+            out.add(
+                ("monitors", i, "id"),
+                f"{monitor.id!r} is already used by monitors[{monitor_ids[monitor.id]}]",
+            )
         monitor_ids.setdefault(monitor.id, i)
     notifier_ids: dict[str, int] = {}
     for i, notifier in notifiers:
         if notifier.id in notifier_ids:
-            out.add(("notifiers", i, "id"), f"{notifier.id!r} is already used by notifiers[{notifier_ids[notifier.id]}]")
+            out.add(
+                ("notifiers", i, "id"),
+                f"{notifier.id!r} is already used by notifiers[{notifier_ids[notifier.id]}]",
+            )
         notifier_ids.setdefault(notifier.id, i)
     graph: dict[str, list[str]] = {}
     for i, monitor in raw_monitors:
         base: MonitorBase = monitor
         for ref in base.notify:
             if ref not in notifier_ids:
-                out.add(("monitors", i, "notify"), f"no notifier has id {ref!r}" + _suggest(ref, notifier_ids))
+                out.add(
+                    ("monitors", i, "notify"),
+                    f"no notifier has id {ref!r}" + _suggest(ref, notifier_ids),
+                )
         for ref in base.depends_on:
             if ref == base.id:
                 out.add(("monitors", i, "depends_on"), "a monitor cannot depend on itself")
             elif ref not in monitor_ids:
-                out.add(("monitors", i, "depends_on"), f"no monitor has id {ref!r}" + _suggest(ref, monitor_ids))
+                out.add(
+                    ("monitors", i, "depends_on"),
+                    f"no monitor has id {ref!r}" + _suggest(ref, monitor_ids),
+                )
         graph[base.id] = [r for r in base.depends_on if r in monitor_ids and r != base.id]
     for cycle_start in _find_cycles(graph):
-        out.add(("monitors", monitor_ids[cycle_start], "depends_on"), f"dependency cycle through {cycle_start!r}")
+        out.add(
+            ("monitors", monitor_ids[cycle_start], "depends_on"),
+            f"dependency cycle through {cycle_start!r}",
+        )
     return set(monitor_ids)
 
 

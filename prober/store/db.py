@@ -56,7 +56,7 @@ def migrate(engine: sqlalchemy.Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=[t.__table__ for t in _tables()])  # type: ignore[attr-defined]
     with engine.begin() as conn:
         row = conn.execute(
-            sqlalchemy.select(MetaRow.value).where(MetaRow.key == "schema_version")  # type: ignore[arg-type]
+            sqlalchemy.text("SELECT value FROM meta WHERE key = 'schema_version'")
         ).first()
         if row is None:
             conn.execute(

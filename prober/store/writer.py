@@ -150,7 +150,9 @@ class ResultWriter:
         self, conn: sqlite3.Connection, batch: list[Observation], events: list[threading.Event]
     ) -> None:
         rows = [
-            to_row(self._ids[o.monitor], self._location_id, o) for o in batch if o.monitor in self._ids
+            to_row(self._ids[o.monitor], self._location_id, o)
+            for o in batch
+            if o.monitor in self._ids
         ]
         delay = 0.1
         while True:
@@ -187,7 +189,8 @@ def register(
     conn.execute("BEGIN IMMEDIATE")
     for slug, kind in monitors:
         conn.execute(
-            "INSERT INTO monitor (slug, type) VALUES (?, ?) ON CONFLICT(slug) DO UPDATE SET type=excluded.type",
+            "INSERT INTO monitor (slug, type) VALUES (?, ?)"
+            " ON CONFLICT(slug) DO UPDATE SET type = excluded.type",
             (slug, kind),
         )
     conn.execute("INSERT OR IGNORE INTO location (name) VALUES (?)", (location,))
