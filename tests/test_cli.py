@@ -44,8 +44,10 @@ def http_target() -> Iterator[int]:
     code = textwrap.dedent(
         f"""
         from aiohttp import web
+        async def ok(request):
+            return web.json_response({{"status": "healthy"}})
         app = web.Application()
-        app.router.add_get("/ok", lambda r: web.json_response({{"status": "healthy"}}))
+        app.router.add_get("/ok", ok)
         web.run_app(app, host="127.0.0.1", port={port}, print=None)
         """
     )

@@ -100,6 +100,13 @@ class Shared:
     user_agent: str
     # Which connected addresses count as internal for the redirect rule (see netguard).
     classify_address: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]
+    # Sessions pinned to one address family, for `ip_version = 4 | 6`.
+    family_sessions: dict[int, aiohttp.ClientSession] = dataclasses.field(default_factory=dict)
+
+    def session_for(self, ip_version: int | None) -> aiohttp.ClientSession:
+        if ip_version is None:
+            return self.session
+        return self.family_sessions[ip_version]
 
 
 @dataclasses.dataclass(frozen=True)

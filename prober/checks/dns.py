@@ -61,7 +61,7 @@ async def check(spec: DnsMonitor, ctx: CheckContext) -> CheckResult:
         try:
             response, transport = await _exchange(query, server, budget, ctx)
         except dns.exception.Timeout:
-            failures.append(f"{server.label}: no reply within {format_duration(budget)}")
+            failures.append(f"{server.label}: no reply within {format_duration(round(budget, 2))}")
         except (OSError, EOFError, dns.exception.DNSException) as exc:
             failures.append(f"{server.label}: {_reason(exc)}")
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import types
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -41,7 +42,9 @@ def tracing() -> aiohttp.TraceConfig:
     return trace
 
 
-def create_session(max_field_size: int = 8190) -> aiohttp.ClientSession:
+def create_session(
+    max_field_size: int = 8190, family: socket.AddressFamily = socket.AF_UNSPEC
+) -> aiohttp.ClientSession:
     """A fresh connection (and TLS handshake) per check, as a new visitor sees the target.
 
     The deadline is the caller's (asyncio.timeout over the whole check); the session has
@@ -49,6 +52,7 @@ def create_session(max_field_size: int = 8190) -> aiohttp.ClientSession:
     """
     connector = aiohttp.TCPConnector(
         force_close=True,
+        family=family,
         limit=0,
         use_dns_cache=False,
         socket_factory=socket_factory,
@@ -78,6 +82,7 @@ async def open_shared(
 ) -> AsyncIterator[Shared]:
     """Everything checks share, for the lifetime of a `run` or a `check` command."""
     session = create_session()
+    by_family = {4: create_session(family=socket.AF_INET), 6: create_session(family=socket.AF_INET6)}
     try:
         yield Shared(
             session=session,
@@ -86,6 +91,8 @@ async def open_shared(
             redact=redact or Redactor(),
             user_agent=USER_AGENT,
             classify_address=classify_address,
+            family_sessions=by_family,
         )
     finally:
-        await session.close()
+        for each in (session, *by_family.values()):
+            await each.close()

@@ -17,7 +17,9 @@ import contextlib
 import enum
 import errno
 import types
+import typing
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -47,7 +49,7 @@ class DnsServer:
         self.queries: list[tuple[str, str, str]] = []  # (transport, name, type) as received
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def address(self) -> str:
@@ -75,7 +77,9 @@ class DnsServer:
         if len(query.question) != 1:
             return None
         question = query.question[0]
-        self.queries.append((transport, question.name.to_text(), dns.rdatatype.to_text(question.rdtype)))
+        self.queries.append(
+            (transport, question.name.to_text(), dns.rdatatype.to_text(question.rdtype))
+        )
         behaviour = self.behaviours.get(question.name)
         if behaviour is Behaviour.DROP:
             return None
@@ -89,9 +93,11 @@ class DnsServer:
             self._fill(response, question.name, question.rdtype)
         return response.to_wire(max_size=65535)
 
-    def _fill(self, response: dns.message.Message, name: dns.name.Name, rdtype: int) -> None:
+    def _fill(
+        self, response: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> None:
         for _ in range(16):
-            values = self.zone.get((name, dns.rdatatype.RdataType(rdtype)))
+            values = self.zone.get((name, rdtype))
             if values:
                 response.answer.append(dns.rrset.from_text_list(name, 300, "IN", rdtype, values))
                 return
@@ -128,10 +134,9 @@ class DnsServer:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
-            for writer in list(self._writers):
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+            for writer in self._connections.values():
+                writer.close()  # the handler sees EOF and finishes
+            await asyncio.gather(*self._connections, return_exceptions=True)
             await self._tcp.wait_closed()
         await asyncio.sleep(0)  # let the transports finish closing
 
@@ -148,7 +153,9 @@ class DnsServer:
         await self.aclose()
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
         try:
             while True:
                 size = int.from_bytes(await reader.readexactly(2), "big")
@@ -159,7 +166,7 @@ class DnsServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            self._writers.discard(writer)
+            self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
@@ -171,8 +178,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = typing.cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         reply = self.server.answer(data, "udp")
