@@ -20,7 +20,9 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def prober(*args: str, cwd: pathlib.Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def prober(
+    *args: str, cwd: pathlib.Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "prober", *args],
         cwd=cwd,
@@ -77,7 +79,10 @@ def test_validate_ok_and_errors(tmp_path: pathlib.Path) -> None:
     assert "ok (1 monitors" in ok.stdout
     assert "canaries is empty" in ok.stderr
 
-    write_config(tmp_path, '[[monitors]]\nid = "a"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 0\ntimout = "1s"\n')
+    write_config(
+        tmp_path,
+        '[[monitors]]\nid = "a"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 0\ntimout = "1s"\n',
+    )
     bad = prober("validate", cwd=tmp_path)
     assert bad.returncode == 1
     assert bad.stderr.splitlines() == [
@@ -218,6 +223,6 @@ def test_statuspage_never_imports_the_engine() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert not name.startswith(("prober.checks", "prober.scheduler", "prober.service")), (
-                    f"{path.name} imports {name}"
-                )
+                assert not name.startswith(
+                    ("prober.checks", "prober.scheduler", "prober.service")
+                ), f"{path.name} imports {name}"

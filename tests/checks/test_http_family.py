@@ -40,8 +40,12 @@ async def v6_port() -> AsyncIterator[int]:
     await runner.cleanup()
 
 
-@pytest.mark.parametrize(("ip_version", "outcome"), [(None, Outcome.UP), (6, Outcome.UP), (4, Outcome.DOWN)])
-async def test_ip_version(shared: Shared, v6_port: int, ip_version: int | None, outcome: Outcome) -> None:
+@pytest.mark.parametrize(
+    ("ip_version", "outcome"), [(None, Outcome.UP), (6, Outcome.UP), (4, Outcome.DOWN)]
+)
+async def test_ip_version(
+    shared: Shared, v6_port: int, ip_version: int | None, outcome: Outcome
+) -> None:
     spec = monitor("http", url=f"http://[::1]:{v6_port}/", ip_version=ip_version, timeout="2s")
     result = await run_check(spec, shared)
     assert result.outcome is outcome

@@ -85,7 +85,11 @@ def test_large_batches_commit_off_the_calling_thread(tmp_path: pathlib.Path) -> 
     writer = _writer(path, monitors=tuple(f"m{i}" for i in range(100)))
     for i in range(100):
         for k in range(200):
-            writer.submit(Observation(f"m{i}", T0 + dt.timedelta(seconds=60 * k), CheckResult(Outcome.UP, 1.0)))
+            writer.submit(
+                Observation(
+                    f"m{i}", T0 + dt.timedelta(seconds=60 * k), CheckResult(Outcome.UP, 1.0)
+                )
+            )
     assert writer.flush(30)
     assert writer.committed == 20_000
     assert writer._thread is not threading.current_thread()
