@@ -72,8 +72,9 @@ class PhaseTimer:
 class TlsContexts:
     """Client SSL contexts built once per (verify, ca_file): building one costs milliseconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, sslobject_class: type[ssl.SSLObject] = ssl.SSLObject) -> None:
         self._cache: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self._sslobject_class = sslobject_class
 
     def get(self, verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
         key = (verify, ca_file)
@@ -85,6 +86,7 @@ class TlsContexts:
             if not verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
+            ctx.sslobject_class = self._sslobject_class
             self._cache[key] = ctx
         return ctx
 

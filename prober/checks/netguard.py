@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,7 @@ class Guard:
     origin_internal: bool | None = None
     blocked: str | None = None
     peer: str | None = None
+    ssl_object: ssl.SSLObject | None = None  # the last completed handshake of this check
 
 
 current_guard: contextvars.ContextVar[Guard | None] = contextvars.ContextVar(
@@ -78,3 +80,19 @@ def socket_factory(addr_info: Any) -> socket.socket:
     sock = _TimedSocket(family, type_, proto)
     sock._guard = guard
     return sock
+
+
+class RecordingSSLObject(ssl.SSLObject):
+    """Keeps the handshake's SSL object on the guard, to read the peer's certificates.
+
+    aiohttp releases a connection as soon as a small body has arrived, so by the time the
+    response is returned its transport (and certificate) may be gone. Installed with the
+    documented `SSLContext.sslobject_class`; asyncio calls it from callbacks that run in a
+    copy of the check's context, so the guard is visible.
+    """
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        guard = current_guard.get()
+        if guard is not None:
+            guard.ssl_object = self

@@ -12,7 +12,7 @@ import aiohttp
 
 from prober import __version__
 from prober.checks.context import PhaseTimer, Shared, TlsContexts
-from prober.checks.netguard import IpAddress, is_internal, socket_factory
+from prober.checks.netguard import IpAddress, RecordingSSLObject, is_internal, socket_factory
 from prober.clock import Clock, SystemClock
 from prober.redact import Redactor
 
@@ -86,7 +86,7 @@ async def open_shared(
     try:
         yield Shared(
             session=session,
-            tls=TlsContexts(),
+            tls=TlsContexts(sslobject_class=RecordingSSLObject),
             clock=clock or SystemClock(),
             redact=redact or Redactor(),
             user_agent=USER_AGENT,
