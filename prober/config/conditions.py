@@ -166,7 +166,9 @@ def parse_json_assertion(text: str) -> JsonAssertion:
             f"{text!r}: {literal} is not a JSON value (strings need double quotes)"
         ) from None
     op = match.group("op")
-    if op not in ("==", "!=") and not isinstance(expected, int | float | str):
+    if op not in ("==", "!=") and (
+        isinstance(expected, bool) or not isinstance(expected, int | float | str)
+    ):
         raise ValueError(f"{text!r}: {op} compares numbers or strings, not {literal}")
     return JsonAssertion(text, path, op, expected)
 

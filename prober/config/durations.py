@@ -31,27 +31,34 @@ def parse_duration(value: object) -> float:
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
     if not text or pos != len(text):
-        raise ValueError(f'{value!r} is not a duration; use forms such as "500ms", "30s", "5m", "1h30m"')
+        raise ValueError(
+            f'{value!r} is not a duration; use forms such as "500ms", "30s", "5m", "1h30m"'
+        )
     return total
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest readable form: 90 -> "1m30s", 0.5 -> "500ms"."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
+    """The shortest readable form: 90 -> "1m30s", 0.5 -> "500ms", 1.5 -> "1.5s" (to the ms)."""
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{millis}ms"
+    rest, fraction = divmod(millis, 1000)
     parts = []
-    rest = round(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if rest >= size:
             parts.append(f"{rest // size}{unit}")
             rest %= size
+    if fraction:
+        parts.append(f"{rest}.{fraction:03d}".rstrip("0") + "s")
+    elif rest:
+        parts.append(f"{rest}s")
     return "".join(parts)
 
 
 def parse_size(value: object) -> int:
     """Bytes in an int or a size string such as "1MiB"."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a size such as 1048576 or \"1MiB\"; got {value!r}")
+        raise ValueError(f'expected a size such as 1048576 or "1MiB"; got {value!r}')
     if isinstance(value, int):
         if value <= 0:
             raise ValueError("must be more than 0 bytes")

@@ -12,7 +12,7 @@ import os
 import pathlib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
@@ -92,10 +92,19 @@ class _Collector:
         line = self.lines.line_of(path)
         self.errors.append((line, f"{self.filename}:{line}: {format_path(path)}: {message}"))
 
-    def add_validation(self, prefix: Path, exc: ValidationError, model: type[BaseModel]) -> None:
+    def add_validation(
+        self,
+        prefix: Path,
+        exc: ValidationError,
+        model: type[BaseModel],
+        inherited: Collection[str] = (),
+    ) -> None:
         for error in exc.errors():
             loc = tuple(p for p in error["loc"] if isinstance(p, str | int))
-            self.add((*prefix, *loc), _describe(error, model, loc))
+            message = _describe(error, model, loc)
+            if loc and loc[0] in inherited:
+                message += f"; {loc[0]} comes from [defaults]"
+            self.add((*prefix, *loc), message)
 
     def sorted(self) -> list[str]:
         return [text for _, text in sorted(self.errors, key=lambda e: e[0])]
@@ -119,10 +128,38 @@ def _describe(error: Any, model: type[BaseModel], loc: tuple[str | int, ...]) ->
         return str(msg).removeprefix("Value error, ")
     if kind == "literal_error":
         return f"must be {error['ctx']['expected']}; got {error['input']!r}"
-    if kind.endswith("_type") and not isinstance(error["input"], str):
-        wanted = kind.removesuffix("_type").replace("_", " ")
+    if kind in _BOUNDS:
+        word, key = _BOUNDS[kind]
+        return f"must be {word} {_number(error['ctx'][key])}; got {_number(error['input'])}"
+    if kind == "too_short":
+        count = error["ctx"]["min_length"]
+        return f"needs at least {count} item{'' if count == 1 else 's'}"
+    if kind.endswith("_type"):
+        name = kind.removesuffix("_type")
+        wanted = _TYPE_NAMES.get(name, name.replace("_", " "))
         return f"expected {wanted}, got {_toml_kind(error['input'])}"
     return str(msg)
+
+
+_BOUNDS = {
+    "greater_than": ("more than", "gt"),
+    "greater_than_equal": ("at least", "ge"),
+    "less_than": ("less than", "lt"),
+    "less_than_equal": ("at most", "le"),
+}
+_TYPE_NAMES = {
+    "string": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "list": "an array",
+    "dict": "a table",
+    "datetime": "a date-time",
+}
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel]:
@@ -147,6 +184,7 @@ def _toml_kind(value: object) -> str:
         bool: "a boolean",
         int: "an integer",
         float: "a float",
+        str: "a string",
         list: "an array",
         dict: "a table",
     }
@@ -203,11 +241,14 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 f"PROBER_DATABASE: {_describe(exc.errors()[0], Settings, ())}",
             )
 
-    monitor_ids = _cross_check(out, raw_monitors=monitors, notifiers=notifiers)
+    monitor_ids = _cross_check(out, raw_monitors=monitors, notifiers=notifiers, data=data)
     for i, window in enumerate(maintenance):
         for name in window.monitors:
             if name != "*" and name not in monitor_ids:
-                out.add(("maintenance", i, "monitors"), f"no monitor has id {name!r}")
+                out.add(
+                    ("maintenance", i, "monitors"),
+                    f"no monitor has id {name!r}" + _suggest(name, monitor_ids),
+                )
 
     if out.errors or settings is None:
         raise ConfigError(out.sorted())
@@ -238,7 +279,12 @@ def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
 
 
 def _validate(
-    out: _Collector, model: type[M], data: Any, path: Path, context: dict[str, str]
+    out: _Collector,
+    model: type[M],
+    data: Any,
+    path: Path,
+    context: dict[str, str],
+    inherited: Collection[str] = (),
 ) -> M | None:
     if not isinstance(data, dict):
         out.add(path, f"expected a table, got {_toml_kind(data)}")
@@ -246,7 +292,7 @@ def _validate(
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        out.add_validation(path, exc, model)
+        out.add_validation(path, exc, model, inherited)
         return None
 
 
@@ -317,15 +363,26 @@ def _validate_list(
             )
             continue
         fields = field_names(model)
-        merged = {k: v for k, v in defaults.items() if k in fields} | item
-        parsed = _validate(out, model, merged, path, context)
+        inherited = {k: v for k, v in defaults.items() if k in fields and k not in item}
+        parsed = _validate(out, model, inherited | item, path, context, inherited)
         if parsed is not None and path not in bad_paths:
             valid.append((i, parsed))
     return valid
 
 
+def _declared_ids(data: dict[str, Any], key: str) -> set[str]:
+    """Ids of every `[[key]]` entry, valid or not: an invalid one's errors are reported already."""
+    items = data.get(key)
+    if not isinstance(items, list):
+        return set()
+    return {i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)}
+
+
 def _cross_check(
-    out: _Collector, raw_monitors: list[tuple[int, Any]], notifiers: list[tuple[int, Any]]
+    out: _Collector,
+    raw_monitors: list[tuple[int, Any]],
+    notifiers: list[tuple[int, Any]],
+    data: dict[str, Any],
 ) -> set[str]:
     monitor_ids: dict[str, int] = {}
     for i, monitor in raw_monitors:
@@ -343,44 +400,49 @@ def _cross_check(
                 f"{notifier.id!r} is already used by notifiers[{notifier_ids[notifier.id]}]",
             )
         notifier_ids.setdefault(notifier.id, i)
+    known_notifiers = notifier_ids.keys() | _declared_ids(data, "notifiers")
+    known_monitors = monitor_ids.keys() | _declared_ids(data, "monitors")
     graph: dict[str, list[str]] = {}
     for i, monitor in raw_monitors:
         base: MonitorBase = monitor
         for ref in base.notify:
-            if ref not in notifier_ids:
+            if ref not in known_notifiers:
                 out.add(
                     ("monitors", i, "notify"),
-                    f"no notifier has id {ref!r}" + _suggest(ref, notifier_ids),
+                    f"no notifier has id {ref!r}" + _suggest(ref, known_notifiers),
                 )
         for ref in base.depends_on:
             if ref == base.id:
                 out.add(("monitors", i, "depends_on"), "a monitor cannot depend on itself")
-            elif ref not in monitor_ids:
+            elif ref not in known_monitors:
                 out.add(
                     ("monitors", i, "depends_on"),
-                    f"no monitor has id {ref!r}" + _suggest(ref, monitor_ids),
+                    f"no monitor has id {ref!r}" + _suggest(ref, known_monitors),
                 )
         graph[base.id] = [r for r in base.depends_on if r in monitor_ids and r != base.id]
-    for cycle_start in _find_cycles(graph):
+    for cycle in _find_cycles(graph):
         out.add(
-            ("monitors", monitor_ids[cycle_start], "depends_on"),
-            f"dependency cycle through {cycle_start!r}",
+            ("monitors", monitor_ids[cycle[0]], "depends_on"),
+            "dependency cycle: " + " -> ".join(cycle),
         )
-    return set(monitor_ids)
+    return known_monitors
 
 
-def _find_cycles(graph: dict[str, list[str]]) -> list[str]:
-    """One monitor per dependency cycle (the first one reached), in config order."""
+def _find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Each dependency cycle, from the monitor first reached back to itself, in config order."""
     state: dict[str, int] = {}  # 1 visiting, 2 done
-    found: list[str] = []
+    found: list[list[str]] = []
+    stack: list[str] = []
 
     def visit(node: str) -> None:
         state[node] = 1
+        stack.append(node)
         for nxt in graph.get(node, []):
             if state.get(nxt) == 1:
-                found.append(nxt)
+                found.append([*stack[stack.index(nxt) :], nxt])
             elif nxt not in state:
                 visit(nxt)
+        stack.pop()
         state[node] = 2
 
     for node in graph:

@@ -229,7 +229,9 @@ class PushMonitor(MonitorBase):
 
     @field_validator("cron")
     @classmethod
-    def _valid_cron(cls, value: str | None) -> str | None:
+    def _valid_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("period") is not None:
+            raise ValueError("period and cron are both set; use one of them")
         if value is not None:
             try:
                 CronTrigger.from_crontab(value, timezone="UTC")
@@ -239,8 +241,8 @@ class PushMonitor(MonitorBase):
 
     @model_validator(mode="after")
     def _period_or_cron(self) -> PushMonitor:
-        if (self.period is None) == (self.cron is None):
-            raise ValueError("set exactly one of period or cron")
+        if self.period is None and self.cron is None:
+            raise ValueError('needs period (e.g. "1h") or cron (e.g. "0 3 * * *")')
         if self.timezone is not None and self.cron is None:
             raise ValueError("timezone applies only with cron")
         return self
@@ -265,5 +267,3 @@ MONITOR_TYPES: dict[str, type[MonitorBase]] = {
 
 def field_names(model: type[BaseModel]) -> set[str]:
     return {f.alias or name for name, f in model.model_fields.items()}
-
-

@@ -7,7 +7,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from prober.config.monitors import StrictModel
 from prober.config.types import Duration, PositiveDuration, Slug, TimeZoneName, parse_host_port
@@ -45,7 +45,9 @@ class Settings(StrictModel):
     @classmethod
     def _database(cls, value: str) -> str:
         if not value.startswith("sqlite:///") or value == "sqlite:///":
-            raise ValueError(f'{value!r}: use "sqlite:///relative/path.db" or "sqlite:////abs/path.db"')
+            raise ValueError(
+                f'{value!r}: use "sqlite:///relative/path.db" or "sqlite:////abs/path.db"'
+            )
         return value
 
     @field_validator("public_url")
@@ -176,6 +178,14 @@ class Maintenance(StrictModel):
             raise ValueError(f"{value.isoformat()} needs a UTC offset, e.g. +09:00 or Z")
         return value
 
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        start = info.data.get("start")
+        if value is not None and start is not None and value <= start:
+            raise ValueError(f"must be after start ({start.isoformat()})")
+        return value
+
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
@@ -194,9 +204,6 @@ class Maintenance(StrictModel):
             raise ValueError("use either start/end or cron/duration, not both")
         if recurring and (self.cron is None or self.duration is None):
             raise ValueError("a recurring window needs both cron and duration")
-        if not recurring:
-            if self.start is None or self.end is None:
-                raise ValueError("a window needs start and end (or cron and duration)")
-            if self.end <= self.start:
-                raise ValueError("end must be after start")
+        if not recurring and (self.start is None or self.end is None):
+            raise ValueError("a window needs start and end (or cron and duration)")
         return self

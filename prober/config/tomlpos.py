@@ -109,7 +109,8 @@ class KeyLines:
             key = _KEY_LINE.match(line)
             if key:
                 path = (*table, *_split_key(key.group(1)))
-                self._lines.setdefault(path, number)
+                for end in range(len(table) + 1, len(path) + 1):  # `a.b = 1` also places `a`
+                    self._lines.setdefault(path[:end], number)
                 scanner.feed(line[key.end() :])
 
     @staticmethod

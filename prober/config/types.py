@@ -86,7 +86,7 @@ def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone such as \"Asia/Seoul\"") from None
+        raise ValueError(f'{value!r} is not an IANA time zone such as "Asia/Seoul"') from None
     return value
 
 
@@ -112,7 +112,7 @@ Port = Annotated[int, AfterValidator(_port)]
 
 
 def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """"127.0.0.1:53", "[::1]:53", "::1" or "10.0.0.1" -> (host, port)."""
+    """ "127.0.0.1:53", "[::1]:53", "::1" or "10.0.0.1" -> (host, port)."""
     text = text.strip()
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -125,7 +125,7 @@ def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, in
         raise ValueError(f"{text!r} has no host")
     if not port_text:
         if default_port is None:
-            raise ValueError(f"{text!r} needs a port, as in \"127.0.0.1:8080\"")
+            raise ValueError(f'{text!r} needs a port, as in "127.0.0.1:8080"')
         return host, default_port
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"{text!r}: {port_text!r} is not a port (1-65535)")
@@ -137,7 +137,7 @@ def _nameserver(value: str) -> str:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"{value!r}: a nameserver is an IP address, \"IP\" or \"IP:PORT\"") from None
+        raise ValueError(f'{value!r}: a nameserver is an IP address, "IP" or "IP:PORT"') from None
     return value
 
 
