@@ -7,7 +7,6 @@ from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import regex
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -21,6 +20,7 @@ from pydantic import (
 
 from prober.config.conditions import StatusSet, parse_status_set
 from prober.config.types import (
+    CronExpr,
     DownAfter,
     DownAfterRule,
     Host,
@@ -36,6 +36,7 @@ from prober.config.types import (
     StringList,
     TimeZoneName,
 )
+from prober.redact import redact_url
 
 
 class StrictModel(BaseModel):
@@ -115,7 +116,7 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 class HttpMonitor(ProbeMonitor):
     type: Literal["http"]
-    url: str
+    url: str = Field(repr=False)  # may hold credentials or tokens
     method: HttpMethod = "GET"
     headers: SecretMap = {}
     body: SecretStr | None = None
@@ -141,11 +142,11 @@ class HttpMonitor(ProbeMonitor):
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{_safe_url(value)!r} is not an http:// or https:// URL")
+            raise ValueError(f"{redact_url(value)!r} is not an http:// or https:// URL")
         try:
             _ = parts.port
         except ValueError:
-            raise ValueError(f"{_safe_url(value)!r} has an invalid port") from None
+            raise ValueError(f"{redact_url(value)!r} has an invalid port") from None
         return value
 
     @property
@@ -155,13 +156,6 @@ class HttpMonitor(ProbeMonitor):
     @property
     def needs_body(self) -> bool:
         return bool(self.contains or self.not_contains or self.regex or self.json_)
-
-
-def _safe_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(parts.password, "***")
-    return url
 
 
 class TlsMonitor(ProbeMonitor):
@@ -215,7 +209,7 @@ class PushMonitor(MonitorBase):
     probing: ClassVar[bool] = False
     type: Literal["push"]
     period: PositiveDuration | None = None
-    cron: str | None = None
+    cron: CronExpr | None = None
     timezone: TimeZoneName | None = None
     grace: PositiveDuration = 60.0
     token: SecretStr | None = None
@@ -232,11 +226,6 @@ class PushMonitor(MonitorBase):
     def _valid_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and info.data.get("period") is not None:
             raise ValueError("period and cron are both set; use one of them")
-        if value is not None:
-            try:
-                CronTrigger.from_crontab(value, timezone="UTC")
-            except ValueError as exc:
-                raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
         return value
 
     @model_validator(mode="after")

@@ -6,11 +6,17 @@ import datetime as dt
 from typing import Literal
 from urllib.parse import urlsplit
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from prober.config.monitors import StrictModel
-from prober.config.types import Duration, PositiveDuration, Slug, TimeZoneName, parse_host_port
+from prober.config.types import (
+    CronExpr,
+    Duration,
+    PositiveDuration,
+    Slug,
+    TimeZoneName,
+    parse_host_port,
+)
 
 
 class Settings(StrictModel):
@@ -157,7 +163,7 @@ class Maintenance(StrictModel):
     monitors: list[str] = Field(min_length=1)
     start: dt.datetime | None = None
     end: dt.datetime | None = None
-    cron: str | None = None
+    cron: CronExpr | None = None
     duration: PositiveDuration | None = None
 
     @field_validator("start", "end", mode="before")
@@ -184,16 +190,6 @@ class Maintenance(StrictModel):
         start = info.data.get("start")
         if value is not None and start is not None and value <= start:
             raise ValueError(f"must be after start ({start.isoformat()})")
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                CronTrigger.from_crontab(value, timezone="UTC")
-            except ValueError as exc:
-                raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
         return value
 
     @model_validator(mode="after")

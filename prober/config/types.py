@@ -8,6 +8,7 @@ import re
 import zoneinfo
 from typing import Annotated, Any
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, BeforeValidator, SecretStr
 
 from prober.config.conditions import JsonAssertion, StatusSet, parse_json_assertion
@@ -130,6 +131,17 @@ def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, in
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"{text!r}: {port_text!r} is not a port (1-65535)")
     return host, int(port_text)
+
+
+def _cron(value: str) -> str:
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
+    return value
+
+
+CronExpr = Annotated[str, AfterValidator(_cron)]
 
 
 def _nameserver(value: str) -> str:
