@@ -30,7 +30,9 @@ def judge_response(
     spec: HttpMonitor, status: int, content: bytes, charset: str | None, time_left: float
 ) -> list[AssertionResult]:
     results = [
-        AssertionResult("status", status in spec.expect_status, str(status), spec.expect_status.text)
+        AssertionResult(
+            "status", status in spec.expect_status, str(status), spec.expect_status.text
+        )
     ]
     if not spec.needs_body:
         return results
@@ -38,7 +40,9 @@ def judge_response(
     for needle in spec.contains:
         found = needle in text
         results.append(
-            AssertionResult(f"contains {needle!r}", found, "present" if found else "absent", "present")
+            AssertionResult(
+                f"contains {needle!r}", found, "present" if found else "absent", "present"
+            )
         )
     for needle in spec.not_contains:
         found = needle in text

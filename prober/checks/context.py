@@ -23,6 +23,7 @@ PHASE_WORDS = {
     "tls": "in the TLS handshake",
     "first_byte": "waiting for the response",
     "body": "reading the body",
+    "judge": "checking the body",
     "send": "sending",
     "expect": "waiting for the expected reply",
 }

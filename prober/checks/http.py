@@ -7,6 +7,7 @@ deadline, which covers DNS, connect, TLS, headers, body and the assertions.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import ssl
 
@@ -37,30 +38,33 @@ async def check(spec: HttpMonitor, ctx: CheckContext) -> CheckResult:
 async def _run(spec: HttpMonitor, ctx: CheckContext, guard: Guard, url: URL) -> CheckResult:
     method = spec.method
     data = spec.body.get_secret_value().encode() if spec.body is not None else None
-    headers = {"User-Agent": ctx.shared.user_agent, "Accept-Encoding": "gzip, deflate"}
-    headers.update({k: v.get_secret_value() for k, v in spec.headers.items()})
-    auth = (
-        aiohttp.BasicAuth(spec.basic_auth.username, spec.basic_auth.password.get_secret_value())
-        if spec.basic_auth
-        else None
-    )
+    anonymous = {"User-Agent": ctx.shared.user_agent, "Accept-Encoding": "gzip, deflate"}
+    # Configured headers are secrets (API keys, tokens): they go to the monitor's own origin.
+    headers = anonymous | {k: v.get_secret_value() for k, v in spec.headers.items()}
+    if spec.basic_auth:  # aiohttp.BasicAuth is deprecated (a DeprecationWarning) in 3.14
+        headers["Authorization"] = aiohttp.encode_basic_auth(
+            spec.basic_auth.username, spec.basic_auth.password.get_secret_value()
+        )
     ssl_ctx: ssl.SSLContext = ctx.shared.tls.get(spec.verify_tls, spec.ca_file)
     hops: list[str] = []
     while True:
         guard.tls = url.scheme == "https"
+        guard.ssl_object = None
+        mismatch = _family_mismatch(url.host, spec.ip_version)
+        if mismatch:
+            return down(mismatch, ctx.timer.elapsed_ms())
         ctx.timer.enter("dns" if not _is_ip(url.host) else "connect")
         try:
-            response = await ctx.shared.session.request(
+            response = await ctx.shared.session_for(spec.ip_version).request(
                 method,
                 url,
                 headers=headers,
                 data=data,
-                auth=auth if not hops else None,  # credentials never follow a redirect
                 ssl=ssl_ctx if url.scheme == "https" else False,
                 allow_redirects=False,
                 trace_request_ctx=ctx.timer,
             )
-        except Exception as exc:  # noqa: BLE001 - every failure of the target is a result
+        except Exception as exc:
             return _connect_failure(exc, ctx, guard, hops)
         async with response:
             if spec.follow_redirects and response.status in REDIRECTS:
@@ -78,16 +82,34 @@ async def _run(spec: HttpMonitor, ctx: CheckContext, guard: Guard, url: URL) -> 
                     )
                 if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                     method, data = "GET", None
+                if target.origin() != url.origin():  # neither credentials nor headers cross
+                    headers = anonymous
                 url = target
                 guard.hop += 1
                 continue
-            certificate = _certificate(response, ctx)
+            certificate = _certificate(url, guard)
             ctx.timer.enter("body")
             return await _judge(spec, ctx, response, certificate, hops)
 
 
+def _family_mismatch(host: str | None, ip_version: int | None) -> str | None:
+    """An IP-literal URL of the other family can never connect under `ip_version`."""
+    if ip_version is None or not host or not _is_ip(host):
+        return None
+    version = ipaddress.ip_address(host.strip("[]")).version
+    if version != ip_version:
+        return f"ip_version is {ip_version} but {host} is an IPv{version} address"
+    return None
+
+
 def _is_ip(host: str | None) -> bool:
-    return bool(host) and (host.replace(".", "").isdigit() or ":" in (host or ""))
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _next_hop(url: URL, response: aiohttp.ClientResponse) -> URL | str:
@@ -103,11 +125,10 @@ def _next_hop(url: URL, response: aiohttp.ClientResponse) -> URL | str:
     return target
 
 
-def _certificate(response: aiohttp.ClientResponse, ctx: CheckContext) -> Certificate | None:
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if ssl_object is None:
+def _certificate(url: URL, guard: Guard) -> Certificate | None:
+    """The final hop's certificates, captured at handshake time (see RecordingSSLObject)."""
+    ssl_object = guard.ssl_object
+    if url.scheme != "https" or ssl_object is None:
         return None
     try:
         return earliest_expiry(peer_chain(ssl_object))
@@ -132,24 +153,27 @@ async def _judge(
             phases=ctx.timer.phases(),
         )
     latency = ctx.timer.elapsed_ms()
-    details = {"redirects": hops} if hops else {}
+    details: dict[str, object] = {"redirects": hops} if hops else {}
     if truncated:
-        return down(
-            f"body larger than max_body ({spec.max_body} bytes after decompression)",
-            latency,
-            status_code=response.status,
-            phases=ctx.timer.phases(),
-            certificate=certificate,
-            details=details,
-        )
-    assertions = body_mod.judge_response(
-        spec, response.status, content, response.charset, ctx.remaining()
-    )
+        # A big page is not an outage: judge its first max_body bytes and say so.
+        details["body_truncated"] = True
+    ctx.timer.enter("judge")
+    # A regex gets 80% of the time left: it ends before the deadline, so its verdict is the error.
+    args = (spec, response.status, content, response.charset, ctx.remaining() * 0.8)
+    if spec.regex or spec.json_:
+        # Off the event loop: a catastrophic regex is bounded by the deadline, but on the
+        # loop it would stall every other check for that long.
+        assertions = await asyncio.to_thread(body_mod.judge_response, *args)
+    else:
+        assertions = body_mod.judge_response(*args)
     failed = [a for a in assertions if not a.ok]
+    error = "; ".join(ctx.shared.redact(a.describe()) for a in failed) or None
+    if error and truncated:
+        error += f" (judged on the first {spec.max_body} bytes: the body is larger than max_body)"
     return CheckResult(
         outcome=Outcome.DOWN if failed else Outcome.UP,
         latency_ms=latency,
-        error="; ".join(ctx.shared.redact(a.describe()) for a in failed) or None,
+        error=error,
         status_code=response.status,
         phases=ctx.timer.phases(),
         assertions=tuple(assertions),
@@ -205,7 +229,11 @@ def _reason(exc: BaseException, ctx: CheckContext) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"invalid body: {exc}"
     if isinstance(exc, ConnectionResetError | aiohttp.ClientOSError):
-        return "connection reset by peer" if "reset" in str(exc).lower() else f"connection error: {exc}"
+        return (
+            "connection reset by peer"
+            if "reset" in str(exc).lower()
+            else f"connection error: {exc}"
+        )
     if isinstance(exc, TimeoutError):
         return f"timed out ({type(exc).__name__})"
     return ctx.shared.redact(f"{type(exc).__name__}: {exc}")

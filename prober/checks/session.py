@@ -82,7 +82,10 @@ async def open_shared(
 ) -> AsyncIterator[Shared]:
     """Everything checks share, for the lifetime of a `run` or a `check` command."""
     session = create_session()
-    by_family = {4: create_session(family=socket.AF_INET), 6: create_session(family=socket.AF_INET6)}
+    by_family = {
+        4: create_session(family=socket.AF_INET),
+        6: create_session(family=socket.AF_INET6),
+    }
     try:
         yield Shared(
             session=session,
