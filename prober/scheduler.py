@@ -60,13 +60,16 @@ class LagStats:
         self._recent.append(seconds)
         self.runs += 1
 
-    def percentile(self, p: float) -> float:
-        """Nearest rank over the recent window."""
+    def percentiles(self, *ps: float) -> list[float]:
+        """Nearest rank over the recent window, one sort for all of them."""
         ordered = sorted(self._recent)
         if not ordered:
-            return 0.0
-        rank = math.ceil(p / 100 * len(ordered))
-        return ordered[min(len(ordered), max(rank, 1)) - 1]
+            return [0.0 for _ in ps]
+        n = len(ordered)
+        return [ordered[min(n, max(math.ceil(p / 100 * n), 1)) - 1] for p in ps]
+
+    def percentile(self, p: float) -> float:
+        return self.percentiles(p)[0]
 
 
 class ProbeScheduler:

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import pathlib
 import queue
 import sqlite3
@@ -77,12 +78,15 @@ class ResultWriter:
         monitors: Iterable[tuple[str, str]],
         batch_max: int = 5000,
         heartbeat_every: float = 10.0,
+        linger: float = 0.1,
     ) -> None:
         self._path = path
         self._location = location
         self._monitors = list(monitors)
         self._batch_max = batch_max
         self._heartbeat_every = heartbeat_every
+        self._linger = linger
+        self._last_heartbeat = -math.inf
         self._queue: queue.SimpleQueue[Observation | threading.Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="result-writer", daemon=True)
         self._ids: dict[str, int] = {}
@@ -136,9 +140,16 @@ class ResultWriter:
             self._commit(conn, [], [])
             return True
         items = [first]
-        while len(items) < self._batch_max:
+        # Linger a moment so results finishing together share one transaction: at 10,000
+        # monitors a commit per result was a tenth of the process's CPU. A flush or close
+        # does not wait.
+        until = time.monotonic() + self._linger
+        while len(items) < self._batch_max and isinstance(items[-1], Observation):
+            wait = until - time.monotonic()
             try:
-                items.append(self._queue.get_nowait())
+                items.append(
+                    self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
         observations = [i for i in items if isinstance(i, Observation)]
@@ -159,10 +170,13 @@ class ResultWriter:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(_INSERT, rows)
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)",
-                    (dt.datetime.now(dt.UTC).isoformat(),),
-                )
+                beat = time.monotonic()
+                if beat - self._last_heartbeat >= self._heartbeat_every or not rows:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)",
+                        (dt.datetime.now(dt.UTC).isoformat(),),
+                    )
+                    self._last_heartbeat = beat
                 conn.execute("COMMIT")
                 break
             except sqlite3.Error as exc:
