@@ -75,4 +75,15 @@ def migrate(engine: sqlalchemy.Engine) -> None:
 def _tables() -> list[type[SQLModel]]:
     from prober.store import tables
 
-    return [tables.MonitorRow, tables.LocationRow, tables.ResultRow, tables.MetaRow]
+    return [
+        tables.MonitorRow,
+        tables.LocationRow,
+        tables.ResultRow,
+        tables.MetaRow,
+        tables.TransitionRow,
+        tables.IncidentRow,
+        tables.CoverageRow,
+        tables.MonitorStateRow,
+        tables.RollupHourRow,
+        tables.RollupDayRow,
+    ]

@@ -59,3 +59,94 @@ class MetaRow(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True)
     value: str
+
+
+# Derived data. The writer keeps it in the same transaction as the result that caused it,
+# so a report never needs the raw rows (they are pruned after settings.retention_days).
+
+
+class TransitionRow(SQLModel, table=True):
+    """A change of a monitor's status (prober.incidents.Status values)."""
+
+    __tablename__ = "transition"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    monitor_id: int = Field(primary_key=True)
+    location_id: int = Field(primary_key=True)
+    ts_ms: int = Field(primary_key=True)
+    old: str | None = None  # None: the monitor's first result
+    new: str
+
+
+class IncidentRow(SQLModel, table=True):
+    """A confirmed failure run: from its first down result to the first success of the
+    streak that ended it (end_ms; None while open)."""
+
+    __tablename__ = "incident"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    monitor_id: int = Field(primary_key=True)
+    location_id: int = Field(primary_key=True)
+    start_ms: int = Field(primary_key=True)  # the first down result
+    confirmed_ms: int  # the result that confirmed it (down_after reached)
+    end_ms: int | None = None  # the first success of the streak that resolved it
+    resolved_ms: int | None = None  # the result that completed that streak (up_after)
+    cause: str
+
+
+class CoverageRow(SQLModel, table=True):
+    """A span of time covered by known (not unknown) results: everything else is unknown.
+
+    The newest span of a monitor is open (end_ms None): it reaches to its last result plus
+    the monitor's maximum coverage (2 x interval), never past now.
+    """
+
+    __tablename__ = "coverage"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    monitor_id: int = Field(primary_key=True)
+    location_id: int = Field(primary_key=True)
+    start_ms: int = Field(primary_key=True)
+    end_ms: int | None = None
+
+
+class MonitorStateRow(SQLModel, table=True):
+    """The incident tracker's state, saved at every transition; on start the results after
+    as_of_ms are replayed, so a restart continues where it was."""
+
+    __tablename__ = "monitor_state"
+
+    monitor_id: int = Field(primary_key=True)
+    location_id: int = Field(primary_key=True)
+    as_of_ms: int
+    state: str  # JSON of prober.incidents.Tracker.to_dict()
+
+
+class _RollupColumns(SQLModel):
+    up: int = 0
+    degraded: int = 0
+    down: int = 0
+    unknown: int = 0
+    lat_count: int = 0  # latency over up/degraded results
+    lat_sum_us: int = 0
+    lat_min_us: int | None = None
+    lat_max_us: int | None = None
+    hist: str = "{}"  # JSON {bucket_ms: count}, prober.store.rollups.bucket_ms
+
+
+class RollupHourRow(_RollupColumns, table=True):
+    __tablename__ = "rollup_hour"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    monitor_id: int = Field(primary_key=True)
+    location_id: int = Field(primary_key=True)
+    hour_ms: int = Field(primary_key=True)  # UTC epoch ms of the hour's start
+
+
+class RollupDayRow(_RollupColumns, table=True):
+    __tablename__ = "rollup_day"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    monitor_id: int = Field(primary_key=True)
+    location_id: int = Field(primary_key=True)
+    day: str = Field(primary_key=True)  # local date in settings.timezone, YYYY-MM-DD

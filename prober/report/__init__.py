@@ -1,0 +1,1 @@
+"""Monthly SLA reports: the numbers (compute), their shape (model) and their formats (render)."""
