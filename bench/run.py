@@ -59,7 +59,7 @@ TIMEOUT = "10s"
 
 STATS_RE = re.compile(
     r"stats checks=(\d+) rate=([\d.]+)/s lag_p50_ms=(-?[\d.]+) lag_p99_ms=(-?[\d.]+)"
-    r" committed=(\d+)"
+    r"(?: lag_max_ms=-?[\d.]+)? committed=(\d+)"
 )
 
 GC_RE = re.compile(r"gctrace gen=(\d) ms=([\d.]+) collected=(\d+) at=([\d.]+)")
