@@ -1,0 +1,425 @@
+"""Hourly and daily rollups of results: counts per outcome, latency and its histogram.
+
+Reports and the status page read these instead of raw results, which `prune` deletes
+after settings.retention_days; rollups are kept for ever (a year of one monitor is 8,760
+small rows). An hour's rollup is always recomputed from all of its raw results, never
+patched, so recomputing is idempotent; `prune` therefore deletes whole hours only and
+rolls them up in the transaction that deletes them.
+
+Latency (up and degraded results only) is kept as count, sum, min, max and a histogram
+of `bucket_ms` buckets: whole milliseconds below 100 ms, two significant digits above,
+so a percentile read from it is at most 1 ms or 10 % below the exact one.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prober.checks.result import Outcome
+from prober.store.tables import OUTCOME_CODES
+
+HOUR_MS = 3_600_000
+
+# bucket_ms in SQL, from integer comparisons and division only: no math functions (ln/pow
+# are a compile-time option many SQLite builds lack), and no text conversion (length()
+# made the rollup twice as slow). Below 100 ms whole ms; d digits of ms keep the first
+# two: latency_us / 10^(d+1) * 10^(d-2). A 64-bit integer has at most 16 digits of ms
+# (the ELSE). NULL stays NULL.
+_STEPS = " ".join(
+    f"WHEN latency_us < {10 ** (d + 3)} THEN latency_us / {10 ** (d + 1)} * {10 ** (d - 2)}"
+    for d in range(3, 16)
+)
+BUCKET_SQL = (
+    f"(CASE WHEN latency_us < 100000 THEN latency_us / 1000 {_STEPS}"
+    f" ELSE latency_us / {10**17} * {10**14} END)"
+)
+
+_UP, _DEGRADED, _DOWN, _UNKNOWN = (
+    OUTCOME_CODES[o] for o in (Outcome.UP, Outcome.DEGRADED, Outcome.DOWN, Outcome.UNKNOWN)
+)
+_COLUMNS = "up, degraded, down, unknown, lat_count, lat_sum_us, lat_min_us, lat_max_us, hist"
+_FIELDS = _COLUMNS.split(", ")[:-1]  # Rollup's fields but hist
+
+# One row per (hour, outcome), the hour's buckets as "12,15,120,12" for Python to count.
+# Measured on 4.32 M results: GROUP BY hour, bucket (one row per bucket) took twice as long.
+_HOUR_GROUPS = f"""
+SELECT ts_ms - ts_ms % {HOUR_MS} AS hour_ms, outcome, count(*), count(latency_us),
+  sum(latency_us), min(latency_us), max(latency_us), group_concat({BUCKET_SQL})
+FROM result
+WHERE monitor_id = ? AND ts_ms >= ? AND ts_ms < ? AND location_id = ?
+GROUP BY hour_ms, outcome
+ORDER BY hour_ms
+"""  # noqa: S608  (constants only; values are bound)
+_INSERT_HOUR = (
+    f"INSERT OR REPLACE INTO rollup_hour (monitor_id, location_id, hour_ms, {_COLUMNS})"  # noqa: S608
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_DAY = (
+    f"INSERT OR REPLACE INTO rollup_day (monitor_id, location_id, day, {_COLUMNS})"  # noqa: S608
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def bucket_ms(latency_us: int) -> int:
+    """The histogram bucket of a latency (>= 0): floor ms below 100 ms, else 2 digits."""
+    ms = latency_us // 1000
+    if ms < 100:
+        return ms
+    step: int = 10 ** (len(str(ms)) - 2)
+    return ms - ms % step
+
+
+@dataclasses.dataclass(slots=True)
+class Histogram:
+    """Counts per latency bucket (ms)."""
+
+    counts: dict[int, int] = dataclasses.field(default_factory=dict)
+
+    def add(self, bucket: int, n: int = 1) -> None:
+        if n:
+            self.counts[bucket] = self.counts.get(bucket, 0) + n
+
+    def merge(self, other: Histogram) -> None:
+        for bucket, n in other.counts.items():
+            self.add(bucket, n)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest rank: the bucket of the ceil(p/100 x N)-th smallest latency; None if empty.
+
+        The rank is computed from p's decimal text, so 99.9 % of 1000 is rank 999 exactly.
+        """
+        if not 0 <= p <= 100:
+            raise ValueError(f"percentile {p} is not in 0..100")
+        rank = max(1, math.ceil(Fraction(str(p)) * self.total / 100))
+        seen = 0
+        for bucket in sorted(self.counts):
+            seen += self.counts[bucket]
+            if seen >= rank:
+                return float(bucket)
+        return None
+
+    def to_json(self) -> str:
+        """Compact, buckets in numeric order: {"12":3,"120":1}."""
+        items = ",".join(f'"{bucket}":{n}' for bucket, n in sorted(self.counts.items()))
+        return "{" + items + "}"
+
+    @classmethod
+    def from_json(cls, text: str) -> Histogram:
+        return cls({int(bucket): int(n) for bucket, n in json.loads(text).items()})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rollup:
+    """Results of a span of time. Latency covers up and degraded results only."""
+
+    up: int = 0
+    degraded: int = 0
+    down: int = 0
+    unknown: int = 0
+    lat_count: int = 0
+    lat_sum_us: int = 0
+    lat_min_us: int | None = None
+    lat_max_us: int | None = None
+    hist: Histogram = dataclasses.field(default_factory=Histogram)
+
+    @property
+    def total(self) -> int:
+        return self.up + self.degraded + self.down + self.unknown
+
+    @property
+    def mean_latency_ms(self) -> float | None:
+        return self.lat_sum_us / self.lat_count / 1000 if self.lat_count else None
+
+    def columns(self) -> tuple[object, ...]:
+        """The values of _COLUMNS, in order."""
+        return (*(getattr(self, name) for name in _FIELDS), self.hist.to_json())
+
+
+def combine(rollups: Iterable[Rollup]) -> Rollup:
+    parts = list(rollups)
+    hist = Histogram()
+    for part in parts:
+        hist.merge(part.hist)
+    mins = [r.lat_min_us for r in parts if r.lat_min_us is not None]
+    maxes = [r.lat_max_us for r in parts if r.lat_max_us is not None]
+    return Rollup(
+        up=sum(r.up for r in parts),
+        degraded=sum(r.degraded for r in parts),
+        down=sum(r.down for r in parts),
+        unknown=sum(r.unknown for r in parts),
+        lat_count=sum(r.lat_count for r in parts),
+        lat_sum_us=sum(r.lat_sum_us for r in parts),
+        lat_min_us=min(mins, default=None),
+        lat_max_us=max(maxes, default=None),
+        hist=hist,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HourRollup(Rollup):
+    """One stored hour of one monitor at one location."""
+
+    monitor_id: int
+    location_id: int
+    hour_ms: int  # UTC epoch ms of the hour's start
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DayRollup(Rollup):
+    """One stored local day of one monitor at one location."""
+
+    monitor_id: int
+    location_id: int
+    day: dt.date  # local date in settings.timezone
+
+
+@contextlib.contextmanager
+def _atomic(conn: sqlite3.Connection) -> Iterator[None]:
+    """The caller's transaction if one is open, else one of our own."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _floor_hour(ms: int) -> int:
+    return ms - ms % HOUR_MS
+
+
+def _hour_of(group: tuple[Any, ...]) -> int:
+    return int(group[0])
+
+
+def _hour_rollup(groups: Iterable[tuple[Any, ...]]) -> Rollup:
+    """One hour's rows of _HOUR_GROUPS (one per outcome) as a rollup."""
+    counts: dict[int, int] = {}
+    lat_count, lat_sum_us, mins, maxes = 0, 0, [], []
+    buckets: collections.Counter[str] = collections.Counter()
+    for _hour, outcome, n, timed, sum_us, min_us, max_us, concat in groups:
+        counts[outcome] = n
+        if outcome in (_UP, _DEGRADED) and timed:
+            lat_count += timed
+            lat_sum_us += sum_us
+            mins.append(min_us)
+            maxes.append(max_us)
+            buckets.update(concat.split(","))  # counted in C: a Python loop took twice as long
+    return Rollup(
+        up=counts.get(_UP, 0),
+        degraded=counts.get(_DEGRADED, 0),
+        down=counts.get(_DOWN, 0),
+        unknown=counts.get(_UNKNOWN, 0),
+        lat_count=lat_count,
+        lat_sum_us=lat_sum_us,
+        lat_min_us=min(mins, default=None),
+        lat_max_us=max(maxes, default=None),
+        hist=Histogram({int(bucket): n for bucket, n in buckets.items()}),
+    )
+
+
+def rollup_hours(
+    conn: sqlite3.Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
+) -> int:
+    """Recompute the rollup_hour rows of every UTC hour touching [start_ms, end_ms) from the
+    raw results; hours without results lose their row. Returns the rows written.
+
+    Runs in the caller's transaction if one is open. Only for hours whose raw results are
+    all still there: an hour already pruned would be rolled up as empty (see `prune`).
+    """
+    if end_ms <= start_ms:
+        return 0
+    first, end = _floor_hour(start_ms), _floor_hour(end_ms - 1) + HOUR_MS
+    with _atomic(conn):
+        groups = conn.execute(_HOUR_GROUPS, (monitor_id, first, end, location_id))
+        rows = [
+            (monitor_id, location_id, hour_ms, *_hour_rollup(hour).columns())
+            for hour_ms, hour in itertools.groupby(groups, _hour_of)
+        ]
+        conn.execute(
+            "DELETE FROM rollup_hour"
+            " WHERE monitor_id = ? AND location_id = ? AND hour_ms >= ? AND hour_ms < ?",
+            (monitor_id, location_id, first, end),
+        )
+        conn.executemany(_INSERT_HOUR, rows)
+    return len(rows)
+
+
+def from_raw(
+    conn: sqlite3.Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
+) -> Rollup:
+    """The raw results in [start_ms, end_ms), exactly (no whole hours), stored nowhere: for
+    the part of a window not rolled up yet."""
+    groups = conn.execute(_HOUR_GROUPS, (monitor_id, start_ms, end_ms, location_id))
+    return combine(_hour_rollup(hour) for _, hour in itertools.groupby(groups, _hour_of))
+
+
+def _local_midnight_ms(day: dt.date, tz: ZoneInfo) -> int:
+    # A midnight skipped by DST (some zones switch at 00:00) resolves with the offset before
+    # the switch (fold=0), i.e. to the first instant of the day that exists.
+    return int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp()) * 1000
+
+
+def rollup_days(
+    conn: sqlite3.Connection,
+    monitor_id: int,
+    location_id: int,
+    days: Iterable[dt.date],
+    tz: ZoneInfo,
+) -> int:
+    """Recompute the rollup_day rows of local `days` from the rollup_hour rows whose hour
+    starts in [local midnight, next local midnight); days without any lose their row.
+    Returns the rows written.
+
+    DST days have 23 or 25 hours. In a zone whose offset is not whole hours (Asia/Kolkata,
+    +05:30) a UTC hour straddles local midnight; it counts wholly in the local day of its
+    start (18:00-19:00 UTC, 23:30-00:30 IST, belongs to the day that ends at 00:00 IST).
+    """
+    written = 0
+    with _atomic(conn):
+        for day in sorted(set(days)):
+            start = _local_midnight_ms(day, tz)
+            end = _local_midnight_ms(day + dt.timedelta(days=1), tz)
+            hours = conn.execute(
+                f"SELECT {_COLUMNS} FROM rollup_hour"  # noqa: S608
+                " WHERE monitor_id = ? AND location_id = ? AND hour_ms >= ? AND hour_ms < ?",
+                (monitor_id, location_id, start, end),
+            ).fetchall()
+            key = (monitor_id, location_id, day.isoformat())
+            if not hours:
+                conn.execute(
+                    "DELETE FROM rollup_day WHERE monitor_id = ? AND location_id = ? AND day = ?",
+                    key,
+                )
+                continue
+            total = combine(Rollup(**_measures(row)) for row in hours)
+            conn.execute(_INSERT_DAY, (*key, *total.columns()))
+            written += 1
+    return written
+
+
+def _measures(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of _COLUMNS as Rollup's keyword arguments."""
+    *counts, hist = row
+    return dict(zip(_FIELDS, counts, strict=True), hist=Histogram.from_json(hist))
+
+
+def read_hours(
+    conn: sqlite3.Connection, monitor_ids: Iterable[int], start_ms: int, end_ms: int
+) -> list[HourRollup]:
+    """Hour rollups with start_ms <= hour_ms < end_ms, every location, by monitor, location
+    and hour."""
+    found: list[HourRollup] = []
+    for monitor_id in sorted(set(monitor_ids)):
+        rows = conn.execute(
+            f"SELECT location_id, hour_ms, {_COLUMNS} FROM rollup_hour"  # noqa: S608
+            " WHERE monitor_id = ? AND hour_ms >= ? AND hour_ms < ?"
+            " ORDER BY location_id, hour_ms",
+            (monitor_id, start_ms, end_ms),
+        )
+        found += [
+            HourRollup(monitor_id=monitor_id, location_id=loc, hour_ms=hour, **_measures(rest))
+            for loc, hour, *rest in rows
+        ]
+    return found
+
+
+def read_days(
+    conn: sqlite3.Connection, monitor_ids: Iterable[int], first_day: dt.date, last_day: dt.date
+) -> list[DayRollup]:
+    """Day rollups from first_day to last_day inclusive, every location, by monitor,
+    location and day."""
+    found: list[DayRollup] = []
+    for monitor_id in sorted(set(monitor_ids)):
+        rows = conn.execute(
+            f"SELECT location_id, day, {_COLUMNS} FROM rollup_day"  # noqa: S608
+            " WHERE monitor_id = ? AND day >= ? AND day <= ? ORDER BY location_id, day",
+            (monitor_id, first_day.isoformat(), last_day.isoformat()),
+        )
+        found += [
+            DayRollup(
+                monitor_id=monitor_id,
+                location_id=loc,
+                day=dt.date.fromisoformat(day),
+                **_measures(rest),
+            )
+            for loc, day, *rest in rows
+        ]
+    return found
+
+
+def prune(
+    conn: sqlite3.Connection,
+    location_id: int | None,
+    before_ms: int,
+    monitor_ids: Iterable[int],
+    batch: int = 50_000,
+) -> int:
+    """Delete raw results older than before_ms (of one location, or of all with None),
+    rounded down to a whole hour, and return how many were deleted.
+
+    Each transaction deletes about `batch` results of one monitor (whole hours: more when
+    one hour holds more), so the live writer waits at most that long, and first rolls up
+    the hours it deletes, from the oldest remaining result of each location on: no count
+    is ever lost. An hour is never left half pruned, because a later recompute of it would
+    count only its remaining half. Rollups, transitions, incidents and coverage are kept.
+    """
+    cutoff = _floor_hour(before_ms)
+    deleted = 0
+    for monitor_id in sorted(set(monitor_ids)):
+        while True:
+            with _atomic(conn):
+                n = _prune_chunk(conn, monitor_id, location_id, cutoff, batch)
+            if not n:
+                break
+            deleted += n
+    return deleted
+
+
+def _prune_chunk(
+    conn: sqlite3.Connection, monitor_id: int, location_id: int | None, cutoff: int, batch: int
+) -> int:
+    """Roll up and delete the oldest whole hours of about `batch` results before cutoff."""
+    # The primary key (monitor_id, ts_ms, location_id) serves every statement here.
+    where = "monitor_id = ? AND ts_ms < ?" + ("" if location_id is None else " AND location_id = ?")
+    located = () if location_id is None else (location_id,)
+    first = conn.execute(
+        f"SELECT ts_ms FROM result WHERE {where} ORDER BY ts_ms LIMIT 1 OFFSET ?",  # noqa: S608
+        (monitor_id, cutoff, *located, 0),
+    ).fetchone()
+    if first is None:
+        return 0
+    past_batch = conn.execute(
+        f"SELECT ts_ms FROM result WHERE {where} ORDER BY ts_ms LIMIT 1 OFFSET ?",  # noqa: S608
+        (monitor_id, cutoff, *located, batch),
+    ).fetchone()
+    end = cutoff
+    if past_batch is not None:  # up to the hour of the first result past the batch
+        end = max(_floor_hour(past_batch[0]), _floor_hour(first[0]) + HOUR_MS)
+    oldest = conn.execute(
+        f"SELECT location_id, min(ts_ms) FROM result WHERE {where} GROUP BY location_id",  # noqa: S608
+        (monitor_id, end, *located),
+    ).fetchall()
+    for loc, oldest_ms in oldest:
+        rollup_hours(conn, monitor_id, loc, oldest_ms, end)
+    cursor = conn.execute(f"DELETE FROM result WHERE {where}", (monitor_id, end, *located))  # noqa: S608
+    return cursor.rowcount
