@@ -1,0 +1,439 @@
+"""A MonthReport written out as JSON (DESIGN.md "Monthly report JSON"), CSV or a print-ready
+HTML page. Pure: the report in, text out; the CLI picks a writer from FORMATS."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import decimal
+import io
+import json
+import math
+import zoneinfo
+from collections.abc import Callable
+
+import jinja2
+
+from prober.report.model import DayBar, MonitorReport, MonthReport
+
+# MonitorReport's scalar fields in contract order; JSON puts `incidents` after these.
+_SCALARS = (
+    "id",
+    "name",
+    "group",
+    "sla_target",
+    "uptime_percent",
+    "sla_met",
+    "monitored_seconds",
+    "downtime_seconds",
+    "maintenance_seconds",
+    "unknown_seconds",
+    "error_budget_seconds",
+    "error_budget_remaining_seconds",
+    "incident_count",
+    "mttr_seconds",
+    "longest_incident_seconds",
+)
+_COUNTS = ("checks", "failed_checks")
+_LATENCY = ("min", "avg", "p50", "p95", "p99", "max")
+CSV_COLUMNS = (
+    *("month", "timezone", "period_start", "period_end"),
+    *_SCALARS,
+    *_COUNTS,
+    *(f"latency_{name}_ms" for name in _LATENCY),
+)
+
+
+def _iso(when: dt.datetime, tz: zoneinfo.ZoneInfo) -> str:
+    # astimezone on an aware value only changes the offset shown; the instant stays.
+    return when.astimezone(tz).isoformat()
+
+
+def _monitor_json(monitor: MonitorReport, tz: zoneinfo.ZoneInfo) -> dict[str, object]:
+    fields: dict[str, object] = {name: getattr(monitor, name) for name in _SCALARS}
+    fields["incidents"] = [
+        {
+            "start": _iso(incident.start, tz),
+            "end": None if incident.end is None else _iso(incident.end, tz),
+            "duration_seconds": incident.duration_seconds,
+            "cause": incident.cause,
+        }
+        for incident in monitor.incidents
+    ]
+    fields.update({name: getattr(monitor, name) for name in _COUNTS})
+    fields["latency_ms"] = dataclasses.asdict(monitor.latency)
+    return fields
+
+
+def to_json(report: MonthReport) -> str:
+    """The contract's JSON: unrounded numbers, local ISO 8601 times, null for "none"."""
+    period = report.period
+    tz = zoneinfo.ZoneInfo(period.timezone)
+    document = {
+        "period": {
+            "month": period.month,
+            "timezone": period.timezone,
+            "start": _iso(period.start, tz),
+            "end": _iso(period.end, tz),
+            "seconds": period.seconds,
+        },
+        "generated_at": _iso(report.generated_at, tz),
+        "monitors": [_monitor_json(monitor, tz) for monitor in report.monitors],
+    }
+    # allow_nan=False: NaN is not JSON; a NaN here is a bug in compute, so fail loudly.
+    return json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+
+
+# Spreadsheets run a cell that starts with one of these as a formula (=HYPERLINK(...),
+# =cmd|...), so a monitor named "=1+1" or "@SUM(A1)" would execute on the reader's machine.
+# OWASP's advice: prefix such text with an apostrophe, which makes it plain text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value if value.startswith(_FORMULA_STARTS) else value
+    return repr(value)  # int or float, unrounded; numbers are never guarded (-881.0 stays)
+
+
+def to_csv(report: MonthReport) -> str:
+    """A header row, then one row per monitor with the JSON's scalar fields (RFC 4180)."""
+    period = report.period
+    tz = zoneinfo.ZoneInfo(period.timezone)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    lead = (period.month, period.timezone, _iso(period.start, tz), _iso(period.end, tz))
+    for monitor in report.monitors:
+        values = (
+            [getattr(monitor, name) for name in _SCALARS]
+            + [getattr(monitor, name) for name in _COUNTS]
+            + [getattr(monitor.latency, name) for name in _LATENCY]
+        )
+        writer.writerow([_csv_cell(value) for value in (*lead, *values)])
+    return out.getvalue()
+
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "subtitle": "Monthly availability report",
+        "period": "Period",
+        "generated": "Generated",
+        "summary": "Summary",
+        "monitor": "Monitor",
+        "group": "Group",
+        "ungrouped": "Ungrouped",
+        "uptime": "Uptime",
+        "target": "Target",
+        "sla": "SLA",
+        "met": "met",
+        "breached": "breached",
+        "no_data": "no data",
+        "monitored": "Monitored time",
+        "downtime": "Downtime",
+        "maintenance": "Maintenance",
+        "unknown": "Unknown",
+        "budget": "Error budget",
+        "budget_used": "Error budget used",
+        "budget_remaining": "Error budget remaining",
+        "checks": "Checks",
+        "failed_checks": "Failed checks",
+        "no_monitors": "No monitors.",
+        "incidents": "Incidents",
+        "mttr": "Mean time to recovery",
+        "longest": "Longest incident",
+        "no_incidents": "No incidents this month.",
+        "start": "Start",
+        "end": "End",
+        "duration": "Duration",
+        "cause": "Cause",
+        "ongoing": "ongoing",
+        "daily": "Daily uptime",
+        "bar": "{date}: uptime {uptime}, downtime {downtime}",
+        "bar_no_data": "{date}: nothing monitored",
+        "legend": (
+            "One bar per day. Green: no downtime; amber: some downtime, the day still at or "
+            "above the target; red: below the target; grey: nothing monitored. Dashed line: "
+            "SLA target {target}. Vertical scale from {floor} to 100%."
+        ),
+        "latency": "Latency (ms)",
+        "min": "min",
+        "avg": "avg",
+        "max": "max",
+        "policy": "How these numbers are computed",
+    },
+    "ko": {
+        "subtitle": "월간 가동률 보고서",
+        "period": "기간",
+        "generated": "생성 시각",
+        "summary": "요약",
+        "monitor": "모니터",
+        "group": "그룹",
+        "ungrouped": "그룹 없음",
+        "uptime": "가동률",
+        "target": "목표",
+        "sla": "SLA",
+        "met": "충족",
+        "breached": "미달",
+        "no_data": "데이터 없음",
+        "monitored": "모니터링 시간",
+        "downtime": "다운타임",
+        "maintenance": "점검",
+        "unknown": "알 수 없음",
+        "budget": "오류 예산",
+        "budget_used": "오류 예산 사용률",
+        "budget_remaining": "남은 오류 예산",
+        "checks": "검사 수",
+        "failed_checks": "실패한 검사 수",
+        "no_monitors": "모니터가 없습니다.",
+        "incidents": "장애",
+        "mttr": "평균 복구 시간",
+        "longest": "최장 장애",
+        "no_incidents": "이번 달에는 장애가 없습니다.",
+        "start": "시작",
+        "end": "종료",
+        "duration": "지속 시간",
+        "cause": "원인",
+        "ongoing": "진행 중",
+        "daily": "일별 가동률",
+        "bar": "{date}: 가동률 {uptime}, 다운타임 {downtime}",
+        "bar_no_data": "{date}: 모니터링 없음",
+        "legend": (
+            "막대 하나가 하루입니다. 녹색: 다운타임 없음, 주황색: 다운타임이 있으나 그날 "
+            "가동률이 목표 이상, 빨간색: 목표 미만, 회색: 모니터링 없음. 점선: SLA 목표 "
+            "{target}. 세로축 범위는 {floor}부터 100%까지입니다."
+        ),
+        "latency": "지연 시간(ms)",
+        "min": "최소",
+        "avg": "평균",
+        "max": "최대",
+        "policy": "수치 계산 방법",
+    },
+}
+
+# The accounting of DESIGN.md "Semantics" in plain words, so a reader can redo the sums.
+POLICY: dict[str, tuple[str, ...]] = {
+    "en": (
+        "The month runs from local midnight on the 1st to local midnight on the 1st of the "
+        "next month in the report's time zone; a month with a daylight-saving change has 743 "
+        "or 745 hours.",
+        "Downtime counts confirmed incidents only. A run of failed checks becomes an incident "
+        "once it is confirmed (it lasted the monitor's down_after time or number of checks). "
+        "The incident counts from its first failed check, not from the moment it was "
+        "confirmed, to the first successful check of the recovery streak that ended it. "
+        "Shorter runs of failures are blips: they are counted as failed checks but never as "
+        "downtime.",
+        "Maintenance windows are subtracted from the month: time in maintenance is neither "
+        "up nor down, even while an incident is open.",
+        "Unknown time is neither up nor down and is left out of the monitored time: time with "
+        "no data (the prober was stopped, or no result came within twice the check interval, "
+        "or within a push monitor's period plus grace) and time when the prober's own network "
+        "was down (the check failed and every independent canary target failed too).",
+        "Monitored time = month − maintenance − unknown. Uptime % = 100 × (monitored time − "
+        "downtime) ÷ monitored time; with no monitored time there is no uptime figure. The "
+        "SLA is met when uptime % is at least the target.",
+        "Error budget = (1 − target ÷ 100) × monitored time. Remaining = error budget − "
+        "downtime (negative once the budget is spent). Budget used = downtime ÷ error budget.",
+        "Latency is taken over the successful (up or degraded) checks of the month. "
+        "Percentiles are by nearest rank over hourly latency histograms whose buckets are "
+        "1 ms wide below 100 ms and keep 2 significant digits above (100, 110, 120 … ms), so "
+        "a percentile is exact to that resolution.",
+        "This page rounds for display: uptime is cut (not rounded) to 3 decimals, so any "
+        "downtime shows below 100.000%, and durations are shown to the second. The JSON and "
+        "CSV exports carry the unrounded numbers. An incident's duration is the whole "
+        "incident, including any part outside the month.",
+    ),
+    "ko": (
+        "보고 기간은 보고서 시간대 기준으로 1일 자정부터 다음 달 1일 자정까지입니다. 일광 "
+        "절약 시간이 바뀌는 달은 743시간 또는 745시간입니다.",
+        "다운타임에는 확인된 장애만 포함됩니다. 연속된 실패 검사가 모니터의 down_after 기준"
+        "(시간 또는 횟수)을 채워 확인되면 장애가 됩니다. 장애는 확인된 시점이 아니라 첫 실패 "
+        "검사부터, 장애를 끝낸 연속 성공의 첫 성공 검사까지로 계산합니다. 그보다 짧은 실패는 "
+        "일시적 실패로, 실패한 검사 수에는 들어가지만 다운타임에는 절대 포함되지 않습니다.",
+        "점검 시간은 기간에서 뺍니다. 점검 중인 시간은 장애가 진행 중이더라도 가동도 중단도 "
+        "아닙니다.",
+        "알 수 없음 시간은 가동도 중단도 아니며 모니터링 시간에서 제외됩니다. "
+        "데이터가 없는 시간(프로버가 멈췄거나, 검사 간격의 두 배 또는 푸시 모니터의 "
+        "주기와 유예 시간 안에 결과가 없던 경우)과 프로버 자체의 네트워크가 끊긴 "
+        "시간(검사가 실패하고 독립된 카나리 대상도 모두 실패한 경우)이 여기에 "
+        "해당합니다.",
+        "모니터링 시간 = 기간 − 점검 − 알 수 없음. 가동률(%) = 100 × (모니터링 시간 − "
+        "다운타임) ÷ 모니터링 시간이며, 모니터링 시간이 없으면 가동률도 없습니다. 가동률이 "
+        "목표 이상이면 SLA를 충족한 것입니다.",
+        "오류 예산 = (1 − 목표 ÷ 100) × 모니터링 시간. 남은 오류 예산 = 오류 예산 − 다운타임"
+        "(예산을 다 쓰면 음수). 오류 예산 사용률 = 다운타임 ÷ 오류 예산.",
+        "지연 시간은 이번 달의 성공한 검사(정상 또는 성능 저하)만으로 계산합니다. 백분위수는 "
+        "시간별 지연 시간 히스토그램에서 최근접 순위 방식으로 구합니다. 히스토그램 구간은 "
+        "100 ms 미만에서는 1 ms, 그 이상에서는 유효숫자 2자리(100, 110, 120 … ms)이므로 "
+        "백분위수는 이 해상도까지 정확합니다.",
+        "이 페이지의 수치는 표시용으로 줄인 값입니다. 가동률은 소수점 셋째 자리까지 "
+        "남기고 버리므로(반올림하지 않음) 다운타임이 조금이라도 있으면 100.000% "
+        "미만으로 표시되고, 시간은 초 단위로 표시합니다. JSON과 CSV 내보내기에는 "
+        "반올림하지 않은 값이 들어 있습니다. 장애의 지속 시간은 이번 달 밖의 부분까지 "
+        "포함한 장애 전체의 길이입니다.",
+    ),
+}
+
+
+# Number formats, the same in every language.
+def _uptime(percent: float | None) -> str:
+    if percent is None:
+        return "—"
+    # Cut, not rounded: 99.9996 must not read as a perfect 100.000%.
+    cut = decimal.Decimal(repr(percent)).quantize(decimal.Decimal("0.001"), decimal.ROUND_DOWN)
+    return f"{cut}%"
+
+
+def _target(percent: float) -> str:
+    return f"{percent:g}%"
+
+
+def _duration(seconds: float | None) -> str:
+    """1h 02m 03s, always in hours (a month is 745h 00m 00s), to the nearest second."""
+    if seconds is None:
+        return "—"
+    sign = "-" if seconds < 0 else ""
+    minutes, secs = divmod(round(abs(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{sign}{hours}h {minutes:02d}m {secs:02d}s"
+
+
+def _budget_used(monitor: MonitorReport) -> str:
+    if monitor.error_budget_seconds <= 0:  # a 100% target or nothing monitored: no budget
+        return "—"
+    return f"{100 * monitor.downtime_seconds / monitor.error_budget_seconds:.1f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}".removesuffix(".0")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bar:
+    x: float
+    y: float
+    height: float
+    kind: str  # CSS class: ok | warn | bad | none
+    label: str  # the <title>: the bar's text equivalent
+    tick: str  # the day of month under the bar, or ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Chart:
+    width: float
+    height: float
+    left: float
+    top: float
+    axis_y: float
+    target_y: float
+    bar_width: float
+    floor: str  # the percentage at the axis, as shown
+    bars: list[Bar]
+
+
+# Chart geometry in SVG user units; the SVG scales to the page width.
+_LEFT, _TOP, _PLOT, _STEP, _BAR = 40.0, 6.0, 90.0, 14.0, 10.0
+
+
+def _chart(monitor: MonitorReport, text: dict[str, str]) -> Chart:
+    # Uptimes sit near 100%, so a 0-100 axis would draw every bar full. The axis starts at
+    # twice the error budget below 100% (the target line mid-height), lower if a day was
+    # worse, cut to one decimal (round first: 99.8 * 10 may be 997.999...); the legend and
+    # the axis labels state the scale.
+    target = monitor.sla_target
+    days = [day.uptime_percent for day in monitor.days if day.uptime_percent is not None]
+    lowest = min([target - max(100 - target, 0.05), *days])
+    floor = max(0.0, math.floor(round(lowest * 10, 6)) / 10)
+    axis_y = _TOP + _PLOT
+
+    def y(percent: float) -> float:
+        return round(_TOP + (100 - percent) / (100 - floor) * _PLOT, 2)
+
+    bars = []
+    for index, day in enumerate(monitor.days):
+        x = _LEFT + index * _STEP + (_STEP - _BAR) / 2
+        # a day at the very bottom still gets a 1-unit sliver, so it does not look missing
+        top = _TOP if day.uptime_percent is None else min(y(day.uptime_percent), axis_y - 1)
+        tick = str(day.date.day) if day.date.day == 1 or day.date.day % 5 == 0 else ""
+        label = _bar_label(day, text)
+        bars.append(Bar(x, top, round(axis_y - top, 2), _bar_kind(day, target), label, tick))
+    return Chart(
+        width=_LEFT + max(len(monitor.days), 1) * _STEP + 4,
+        height=axis_y + 12,
+        left=_LEFT,
+        top=_TOP,
+        axis_y=axis_y,
+        target_y=y(target),
+        bar_width=_BAR,
+        floor=_target(floor),
+        bars=bars,
+    )
+
+
+def _bar_kind(day: DayBar, target: float) -> str:
+    if day.uptime_percent is None:
+        return "none"
+    if day.downtime_seconds == 0:
+        return "ok"
+    return "warn" if day.uptime_percent >= target else "bad"
+
+
+def _bar_label(day: DayBar, text: dict[str, str]) -> str:
+    if day.uptime_percent is None:
+        return text["bar_no_data"].format(date=day.date.isoformat())
+    return text["bar"].format(
+        date=day.date.isoformat(),
+        uptime=_uptime(day.uptime_percent),
+        downtime=_duration(day.downtime_seconds),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Section:
+    monitor: MonitorReport
+    chart: Chart
+
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("prober.report", "templates"),
+    autoescape=jinja2.select_autoescape(default=True),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.filters.update(
+    uptime=_uptime, target=_target, duration=_duration, budget_used=_budget_used, ms=_ms
+)
+
+
+def to_html(report: MonthReport) -> str:
+    """One self-contained, print-ready page (A4): no scripts, no external resources."""
+    text = MESSAGES[report.language]
+    tz = zoneinfo.ZoneInfo(report.period.timezone)
+    groups: dict[str, list[Section]] = {}  # in order of first appearance
+    for monitor in report.monitors:
+        groups.setdefault(monitor.group, []).append(Section(monitor, _chart(monitor, text)))
+
+    def when(moment: dt.datetime) -> str:
+        return moment.astimezone(tz).isoformat(sep=" ", timespec="seconds")
+
+    return _ENV.get_template("report.html").render(
+        report=report,
+        groups=groups,
+        t=text,
+        policy=POLICY[report.language],
+        latency_names=_LATENCY,
+        when=when,
+    )
+
+
+FORMATS: dict[str, Callable[[MonthReport], str]] = {
+    "json": to_json,
+    "csv": to_csv,
+    "html": to_html,
+}
