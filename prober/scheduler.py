@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from prober.canaries import Canaries
 from prober.checks.context import Shared
 from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
@@ -79,10 +80,12 @@ class ProbeScheduler:
         shared: Shared,
         sink: ResultSink,
         max_concurrency: int = 500,
+        canaries: Canaries | None = None,
     ) -> None:
         self._monitors = list(monitors)
         self._shared = shared
         self._sink = sink
+        self._canaries = canaries
         self._slots = asyncio.Semaphore(max_concurrency)
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -142,6 +145,9 @@ class ProbeScheduler:
                     result = CheckResult(
                         Outcome.UNKNOWN, monitor.timeout * 1000, error="internal error: watchdog"
                     )
-                self._sink(monitor, started, result)
+            # Outside the slot: waiting on the canaries must not hold back other checks.
+            if self._canaries is not None:
+                result = await self._canaries.judge(result)
+            self._sink(monitor, started, result)
         finally:
             self._in_flight.discard(task)
