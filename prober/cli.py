@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import difflib
 import json
 import logging
 import os
+import pathlib
 import sys
+import time
 from collections.abc import Sequence
 
 from prober import __version__, logs
+from prober.canaries import Canaries
 from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
 from prober.checks.session import open_shared
 from prober.config import Config, ConfigError, load_config
 from prober.config.monitors import ProbeMonitor, ProbingMonitor
+from prober.errors import UserError
 from prober.redact import Redactor
 
 
@@ -58,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     monitors = _select(config, args.ids, args.all)
     redact = Redactor(config.secret_values())
     logs.setup(redact, logging.WARNING)
-    results = asyncio.run(_check_all(monitors, redact))
+    results = asyncio.run(_check_all(monitors, config.settings.canaries, redact))
     for monitor, result in zip(monitors, results, strict=True):
         if args.json:
             print(json.dumps(_as_json(monitor.id, result), ensure_ascii=False))
@@ -67,19 +72,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if any(r.outcome is Outcome.DOWN for r in results) else 0
 
 
+def _unknown_monitor(config: Config, monitor_id: str) -> str:
+    close = difflib.get_close_matches(monitor_id, [m.id for m in config.monitors], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"no monitor has id {monitor_id!r}{hint}"
+
+
 def _select(config: Config, ids: Sequence[str], everything: bool) -> list[ProbingMonitor]:
     if everything == bool(ids):
         raise UsageError("name monitor ids, or --all (not both)")
     if everything:
         return [m for m in config.monitors if isinstance(m, ProbeMonitor)]
     chosen: list[ProbingMonitor] = []
-    known = [m.id for m in config.monitors]
     for monitor_id in ids:
         monitor = config.monitor(monitor_id)
         if monitor is None:
-            close = difflib.get_close_matches(monitor_id, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UsageError(f"no monitor has id {monitor_id!r}{hint}")
+            raise UsageError(_unknown_monitor(config, monitor_id))
         if not isinstance(monitor, ProbeMonitor):
             raise UsageError(
                 f"{monitor_id!r} is a push monitor: it reports in, it cannot be checked"
@@ -88,9 +96,14 @@ def _select(config: Config, ids: Sequence[str], everything: bool) -> list[Probin
     return chosen
 
 
-async def _check_all(monitors: Sequence[ProbingMonitor], redact: Redactor) -> list[CheckResult]:
+async def _check_all(
+    monitors: Sequence[ProbingMonitor], canaries: Sequence[str], redact: Redactor
+) -> list[CheckResult]:
+    """Judged as `run` judges them: a failure while every canary fails is unknown."""
     async with open_shared(redact=redact) as shared:
-        return list(await asyncio.gather(*(run_check(m, shared) for m in monitors)))
+        network = Canaries(canaries, shared)
+        results = await asyncio.gather(*(run_check(m, shared) for m in monitors))
+        return list(await asyncio.gather(*(network.judge(r) for r in results)))
 
 
 def _as_json(monitor_id: str, result: CheckResult) -> dict[str, object]:
@@ -122,6 +135,74 @@ def _as_text(monitor_id: str, result: CheckResult) -> str:
     return "\n".join(lines)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from prober import history, timeline
+
+    config = _load(args)
+    try:
+        timeline.month_bounds(args.month, dt.UTC)
+    except ValueError as exc:
+        raise UsageError(f"--month: {exc}") from None
+    for monitor_id in args.monitor:
+        if config.monitor(monitor_id) is None:
+            raise UsageError(_unknown_monitor(config, monitor_id))
+    text = history.report(config, args.month, args.format, monitors=args.monitor)
+    if args.output:
+        out = pathlib.Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out} ({len(text.encode()):,} bytes)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from prober import history
+
+    config = _load(args)
+    path = pathlib.Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    shown = time.monotonic()
+
+    def progress(rows: int, done: int) -> None:
+        nonlocal shown
+        if time.monotonic() - shown >= 1.0:
+            shown = time.monotonic()
+            print(f"read {rows:,} rows ({100 * done / max(size, 1):.0f}%)", file=sys.stderr)
+
+    try:
+        summary = history.import_results(config, path, progress=progress)
+    except history.ImportFailed as exc:
+        for error in exc.parsed.errors:
+            print(f"{path}:{error.line}: {error.message}", file=sys.stderr)
+        more = exc.parsed.unlisted_errors
+        if more:
+            print(f"... and {more:,} more errors", file=sys.stderr)
+        print(f"nothing imported: {exc.parsed.error_count:,} rows have errors", file=sys.stderr)
+        return 1
+    print(
+        f"imported {summary.added:,} new results of {summary.rows:,} rows for "
+        f"{summary.monitors} monitors in {summary.seconds:.1f}s "
+        f"({summary.rows / max(summary.seconds, 1e-9):,.0f} rows/s)"
+    )
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from prober import history
+
+    config = _load(args)
+    deleted = history.prune(config)
+    print(
+        f"pruned {deleted:,} raw results older than {config.settings.retention_days} days "
+        "(rollups, incidents and transitions are kept)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prober", description="External uptime prober.")
     parser.add_argument("--version", action="version", version=f"prober {__version__}")
@@ -143,6 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--all", action="store_true", help="every probing monitor")
     check.add_argument("--json", action="store_true", help="one JSON object per line")
     check.set_defaults(func=cmd_check)
+
+    report = sub.add_parser("report", parents=[common], help="monthly SLA report")
+    report.add_argument("--month", required=True, help="YYYY-MM, in settings.timezone")
+    report.add_argument("--format", choices=("json", "csv", "html"), default="json")
+    report.add_argument("--output", "-o", help="write to this file instead of stdout")
+    report.add_argument(
+        "--monitor", action="append", default=[], metavar="ID", help="only these (repeatable)"
+    )
+    report.set_defaults(func=cmd_report)
+
+    imports = sub.add_parser(
+        "import-results", parents=[common], help="import history from a CSV file"
+    )
+    imports.add_argument("file", metavar="FILE.csv")
+    imports.set_defaults(func=cmd_import)
+
+    prune = sub.add_parser("prune", parents=[common], help="delete raw results past retention")
+    prune.set_defaults(func=cmd_prune)
     return parser
 
 
@@ -157,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except UsageError as exc:
         parser.error(str(exc))  # exits 2
+    except UserError as exc:
+        print(f"prober: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,3 +47,37 @@ class Redactor:
 
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", re.IGNORECASE)
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)\]>\"']+", re.IGNORECASE)
+_ADDRESS = re.compile(r"\[?[0-9a-f]*[:.][0-9a-f:.]*[0-9a-f]\]?(?::\d+)?", re.IGNORECASE)
+_HOST = re.compile(
+    r"(?<![\w.-])(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}(?::\d+)?(?![\w-]|\.\w)",
+    re.IGNORECASE,
+)
+
+
+def _address(match: re.Match[str]) -> str:
+    token = match.group(0)
+    bare = token.strip("[]") if token.startswith("[") else token
+    if "]:" in token:
+        bare = token[1 : token.index("]")]
+    elif bare.count(":") == 1 and "." in bare:
+        bare = bare.partition(":")[0]  # 10.0.0.1:5432
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        return token
+    return "[address]"
+
+
+def public_text(text: str, limit: int = 200) -> str:
+    """An error as the public may read it: what went wrong, not where.
+
+    "connect: 10.0.3.7:5432 refused (https://db.internal/x)" -> "connect: [address]
+    refused ([url])". Used for incident causes on the status page, feeds and reports.
+    """
+    text = _URL.sub("[url]", text)
+    text = _ADDRESS.sub(_address, text)
+    text = _HOST.sub("[host]", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -11,6 +11,8 @@ import signal
 
 from aiohttp import web
 
+from prober import history
+from prober.canaries import Canaries
 from prober.checks.result import CheckResult, Outcome
 from prober.checks.session import open_shared
 from prober.config import Config
@@ -18,6 +20,7 @@ from prober.config.monitors import ProbeMonitor, ProbingMonitor
 from prober.redact import Redactor
 from prober.scheduler import ProbeScheduler
 from prober.store.db import open_engine
+from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter
 from statuspage.app import create_app
 from statuspage.health import Health
@@ -70,13 +73,20 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     settings = config.settings
     engine = open_engine(config.database_path)
     writer = ResultWriter(
-        config.database_path, settings.location, [(m.id, m.type) for m in config.monitors]
+        config.database_path,
+        settings.location,
+        [TrackSpec.of(m) for m in config.monitors],
+        timezone=settings.timezone,
+        retention_days=settings.retention_days,
     )
     writer.start()
     probing = [m for m in config.monitors if isinstance(m, ProbeMonitor)]
     results = ResultLog(writer)
     async with open_shared(redact=Redactor(config.secret_values())) as shared:
-        scheduler = ProbeScheduler(probing, shared, results, settings.max_concurrency)
+        canaries = Canaries(settings.canaries, shared)
+        scheduler = ProbeScheduler(
+            probing, shared, results, settings.max_concurrency, canaries=canaries
+        )
         health = Health(
             scheduler_running=lambda: scheduler.running, database_writable=writer.healthy
         )
@@ -98,11 +108,13 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             config.database_path,
         )
         stats = asyncio.create_task(_report_stats(scheduler, results, writer))
+        monthly = asyncio.create_task(_monthly_reports(config))
         try:
             await stop.wait()
         finally:
             log.info("stopping: finishing in-flight checks")
             stats.cancel()
+            monthly.cancel()
             grace = max((m.timeout for m in probing), default=1.0)
             await scheduler.stop(grace)
             await runner.cleanup()
@@ -130,3 +142,18 @@ async def _report_stats(
             writer.committed,
         )
         last = results.count
+
+
+async def _monthly_reports(config: Config, every: float = 3600.0) -> None:
+    """Last month's report under reports/ beside the database, once the month is over:
+    checked at start and every hour, so a prober down on the 1st catches up."""
+    await asyncio.sleep(30.0)  # not in the start-up rush
+    while True:
+        try:
+            written = await asyncio.to_thread(history.write_monthly, config)
+        except Exception:  # a report must never take the prober down
+            log.exception("writing the monthly report failed; retrying in an hour")
+        else:
+            for path in written:
+                log.info("monthly report written path=%s", path)
+        await asyncio.sleep(every)

@@ -64,9 +64,15 @@ class MonitorBase(StrictModel):
     description: str = ""
     down_after: DownAfterRule = DownAfter(seconds=120.0)
     up_after: int = Field(default=1, ge=1)
+    sla_target: float | None = Field(default=None, gt=0, le=100)  # None: settings.sla_target
     notify: list[str] = []
     public: bool = True
     depends_on: list[Slug] = []
+
+    @field_validator("sla_target", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @property
     def display_name(self) -> str:

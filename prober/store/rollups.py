@@ -381,11 +381,18 @@ def prune(
     one hour holds more), so the live writer waits at most that long, and first rolls up
     the hours it deletes, from the oldest remaining result of each location on: no count
     is ever lost. An hour is never left half pruned, because a later recompute of it would
-    count only its remaining half. Rollups, transitions, incidents and coverage are kept.
+    count only its remaining half. Rollups, transitions, incidents and coverage are kept,
+    and so is each monitor's newest hour of results: its last result is where the monitor's
+    open coverage span ends (prober.store.ledger).
     """
-    cutoff = _floor_hour(before_ms)
     deleted = 0
     for monitor_id in sorted(set(monitor_ids)):
+        (newest,) = conn.execute(
+            "SELECT max(ts_ms) FROM result WHERE monitor_id = ?", (monitor_id,)
+        ).fetchone()
+        if newest is None:
+            continue
+        cutoff = _floor_hour(min(before_ms, newest))
         while True:
             with _atomic(conn):
                 n = _prune_chunk(conn, monitor_id, location_id, cutoff, batch)

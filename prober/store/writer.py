@@ -18,10 +18,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from zoneinfo import ZoneInfo
 
 from prober.checks.result import CheckResult
 from prober.store.db import connect_raw
+from prober.store.ledger import Ledger, TrackSpec
 from prober.store.tables import OUTCOME_CODES
+from prober.store.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,15 @@ class Observation:
     result: CheckResult
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def epoch_ms(at: dt.datetime) -> int:
+    """UTC epoch milliseconds, exact (float timestamps can land a millisecond short)."""
+    return (at - _EPOCH) // _MS
+
+
 def _us(ms: float | None) -> int | None:
     return None if ms is None else round(ms * 1000)
 
@@ -55,7 +67,7 @@ def to_row(monitor_id: int, location_id: int, obs: Observation) -> tuple[object,
     cert = result.certificate
     return (
         monitor_id,
-        int(obs.at.timestamp() * 1000),
+        epoch_ms(obs.at),
         location_id,
         OUTCOME_CODES[result.outcome],
         _us(result.latency_ms),
@@ -75,14 +87,16 @@ class ResultWriter:
         self,
         path: pathlib.Path,
         location: str,
-        monitors: Iterable[tuple[str, str]],
+        monitors: Iterable[TrackSpec],
         batch_max: int = 5000,
         heartbeat_every: float = 10.0,
         linger: float = 0.1,
+        timezone: str = "UTC",
+        retention_days: int = 90,
     ) -> None:
         self._path = path
         self._location = location
-        self._monitors = list(monitors)
+        self._specs = list(monitors)
         self._batch_max = batch_max
         self._heartbeat_every = heartbeat_every
         self._linger = linger
@@ -91,6 +105,10 @@ class ResultWriter:
         self._thread = threading.Thread(target=self._loop, name="result-writer", daemon=True)
         self._ids: dict[str, int] = {}
         self._location_id = 0
+        self._ledger: Ledger | None = None
+        self._upkeep: Upkeep | None = None
+        self._timezone = timezone
+        self._retention_days = retention_days
         self.committed = 0
         self.last_ok = time.monotonic()
         self.last_error: str | None = None
@@ -98,7 +116,22 @@ class ResultWriter:
     def start(self) -> None:
         conn = connect_raw(self._path)
         try:
-            self._ids, self._location_id = register(conn, self._location, self._monitors)
+            self._ids, self._location_id = register(
+                conn, self._location, [(s.slug, s.type) for s in self._specs]
+            )
+            self._ledger = Ledger(self._location_id, self._ids, self._specs)
+            # An hour is final once every check started in it has reported.
+            grace = max((s.cover_ms for s in self._specs), default=0) / 2000 + 60
+            self._upkeep = Upkeep(
+                self._location_id,
+                list(self._ids.values()),
+                ZoneInfo(self._timezone),
+                grace_s=grace,
+                retention_days=self._retention_days,
+            )
+            replayed = self._ledger.load(conn)
+            if replayed:
+                log.info("incident state restored, replayed_results=%d", replayed)
         finally:
             conn.close()
         self._thread.start()
@@ -138,6 +171,7 @@ class ResultWriter:
             first = self._queue.get(timeout=self._heartbeat_every)
         except queue.Empty:
             self._commit(conn, [], [])
+            self._maintain(conn)
             return True
         items = [first]
         # Linger a moment so results finishing together share one transaction: at 10,000
@@ -155,7 +189,18 @@ class ResultWriter:
         observations = [i for i in items if isinstance(i, Observation)]
         events = [i for i in items if isinstance(i, threading.Event)]
         self._commit(conn, observations, events)
+        self._maintain(conn)
         return None not in items
+
+    def _maintain(self, conn: sqlite3.Connection) -> None:
+        if self._upkeep is None or not self._upkeep.due():
+            return
+        try:
+            self._upkeep.run(conn)
+        except sqlite3.Error as exc:  # retried at the next turn; results come first
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.error("rollups or pruning failed, will retry: %s", exc)
 
     def _commit(
         self, conn: sqlite3.Connection, batch: list[Observation], events: list[threading.Event]
@@ -170,6 +215,7 @@ class ResultWriter:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(_INSERT, rows)
+                self._derive(conn, batch)
                 beat = time.monotonic()
                 if beat - self._last_heartbeat >= self._heartbeat_every or not rows:
                     conn.execute(
@@ -194,6 +240,12 @@ class ResultWriter:
         self.committed += len(rows)
         for event in events:
             event.set()
+
+    def _derive(self, conn: sqlite3.Connection, batch: list[Observation]) -> None:
+        assert self._ledger is not None
+        for obs in batch:
+            result = obs.result
+            self._ledger.apply(conn, obs.monitor, epoch_ms(obs.at), result.outcome, result.error)
 
 
 def register(

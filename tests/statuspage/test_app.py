@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from prober.checks.result import CheckResult, Outcome
 from prober.config import load_config
 from prober.store.db import open_engine
+from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter
 from statuspage.app import create_app
 from statuspage.health import Health
@@ -43,7 +44,11 @@ def app_factory(tmp_path: pathlib.Path) -> Callable[[Health], object]:
     path.write_text(CONFIG)
     config = load_config(path)
     engine = open_engine(config.database_path)
-    writer = ResultWriter(config.database_path, "default", [("api", "tcp"), ("secret-db", "tcp")])
+    writer = ResultWriter(
+        config.database_path,
+        "default",
+        [TrackSpec.plain("api", "tcp"), TrackSpec.plain("secret-db", "tcp")],
+    )
     writer.start()
     writer.submit(
         Observation(

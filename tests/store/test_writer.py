@@ -17,6 +17,7 @@ import sqlalchemy
 from prober.checks.result import AssertionResult, Certificate, CheckResult, Outcome, Phases
 from prober.store import queries
 from prober.store.db import SchemaError, open_engine
+from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -24,7 +25,9 @@ T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 def _writer(path: pathlib.Path, monitors: tuple[str, ...] = ("api", "web")) -> ResultWriter:
     open_engine(path).dispose()
-    writer = ResultWriter(path, "seoul", [(m, "http") for m in monitors], heartbeat_every=0.2)
+    writer = ResultWriter(
+        path, "seoul", [TrackSpec.plain(m) for m in monitors], heartbeat_every=0.2
+    )
     writer.start()
     return writer
 
@@ -138,10 +141,11 @@ def test_kill_9_loses_no_committed_result(tmp_path: pathlib.Path) -> None:
         import datetime as dt, pathlib, sys, time
         from prober.checks.result import CheckResult, Outcome
         from prober.store.db import open_engine
+        from prober.store.ledger import TrackSpec
         from prober.store.writer import Observation, ResultWriter
         path = pathlib.Path({str(path)!r})
         open_engine(path).dispose()
-        w = ResultWriter(path, "default", [("api", "http")])
+        w = ResultWriter(path, "default", [TrackSpec.plain("api")])
         w.start()
         t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
         for k in range(5000):

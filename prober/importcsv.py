@@ -1,0 +1,429 @@
+"""Read and check a results CSV for `prober import-results`; storing it is the caller's job.
+
+The header is exactly `monitor,timestamp,outcome,latency_ms,error`. Every problem becomes a
+`RowError` on the physical line where its record starts (lines end at \\n, \\r\\n or \\r), so
+the caller can print them all and import nothing.
+
+Speed: a 4.32-million-row file is one month of 100 monitors at 60 s. Lines without a quote
+are split on commas; the csv module reads the others, including quoted fields that span
+lines. A timestamp of the common shape `YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)` is three
+cached pieces added up: the hour, ":MM:SS", then the fraction minus the offset. Anything
+the hot path doubts (a cache miss, a bad value) takes the careful path, which either names
+the problem or fills the caches. Each monitor's rows are parallel arrays (17 bytes a row),
+sorted once at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import difflib
+import io
+import math
+import operator
+import re
+from array import array
+from collections.abc import Callable, Collection, Iterator
+from itertools import pairwise, starmap
+from pathlib import Path
+from typing import TypeVar
+
+from prober.checks.result import Outcome
+from prober.store.tables import OUTCOME_CODES
+
+COLUMNS = ("monitor", "timestamp", "outcome", "latency_ms", "error")
+HEADER = ",".join(COLUMNS)
+MAX_ERRORS = 1000  # RowErrors listed; past it they are only counted
+MAX_ERROR_TEXT = 500  # characters of error text kept, as prober.checks.runner.MAX_ERROR
+NO_LATENCY = -1  # latency_us of a row whose latency_ms is empty (SQL: NULLIF(?, -1))
+PROGRESS_EVERY = 100_000  # rows between progress() calls
+
+_MAX_LATENCY_MS = 1e12  # ~31 years: latency_us stays far inside SQLite's int64
+_CACHE_MAX = 1 << 17  # entries per cache; past it, new keys always take the careful path
+_CODES = {outcome.value: code for outcome, code in OUTCOME_CODES.items()}
+_OUTCOMES = ", ".join(Outcome)
+_LINE_ENDS = frozenset({"", "\n", "\r\n", "\r"})  # an empty last field, line end included
+_V = TypeVar("_V")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
+
+# Timestamps. The common shape's pieces sit at fixed places (text[:13], text[13:19],
+# text[19:]) and each is checked whole, so any three cached pieces make a valid time.
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_DAY = _EPOCH.toordinal()
+_DAY_MS = 86_400_000
+_MIN_MS = (dt.date.min.toordinal() - _EPOCH_DAY) * _DAY_MS  # 0001-01-01T00:00:00Z
+_MAX_MS = (dt.date.max.toordinal() + 1 - _EPOCH_DAY) * _DAY_MS - 1  # 9999-12-31T23:59:59.999Z
+_COMMON = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([01][0-9]|2[0-3])"
+    r":([0-5][0-9]):([0-5][0-9])"
+    r"(?:\.([0-9]{1,6}))?(?:Z|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RowError:
+    line: int  # 1-based physical line where the record starts
+    message: str  # "timestamp: '2026-13-01T00:00:00Z' is not an ISO 8601 date-time ..."
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class Series:
+    """One monitor's rows as parallel columns rather than a tuple of objects per row.
+
+    Once parse() returns they are sorted by ts_ms with one row per ts_ms: a time that
+    repeats keeps the row that came last in the file.
+    """
+
+    ts_ms: array[int] = dataclasses.field(default_factory=lambda: array("q"))  # UTC epoch ms
+    outcome: array[int] = dataclasses.field(default_factory=lambda: array("B"))  # OUTCOME_CODES
+    latency_us: array[int] = dataclasses.field(default_factory=lambda: array("q"))  # NO_LATENCY
+    errors: dict[int, str] = dataclasses.field(default_factory=dict)  # row index -> error text
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+    def rows(self) -> Iterator[tuple[int, int, int | None, str | None]]:
+        """(ts_ms, outcome code, latency_us or None, error or None), in time order."""
+        return zip(
+            self.ts_ms,
+            self.outcome,
+            map(_latency_or_none, self.latency_us),
+            map(self.errors.get, range(len(self.ts_ms))),
+            strict=True,
+        )
+
+    def add(self, ts_ms: int, code: int, latency_us: int, error: str | None) -> None:
+        if error is not None:
+            self.errors[len(self.ts_ms)] = error
+        self.ts_ms.append(ts_ms)
+        self.outcome.append(code)
+        self.latency_us.append(latency_us)
+
+    def settle(self) -> None:
+        """Sort by time and keep the last row of each repeated time."""
+        ts = self.ts_ms
+        if all(starmap(operator.lt, pairwise(ts))):
+            return  # strictly increasing already: the usual export
+        order = sorted(range(len(ts)), key=ts.__getitem__)  # stable: file order within a time
+        keep = [i for i, j in pairwise(order) if ts[i] != ts[j]] + order[-1:]
+        self.ts_ms = array("q", map(ts.__getitem__, keep))
+        self.outcome = array("B", map(self.outcome.__getitem__, keep))
+        self.latency_us = array("q", map(self.latency_us.__getitem__, keep))
+        old_errors = self.errors
+        self.errors = {new: old_errors[old] for new, old in enumerate(keep) if old in old_errors}
+
+
+@dataclasses.dataclass(slots=True)
+class Parsed:
+    """What a file holds. Import it only when `errors` is empty: nothing half-imported."""
+
+    rows: dict[str, Series]  # monitor id -> its valid rows
+    count: int  # data rows read, valid or not (blank lines are not rows)
+    errors: list[RowError]  # in line order, at most MAX_ERRORS
+    unlisted_errors: int = 0  # errors past MAX_ERRORS, counted only
+
+    @property
+    def error_count(self) -> int:
+        return len(self.errors) + self.unlisted_errors
+
+
+def parse(
+    path: Path, known: Collection[str], progress: Callable[[int, int], None] | None = None
+) -> Parsed:
+    """Read a results CSV; `known` are the config's monitor ids.
+
+    progress(rows_read, bytes_read) is called every PROGRESS_EVERY rows and once at the end.
+    """
+    reader = _Reader(known)
+    with (
+        path.open("rb") as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as lines,
+    ):
+        if reader.header(next(lines, None)):
+            reader.read(lines, progress or _no_progress, raw.tell)
+    for series in reader.series.values():
+        series.settle()
+    return Parsed(reader.series, reader.count, reader.errors, reader.unlisted)
+
+
+class _Problem(Exception):
+    """What is wrong with one row; the message is what the user reads."""
+
+
+class _Reader:
+    def __init__(self, known: Collection[str]) -> None:
+        self.known = frozenset(known)
+        self.series: dict[str, Series] = {}
+        self.count = 0
+        self.blanks = 0
+        self.errors: list[RowError] = []
+        self.unlisted = 0
+        self.unknown: dict[str, str] = {}  # monitor id not in the config -> its message
+        self.heads: dict[str, int] = {}  # "2026-11-01T09" -> that hour in ms, as if UTC
+        self.tails: dict[str, int] = {}  # ":05:30" -> ms into the hour
+        self.rests: dict[str, int] = {}  # ".250+09:00" -> fraction minus offset, in ms
+        self.texts: dict[str, str] = {}  # error field -> the text kept
+
+    def header(self, line: str | None) -> bool:
+        if line is None:
+            self.fail(1, f"the file is empty; the first line must be the header {HEADER}")
+            return False
+        names = next(csv.reader([line]), [])
+        if tuple(names) == COLUMNS:
+            return True
+        try:
+            for name in names:
+                _check_decodable("header", name)
+            self.fail(1, _header_problem(names))
+        except _Problem as problem:
+            self.fail(1, str(problem))
+        return False
+
+    def read(
+        self, lines: Iterator[str], progress: Callable[[int, int], None], tell: Callable[[], int]
+    ) -> None:
+        quoted = _QuotedRecords(lines)
+        series_of, texts, codes = self.series, self.texts, _CODES
+        heads, tails, rests = self.heads, self.tails, self.rests
+        line_ends, max_latency, no_latency = _LINE_ENDS, _MAX_LATENCY_MS, NO_LATENCY
+        n = 0
+        for n, line in enumerate(lines, 1):  # n counts records; line n + 1 + quoted.extra
+            if not n % PROGRESS_EVERY:
+                progress(n - self.blanks, tell())
+            if '"' in line:
+                self.quoted(quoted, line, n + 1 + quoted.extra)
+                continue
+            try:  # the hot path: every KeyError or ValueError goes the careful way
+                monitor, stamp, outcome, latency, error = line.split(",")
+                series = series_of[monitor]
+                ts_ms = heads[stamp[:13]] + tails[stamp[13:19]] + rests[stamp[19:]]
+                code = codes[outcome]
+                if latency:
+                    latency_ms = float(latency)
+                    if not 0.0 <= latency_ms <= max_latency:
+                        raise ValueError(latency)
+                    latency_us = round(latency_ms * 1000)
+                else:
+                    latency_us = no_latency
+                text = None if error in line_ends else texts[error.rstrip("\r\n")]
+            except (KeyError, ValueError):
+                self.careful(line.rstrip("\r\n").split(","), n + 1 + quoted.extra)
+                continue
+            if text is not None:
+                series.errors[len(series.ts_ms)] = text
+            series.ts_ms.append(ts_ms)
+            series.outcome.append(code)
+            series.latency_us.append(latency_us)
+        self.count = n - self.blanks
+        progress(self.count, tell())
+
+    def quoted(self, records: _QuotedRecords, line: str, number: int) -> None:
+        try:
+            fields = records.read(line)
+        except csv.Error as exc:
+            self.fail(number, f"not valid CSV: {exc}")
+            return
+        if records.at_end:
+            self.fail(number, "a quoted field that starts on this line is never closed")
+            return
+        self.careful(fields, number)
+
+    def careful(self, fields: list[str], number: int) -> None:
+        """The exact path: keep the row (its pieces are cached now) or say what is wrong."""
+        if fields == [""]:
+            self.blanks += 1
+            return
+        try:
+            series, ts_ms, code, latency_us, text = self.check_row(fields)
+        except _Problem as problem:
+            self.fail(number, str(problem))
+            return
+        series.add(ts_ms, code, latency_us, text)
+
+    def check_row(self, fields: list[str]) -> tuple[Series, int, int, int, str | None]:
+        if len(fields) != len(COLUMNS):
+            hint = "; quote an error text that holds commas" if len(fields) > len(COLUMNS) else ""
+            raise _Problem(f"expected {len(COLUMNS)} fields ({HEADER}), got {len(fields)}{hint}")
+        for name, value in zip(COLUMNS, fields, strict=True):
+            _check_decodable(name, value)
+        monitor, stamp, outcome, latency, error = fields
+        return (
+            self.monitor(monitor),
+            self.timestamp(stamp),
+            _outcome_code(outcome),
+            _latency_us(latency),
+            self.text(error),
+        )
+
+    def monitor(self, monitor: str) -> Series:
+        series = self.series.get(monitor)
+        if series is None:
+            if monitor not in self.known:
+                raise _Problem(self.unknown_monitor(monitor))
+            series = self.series[monitor] = Series()
+        return series
+
+    def unknown_monitor(self, monitor: str) -> str:
+        if not monitor:
+            return "monitor: empty"
+        message = self.unknown.get(monitor)
+        if message is None:
+            close: list[str] = []
+            if len(self.errors) < MAX_ERRORS:  # difflib is slow; unlisted messages go unread
+                close = difflib.get_close_matches(monitor, self.known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            message = f"monitor: no monitor has id {monitor!r} in the config{hint}"
+            _remember(self.unknown, monitor, message)
+        return message
+
+    def timestamp(self, text: str) -> int:
+        pieces = _common_pieces(text)
+        if pieces is None:
+            ts_ms = _isoformat_ms(text)
+        else:
+            ts_ms = sum(pieces)
+            head, tail, rest = pieces
+            if _MIN_MS + _DAY_MS <= head <= _MAX_MS - 2 * _DAY_MS:  # else an offset may cross
+                _remember(self.heads, text[:13], head)  # the edge: check each time instead
+            _remember(self.tails, text[13:19], tail)
+            _remember(self.rests, text[19:], rest)
+        if not _MIN_MS <= ts_ms <= _MAX_MS:
+            raise _Problem(f"timestamp: {text!r} is outside the years 0001 to 9999 in UTC")
+        return ts_ms
+
+    def text(self, error: str) -> str | None:
+        if not error:
+            return None
+        if "\x00" in error:
+            raise _Problem("error: holds a NUL character")
+        text = error if len(error) <= MAX_ERROR_TEXT else error[: MAX_ERROR_TEXT - 1] + "…"
+        _remember(self.texts, error, text)
+        return text
+
+    def fail(self, line: int, message: str) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(RowError(line, message))
+        else:
+            self.unlisted += 1
+
+
+class _QuotedRecords:
+    """csv.reader over the lines that hold a quote: it gets a record's first line, then
+    pulls more from the file while a quoted field goes on past the line's end."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines = lines
+        self.first: str | None = None
+        self.extra = 0  # lines pulled past a record's first: later records start lower
+        self.at_end = False  # the file ended inside a quoted field
+        self.reader = csv.reader(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line, self.first = self.first, None
+        if line is None:
+            line = next(self.lines, None)
+            if line is None:
+                self.at_end = True
+                raise StopIteration
+            self.extra += 1
+        return line
+
+    def read(self, line: str) -> list[str]:
+        self.first = line
+        return next(self.reader, [])
+
+
+def _common_pieces(text: str) -> tuple[int, int, int] | None:
+    """The common shape as (hour as if UTC, ms into the hour, fraction minus offset), whose
+    sum is UTC epoch ms; None for any other text. Fractions are floored to the ms, like
+    fromisoformat then // 1 ms: .0009 -> 0, and 1969-12-31T23:59:59.9995Z -> -1."""
+    match = _COMMON.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, offset_h, offset_m = match.groups()
+    try:  # days from the civil date; date() refuses February 30th
+        days = dt.date(int(year), int(month), int(day)).toordinal() - _EPOCH_DAY
+    except ValueError:
+        return None
+    offset_ms = 0
+    if sign is not None:
+        offset_ms = (int(offset_h) * 60 + int(offset_m)) * 60_000 * (-1 if sign == "-" else 1)
+    return (
+        days * _DAY_MS + int(hour) * 3_600_000,
+        int(minute) * 60_000 + int(second) * 1000,
+        int((fraction or "0").ljust(6, "0")) // 1000 - offset_ms,
+    )
+
+
+def _isoformat_ms(text: str) -> int:
+    """UTC epoch ms through datetime.fromisoformat: every other ISO 8601 shape it reads."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise _Problem(f"timestamp: {text!r} is not an ISO 8601 date-time with an offset") from None
+    if moment.tzinfo is None:
+        raise _Problem(f"timestamp: {text!r} has no UTC offset; add Z or +HH:MM")
+    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def _outcome_code(text: str) -> int:
+    code = _CODES.get(text)
+    if code is None:
+        hint = "; use lower case" if text.lower() in _CODES else ""
+        raise _Problem(f"outcome: {text!r} is not one of {_OUTCOMES}{hint}")
+    return code
+
+
+def _latency_us(text: str) -> int:
+    if not text:
+        return NO_LATENCY
+    try:
+        latency_ms = float(text)
+    except ValueError:
+        raise _Problem(f"latency_ms: {text!r} is not a number") from None
+    if not math.isfinite(latency_ms):
+        raise _Problem(f"latency_ms: {text!r} is not a finite number")
+    if latency_ms < 0:
+        raise _Problem(f"latency_ms: {text!r} is negative")
+    if latency_ms > _MAX_LATENCY_MS:
+        raise _Problem(f"latency_ms: {text!r} is more than {_MAX_LATENCY_MS:.0e} ms")
+    return round(latency_ms * 1000)
+
+
+def _check_decodable(name: str, value: str) -> None:
+    bad = _UNDECODABLE.search(value)
+    if bad is not None:
+        byte = ord(bad.group()) - 0xDC00
+        raise _Problem(f"{name}: not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8")
+
+
+def _header_problem(names: list[str]) -> str:
+    missing = [name for name in COLUMNS if name not in names]
+    details = [f"missing {', '.join(missing)}"] if missing else []
+    for name in names:
+        if name not in COLUMNS:
+            close = difflib.get_close_matches(name, COLUMNS, n=1)
+            details.append(
+                f"unknown {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
+    if not details:
+        details.append("a column repeats" if len(set(names)) < len(names) else "wrong order")
+    got = ",".join(names)
+    return f"header: expected {HEADER!r}, got {got!r} ({'; '.join(details)})"
+
+
+def _remember(cache: dict[str, _V], key: str, value: _V) -> None:
+    if len(cache) < _CACHE_MAX:
+        cache[key] = value
+
+
+def _latency_or_none(latency_us: int) -> int | None:
+    return None if latency_us == NO_LATENCY else latency_us
+
+
+def _no_progress(rows: int, size: int) -> None:
+    pass

@@ -1,0 +1,208 @@
+"""A month's numbers from stored coverage, incidents, rollups and the config's maintenance.
+
+Never scans raw results except for the hours not rolled up yet (at most the last hour or
+two), so a month of 100 monitors is read in well under a second, and a month whose raw
+rows were pruned gives the same figures as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from prober import maintenance, timeline
+from prober.config import Config
+from prober.config.monitors import MonitorBase
+from prober.redact import public_text
+from prober.report.model import (
+    DayBar,
+    LatencyStats,
+    MonitorReport,
+    MonthReport,
+    Period,
+    ReportIncident,
+)
+from prober.store import rollups
+from prober.store.ledger import TrackSpec
+from prober.timeline import Spans
+
+ROLLED_UNTIL_KEY = "rollup_until_ms"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Stored:
+    known: Spans
+    incidents: list[tuple[int, int | None, str]]  # start_ms, end_ms, cause
+    maintenance: Spans
+
+
+class Reader:
+    """Reads what reports (and later the status page) need, for one location."""
+
+    def __init__(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> None:
+        self.conn = conn
+        self.config = config
+        self.tz = ZoneInfo(config.settings.timezone)
+        self.now_ms = timeline.to_ms(now)
+        row = conn.execute(
+            "SELECT id FROM location WHERE name = ?", (config.settings.location,)
+        ).fetchone()
+        self.location_id: int | None = row[0] if row else None
+        self.ids = {slug: mid for mid, slug in conn.execute("SELECT id, slug FROM monitor")}
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (ROLLED_UNTIL_KEY,)).fetchone()
+        self.rolled_until = int(row[0]) if row else 0
+
+    def stored(self, monitor: MonitorBase, start_ms: int, end_ms: int) -> _Stored:
+        maint = maintenance.spans(self.config.maintenance, monitor.id, start_ms, end_ms, self.tz)
+        mid = self.ids.get(monitor.id)
+        if mid is None or self.location_id is None:
+            return _Stored(Spans.empty(), [], maint)
+        key = (mid, self.location_id)
+        cover_ms = TrackSpec.of(monitor).cover_ms
+        spans: list[tuple[int, int]] = []
+        for span_start, span_end in self.conn.execute(
+            "SELECT start_ms, end_ms FROM coverage WHERE monitor_id = ? AND location_id = ?"
+            " AND start_ms < ? AND (end_ms IS NULL OR end_ms > ?)",
+            (*key, end_ms, start_ms),
+        ):
+            if span_end is None:
+                (last,) = self.conn.execute(
+                    "SELECT max(ts_ms) FROM result WHERE monitor_id = ? AND location_id = ?",
+                    key,
+                ).fetchone()
+                span_end = min(self.now_ms, (last or span_start) + cover_ms)
+            spans.append((span_start, min(span_end, self.now_ms)))
+        incidents = self.conn.execute(
+            "SELECT start_ms, end_ms, cause FROM incident WHERE monitor_id = ?"
+            " AND location_id = ? AND start_ms < ? AND (end_ms IS NULL OR end_ms > ?)"
+            " ORDER BY start_ms",
+            (*key, end_ms, start_ms),
+        ).fetchall()
+        return _Stored(Spans.of(spans), incidents, maint)
+
+    def incident_spans(self, stored: _Stored) -> Spans:
+        return Spans.of(
+            (start, self.now_ms if end is None else end) for start, end, _ in stored.incidents
+        )
+
+    def usage(self, monitor: MonitorBase, start_ms: int, end_ms: int) -> rollups.Rollup:
+        """Check counts and latency in [start, end): rollups, then raw for the rest."""
+        mid = self.ids.get(monitor.id)
+        if mid is None or self.location_id is None:
+            return rollups.Rollup()
+        split = max(start_ms, min(end_ms, self.rolled_until))
+        parts: list[rollups.Rollup] = []
+        if split > start_ms:
+            parts.extend(rollups.read_hours(self.conn, [mid], start_ms, split))
+        if end_ms > split:
+            parts.append(rollups.from_raw(self.conn, mid, self.location_id, split, end_ms))
+        return rollups.combine(parts)
+
+
+def build(
+    conn: sqlite3.Connection,
+    config: Config,
+    month: str,
+    *,
+    monitors: Sequence[str] = (),
+    now: dt.datetime,
+) -> MonthReport:
+    reader = Reader(conn, config, now)
+    start, end = timeline.month_bounds(month, reader.tz)
+    chosen = [m for m in config.monitors if not monitors or m.id in monitors]
+    return MonthReport(
+        title=config.settings.title,
+        language=config.settings.language,
+        period=Period(
+            month=month,
+            timezone=config.settings.timezone,
+            start=start,
+            end=end,
+            # elapsed time: aware datetimes in one zone subtract by the wall clock
+            seconds=(timeline.to_ms(end) - timeline.to_ms(start)) / 1000,
+        ),
+        generated_at=now.astimezone(reader.tz),
+        monitors=[_monitor(reader, m, start, end) for m in chosen],
+    )
+
+
+def _monitor(
+    reader: Reader, monitor: MonitorBase, start: dt.datetime, end: dt.datetime
+) -> MonitorReport:
+    tz = reader.tz
+    w = (timeline.to_ms(start), timeline.to_ms(end))
+    stored = reader.stored(monitor, *w)
+    target = monitor.sla_target or reader.config.settings.sla_target
+    acc = timeline.account(
+        w, stored.known, reader.incident_spans(stored), stored.maintenance, target
+    )
+    incidents = [
+        ReportIncident(
+            start=timeline.from_ms(s, tz),
+            end=None if e is None else timeline.from_ms(e, tz),
+            duration_seconds=None if e is None else (e - s) / 1000,
+            cause=public_text(cause),
+        )
+        for s, e, cause in stored.incidents
+    ]
+    durations = [i.duration_seconds for i in incidents if i.duration_seconds is not None]
+    usage = reader.usage(monitor, *w)
+    return MonitorReport(
+        id=monitor.id,
+        name=monitor.display_name,
+        group=monitor.group,
+        sla_target=target,
+        uptime_percent=acc.uptime_percent,
+        sla_met=acc.sla_met,
+        monitored_seconds=acc.monitored_seconds,
+        downtime_seconds=acc.downtime_seconds,
+        maintenance_seconds=acc.maintenance_seconds,
+        unknown_seconds=acc.unknown_seconds,
+        error_budget_seconds=acc.error_budget_seconds,
+        error_budget_remaining_seconds=acc.error_budget_remaining_seconds,
+        incident_count=len(incidents),
+        mttr_seconds=sum(durations) / len(durations) if durations else None,
+        longest_incident_seconds=max(durations) if durations else None,
+        incidents=incidents,
+        checks=usage.total,
+        failed_checks=usage.down,
+        latency=latency(usage),
+        days=_days(reader, stored, start, end, target),
+    )
+
+
+def latency(usage: rollups.Rollup) -> LatencyStats:
+    if usage.lat_count == 0 or usage.lat_min_us is None or usage.lat_max_us is None:
+        return LatencyStats()
+    return LatencyStats(
+        min=usage.lat_min_us / 1000,
+        avg=usage.lat_sum_us / usage.lat_count / 1000,
+        p50=usage.hist.percentile(50),
+        p95=usage.hist.percentile(95),
+        p99=usage.hist.percentile(99),
+        max=usage.lat_max_us / 1000,
+    )
+
+
+def _days(
+    reader: Reader, stored: _Stored, start: dt.datetime, end: dt.datetime, target: float
+) -> list[DayBar]:
+    incidents = reader.incident_spans(stored)
+    bars = []
+    for day in timeline.days_between(start.date(), end.date()):
+        lo, hi = timeline.day_bounds(day, reader.tz)
+        w = (timeline.to_ms(lo), timeline.to_ms(hi))
+        acc = timeline.account(w, stored.known, incidents, stored.maintenance, target)
+        bars.append(
+            DayBar(
+                date=day,
+                uptime_percent=acc.uptime_percent,
+                downtime_seconds=acc.downtime_seconds,
+                maintenance_seconds=acc.maintenance_seconds,
+                unknown_seconds=acc.unknown_seconds,
+            )
+        )
+    return bars

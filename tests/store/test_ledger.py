@@ -1,0 +1,137 @@
+"""Derived data through the real writer: transitions, incidents and coverage are committed
+with their results, a restart continues where it was, and an import derives the same."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+import sqlite3
+
+import pytest
+
+from prober.checks.result import CheckResult, Outcome
+from prober.config.types import DownAfter
+from prober.incidents import Rule, derive
+from prober.store.db import connect_raw, open_engine
+from prober.store.ledger import TrackSpec, rebuild
+from prober.store.tables import OUTCOME_CODES
+from prober.store.writer import Observation, ResultWriter
+from prober.timeline import coverage
+
+T0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+MIN = 60_000
+SPEC = TrackSpec("api", "http", Rule(DownAfter(seconds=120.0), up_after=2), 2 * MIN)
+
+U, D, X = Outcome.UP, Outcome.DOWN, Outcome.UNKNOWN
+# one result a minute; a gap of 10 minutes (prober stopped) after index 9
+OUTCOMES = [U, U, D, U, D, D, D, D, U, D, D, U, U, U, X, X, U, D, U, U]
+STOPPED_AFTER = 9
+
+
+def _samples() -> list[tuple[int, Outcome, str | None]]:
+    base = int(T0.timestamp() * 1000)
+    out = []
+    for i, outcome in enumerate(OUTCOMES):
+        ts = base + i * MIN + (10 * MIN if i > STOPPED_AFTER else 0)
+        out.append((ts, outcome, f"HTTP 503 #{i}" if outcome is D else None))
+    return out
+
+
+def _feed(path: pathlib.Path, samples: list[tuple[int, Outcome, str | None]]) -> None:
+    writer = ResultWriter(path, "default", [SPEC], linger=0)
+    writer.start()
+    for ts, outcome, error in samples:
+        at = dt.datetime.fromtimestamp(ts / 1000, dt.UTC)
+        writer.submit(Observation("api", at, CheckResult(outcome, 5.0, error=error)))
+    assert writer.flush(10)
+    writer.close()
+
+
+def _derived(path: pathlib.Path) -> dict[str, list[tuple[object, ...]]]:
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+            for table in ("transition", "incident", "coverage")
+        }
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def db(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "p.db"
+    open_engine(path).dispose()
+    return path
+
+
+def test_live_results_derive_incidents_transitions_and_coverage(db: pathlib.Path) -> None:
+    samples = _samples()
+    _feed(db, samples)
+    derived = _derived(db)
+    expected = derive(samples, SPEC.rule)
+    assert [(r[2], r[3], r[4], r[5], r[6]) for r in derived["incident"]] == [
+        (i.start_ms, i.confirmed_ms, i.end_ms, i.resolved_ms, i.cause) for i in expected.incidents
+    ]
+    # one incident from index 4: the lone success at 8 does not end it (up_after = 2), the
+    # failures at 9-10 (across the stopped prober) go on, it ends at 11; 17 is a blip
+    (incident,) = expected.incidents
+    assert (incident.start_ms, incident.end_ms) == (samples[4][0], samples[11][0])
+    assert incident.cause == "HTTP 503 #4"
+    assert [(r[2], r[3], r[4]) for r in derived["transition"]] == [
+        (t.ts_ms, t.old, t.new) for t in expected.transitions
+    ]
+    spans = coverage(((ts, o is not X) for ts, o, _ in samples), SPEC.cover_ms)
+    stored = [(r[2], r[3]) for r in derived["coverage"]]
+    *closed, (last_start, last_end) = stored
+    assert last_end is None  # the newest span is open
+    assert [*closed, (last_start, samples[-1][0] + SPEC.cover_ms)] == list(spans)
+    assert len(stored) == 3  # broken by the stopped prober and by the unknown results
+
+
+def test_a_restart_continues_where_it_was(tmp_path: pathlib.Path) -> None:
+    samples = _samples()
+    for cut in (3, 6, 12, 15):
+        path = tmp_path / f"cut{cut}.db"
+        open_engine(path).dispose()
+        _feed(path, samples[:cut])
+        _feed(path, samples[cut:])
+        assert _derived(path) == _reference(tmp_path), f"cut at {cut}"
+
+
+def _reference(tmp_path: pathlib.Path) -> dict[str, list[tuple[object, ...]]]:
+    """Everything fed in one go to one writer."""
+    path = tmp_path / "reference.db"
+    if not path.exists():
+        open_engine(path).dispose()
+        _feed(path, _samples())
+    return _derived(path)
+
+
+def test_state_saved_mid_run_is_replayed_after_a_crash(
+    db: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Results committed after the last saved state (no transition since) are replayed."""
+    samples = _samples()
+    _feed(db, samples[:6])  # inside the first failure run: pending, not yet confirmed
+    conn = connect_raw(db)
+    # simulate a crash that lost nothing but left state older than the results
+    conn.execute("UPDATE monitor_state SET as_of_ms = as_of_ms - 1")
+    conn.close()
+    _feed(db, samples[6:])
+    assert _derived(db) == _reference(tmp_path)
+
+
+def test_rebuild_equals_live(db: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    samples = _samples()
+    live = tmp_path / "live.db"
+    open_engine(live).dispose()
+    _feed(live, samples)
+    conn = connect_raw(db)
+    conn.execute("INSERT INTO monitor (id, slug, type) VALUES (1, 'api', 'http')")
+    conn.execute("INSERT INTO location (id, name) VALUES (1, 'default')")
+    conn.execute("BEGIN IMMEDIATE")
+    rebuild(conn, 1, 1, SPEC, [(ts, OUTCOME_CODES[o], e) for ts, o, e in samples])
+    conn.execute("COMMIT")
+    conn.close()
+    assert _derived(db) == _derived(live)
