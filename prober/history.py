@@ -132,6 +132,7 @@ def import_results(
     conn = connect_raw(config.database_path)
     try:
         _refuse_if_live(conn)
+        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: a big import's B-tree stays hot
         ids, location_id = register(
             conn,
             config.settings.location,
@@ -146,6 +147,11 @@ def import_results(
                 if not series:
                     continue
                 mid = ids[slug]
+                fresh = not conn.execute(
+                    "SELECT 1 FROM result WHERE monitor_id = ? AND location_id = ? LIMIT 1",
+                    (mid, location_id),
+                ).fetchone()
+                errors = list(map(series.errors.get, range(len(series))))
                 before = conn.total_changes
                 conn.executemany(
                     "INSERT OR IGNORE INTO result (monitor_id, ts_ms, location_id, outcome,"
@@ -156,15 +162,20 @@ def import_results(
                         itertools.repeat(location_id),
                         series.outcome,
                         series.latency_us,
-                        map(series.errors.get, range(len(series))),
+                        errors,
                     ),
                 )
                 added += conn.total_changes - before
-                samples = conn.execute(
-                    "SELECT ts_ms, outcome, error FROM result WHERE monitor_id = ?"
-                    " AND location_id = ? ORDER BY ts_ms",
-                    (mid, location_id),
-                ).fetchall()
+                if fresh:  # the file is the whole history: no need to read it back
+                    samples: Sequence[tuple[int, int, str | None]] = list(
+                        zip(series.ts_ms, series.outcome, errors, strict=True)
+                    )
+                else:
+                    samples = conn.execute(
+                        "SELECT ts_ms, outcome, error FROM result WHERE monitor_id = ?"
+                        " AND location_id = ? ORDER BY ts_ms",
+                        (mid, location_id),
+                    ).fetchall()
                 rebuild(conn, location_id, mid, TrackSpec.of(known[slug]), samples)
                 touched[mid] = (series.ts_ms[0], series.ts_ms[-1])
             conn.execute("COMMIT")

@@ -175,6 +175,17 @@ class Tracker:
         self._streak_start: int | None = None  # the recovery streak's first success
         self._streak = 0
 
+    def steady(self, outcome: Outcome) -> bool:
+        """Whether a later result of this outcome would change nothing but the time: the
+        status already follows it (no failure run, no incident). A batch of millions of
+        results skips step() for those and calls advance() with the last one's time."""
+        return self.status is not None and self.status.value == outcome.value
+
+    def advance(self, ts_ms: int) -> None:
+        """Record steady results (see steady()) up to ts_ms without stepping through them."""
+        if self.last_ts_ms is None or ts_ms > self.last_ts_ms:
+            self.last_ts_ms = ts_ms
+
     def step(self, ts_ms: int, outcome: Outcome, error: str | None = None) -> list[Change]:
         """What this result changed: [], [Transition] or [Transition, Opened | Resolved]."""
         last = self.last_ts_ms

@@ -265,3 +265,40 @@ def test_report_usage_errors(project: pathlib.Path, args: list[str], message: st
     done = _prober(project, *args)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_a_bad_file_imports_nothing_and_names_each_line(project: pathlib.Path) -> None:
+    bad = project / "bad.csv"
+    bad.write_text(
+        "monitor,timestamp,outcome,latency_ms,error\n"
+        "api,2026-11-02T00:00:00Z,up,12,\n"
+        "apj,2026-11-02T00:01:00Z,up,12,\n"
+        "api,2026-11-02T00:02:00,up,12,\n"
+        "api,2026-11-02T00:03:00Z,UP,12,\n"
+    )
+    fresh = project / "fresh"
+    fresh.mkdir(exist_ok=True)
+    (fresh / "monitors.toml").write_text((project / "monitors.toml").read_text())
+    done = _prober(fresh, "import-results", str(bad))
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("warning:")]
+    assert lines[0].startswith(f"{bad}:3: monitor: no monitor has id 'apj'")
+    assert lines[1].startswith(f"{bad}:4: timestamp:")
+    assert lines[2].startswith(f"{bad}:5: outcome:")
+    assert lines[-1] == "nothing imported: 3 rows have errors"
+    assert not (fresh / "data" / "prober.db").exists()
+
+
+def test_last_months_report_is_written_once_beside_the_database(imported: pathlib.Path) -> None:
+    from prober import history
+    from prober.config import load_config
+
+    config = load_config(str(imported / "monitors.toml"))
+    first_of_november = dt.datetime(2026, 11, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    written = history.write_monthly(config, now=first_of_november)
+    reports = imported / "data" / "reports"
+    assert sorted(p.name for p in written) == ["2026-10.csv", "2026-10.html", "2026-10.json"]
+    assert json.loads((reports / "2026-10.json").read_text())["period"]["month"] == "2026-10"
+    assert history.write_monthly(config, now=first_of_november) == []  # already there
+    # a month before the first result: nothing to report
+    assert history.write_monthly(config, now=dt.datetime(2026, 9, 15, tzinfo=UTC)) == []

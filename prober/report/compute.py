@@ -89,16 +89,31 @@ class Reader:
         )
 
     def usage(self, monitor: MonitorBase, start_ms: int, end_ms: int) -> rollups.Rollup:
-        """Check counts and latency in [start, end): rollups, then raw for the rest."""
-        mid = self.ids.get(monitor.id)
-        if mid is None or self.location_id is None:
+        """Check counts and latency in [start, end): daily rollups for the whole local days
+        already rolled up, hourly ones for the hours after, raw results for the rest."""
+        mid, loc = self.ids.get(monitor.id), self.location_id
+        if mid is None or loc is None:
             return rollups.Rollup()
-        split = max(start_ms, min(end_ms, self.rolled_until))
         parts: list[rollups.Rollup] = []
-        if split > start_ms:
-            parts.extend(rollups.read_hours(self.conn, [mid], start_ms, split))
+        at = start_ms
+        first = last = None
+        for day in timeline.days_between(
+            timeline.from_ms(start_ms, self.tz).date(),
+            timeline.from_ms(end_ms - 1, self.tz).date() + dt.timedelta(days=1),
+        ):
+            lo, hi = (timeline.to_ms(t) for t in timeline.day_bounds(day, self.tz))
+            if lo != at or hi > min(end_ms, self.rolled_until):
+                break
+            first, last, at = first or day, day, hi
+        if first is not None and last is not None:
+            days = rollups.read_days(self.conn, [mid], first, last)
+            parts.extend(d for d in days if d.location_id == loc)
+        split = max(at, min(end_ms, self.rolled_until))
+        if split > at:
+            hours = rollups.read_hours(self.conn, [mid], at, split)
+            parts.extend(h for h in hours if h.location_id == loc)
         if end_ms > split:
-            parts.append(rollups.from_raw(self.conn, mid, self.location_id, split, end_ms))
+            parts.append(rollups.from_raw(self.conn, mid, loc, split, end_ms))
         return rollups.combine(parts)
 
 

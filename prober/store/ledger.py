@@ -228,9 +228,26 @@ def rebuild(
             (monitor_id, location_id),
         )
     ledger = Ledger(location_id, {spec.slug: monitor_id}, [spec])
-    track = _Track(monitor_id, Tracker(spec.rule), spec.cover_ms)
+    tracker = Tracker(spec.rule)
+    track = _Track(monitor_id, tracker, spec.cover_ms)
     ledger._tracks[spec.slug] = track
+    # Most results change nothing but the time (up after up, within coverage): those skip
+    # the tracker and the coverage bookkeeping, which are then told the last one's time.
+    steady_code, last = -1, -1
     for ts_ms, code, error in samples:
-        ledger._step(conn, track, ts_ms, OUTCOMES_BY_CODE[code], error, coverage=True)
+        if code == steady_code and last < ts_ms <= last + spec.cover_ms:
+            last = ts_ms
+            continue
+        if steady_code != -1:
+            track.last_ts = last
+            tracker.advance(last)
+        outcome = OUTCOMES_BY_CODE[code]
+        ledger._step(conn, track, ts_ms, outcome, error, coverage=True)
+        last = track.last_ts if track.last_ts is not None else ts_ms
+        steady = track.open_span is not None and tracker.steady(outcome)
+        steady_code = code if steady else -1
+    if steady_code != -1:
+        track.last_ts = last
+        tracker.advance(last)
     ledger._save_state(conn, track)
     return len(samples)

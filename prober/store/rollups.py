@@ -246,22 +246,69 @@ def rollup_hours(
     Runs in the caller's transaction if one is open. Only for hours whose raw results are
     all still there: an hour already pruned would be rolled up as empty (see `prune`).
     """
+    return len(_write_hours(conn, monitor_id, location_id, start_ms, end_ms))
+
+
+def _write_hours(
+    conn: sqlite3.Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
+) -> dict[int, Rollup]:
+    """rollup_hours, returning the hours it wrote by hour_ms."""
     if end_ms <= start_ms:
-        return 0
+        return {}
     first, end = _floor_hour(start_ms), _floor_hour(end_ms - 1) + HOUR_MS
     with _atomic(conn):
         groups = conn.execute(_HOUR_GROUPS, (monitor_id, first, end, location_id))
-        rows = [
-            (monitor_id, location_id, hour_ms, *_hour_rollup(hour).columns())
-            for hour_ms, hour in itertools.groupby(groups, _hour_of)
-        ]
+        hours = {
+            hour_ms: _hour_rollup(hour) for hour_ms, hour in itertools.groupby(groups, _hour_of)
+        }
         conn.execute(
             "DELETE FROM rollup_hour"
             " WHERE monitor_id = ? AND location_id = ? AND hour_ms >= ? AND hour_ms < ?",
             (monitor_id, location_id, first, end),
         )
-        conn.executemany(_INSERT_HOUR, rows)
-    return len(rows)
+        conn.executemany(
+            _INSERT_HOUR,
+            [(monitor_id, location_id, h, *r.columns()) for h, r in hours.items()],
+        )
+    return hours
+
+
+def rollup_span(
+    conn: sqlite3.Connection,
+    monitor_id: int,
+    location_id: int,
+    start_ms: int,
+    end_ms: int,
+    tz: ZoneInfo,
+) -> int:
+    """rollup_hours over [start_ms, end_ms), then rollup_days for every local day it
+    touched, the inner days from the hours just computed (no read-back): what upkeep and
+    imports run. Returns the hour rows written."""
+    if end_ms <= start_ms:
+        return 0
+    first, end = _floor_hour(start_ms), _floor_hour(end_ms - 1) + HOUR_MS
+    with _atomic(conn):
+        hours = _write_hours(conn, monitor_id, location_id, first, end)
+        day = dt.datetime.fromtimestamp(first / 1000, tz).date()
+        last = dt.datetime.fromtimestamp((end - 1) / 1000, tz).date()
+        while day <= last:
+            lo = _local_midnight_ms(day, tz)
+            hi = _local_midnight_ms(day + dt.timedelta(days=1), tz)
+            if lo < first or hi > end:  # an edge day: its other hours are stored ones
+                rollup_days(conn, monitor_id, location_id, [day], tz)
+            else:
+                parts = [r for h, r in hours.items() if lo <= h < hi]
+                key = (monitor_id, location_id, day.isoformat())
+                if parts:
+                    conn.execute(_INSERT_DAY, (*key, *combine(parts).columns()))
+                else:
+                    conn.execute(
+                        "DELETE FROM rollup_day"
+                        " WHERE monitor_id = ? AND location_id = ? AND day = ?",
+                        key,
+                    )
+            day += dt.timedelta(days=1)
+    return len(hours)
 
 
 def from_raw(

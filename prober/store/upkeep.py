@@ -9,7 +9,6 @@ transitions, incidents and coverage are kept forever.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sqlite3
 import time
@@ -43,16 +42,12 @@ def roll_up(
     transactions. Returns hourly rows written."""
     if end_ms <= start_ms:
         return 0
-    first = timeline.from_ms(start_ms, tz).date()
-    last = timeline.from_ms(end_ms - 1, tz).date()
-    days = list(timeline.days_between(first, last + dt.timedelta(days=1)))
     written = 0
     for i in range(0, len(monitor_ids), CHUNK):
         conn.execute("BEGIN IMMEDIATE")
         try:
             for mid in monitor_ids[i : i + CHUNK]:
-                written += rollups.rollup_hours(conn, mid, location_id, start_ms, end_ms)
-                rollups.rollup_days(conn, mid, location_id, days, tz)
+                written += rollups.rollup_span(conn, mid, location_id, start_ms, end_ms, tz)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
