@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 from prober.checks.result import CheckResult
+from prober.incidents import Change, Opened, Resolved
 from prober.store.db import connect_raw
 from prober.store.ledger import Ledger, TrackSpec
 from prober.store.tables import OUTCOME_CODES
@@ -46,6 +47,10 @@ class Observation:
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
+
+
+def _iso(ms: int) -> str:
+    return (_EPOCH + ms * _MS).isoformat()
 
 
 def epoch_ms(at: dt.datetime) -> int:
@@ -106,6 +111,7 @@ class ResultWriter:
         self._ids: dict[str, int] = {}
         self._location_id = 0
         self._ledger: Ledger | None = None
+        self._ledger_stale = False
         self._upkeep: Upkeep | None = None
         self._timezone = timezone
         self._retention_days = retention_days
@@ -210,12 +216,17 @@ class ResultWriter:
             for o in batch
             if o.monitor in self._ids
         ]
+        assert self._ledger is not None
         delay = 0.1
         while True:
             try:
+                if self._ledger_stale:  # a failed transaction left it ahead of the database
+                    self._ledger.load(conn)
+                    self._ledger_stale = False
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(_INSERT, rows)
-                self._derive(conn, batch)
+                self._ledger_stale = True
+                changes = self._derive(conn, batch)
                 beat = time.monotonic()
                 if beat - self._last_heartbeat >= self._heartbeat_every or not rows:
                     conn.execute(
@@ -224,6 +235,7 @@ class ResultWriter:
                     )
                     self._last_heartbeat = beat
                 conn.execute("COMMIT")
+                self._ledger_stale = False
                 break
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -238,14 +250,42 @@ class ResultWriter:
         self.last_error = None
         self.last_ok = time.monotonic()
         self.committed += len(rows)
+        for monitor, change in changes:
+            _log_change(monitor, change)
         for event in events:
             event.set()
 
-    def _derive(self, conn: sqlite3.Connection, batch: list[Observation]) -> None:
+    def _derive(
+        self, conn: sqlite3.Connection, batch: list[Observation]
+    ) -> list[tuple[str, Change]]:
         assert self._ledger is not None
+        changes = []
         for obs in batch:
             result = obs.result
-            self._ledger.apply(conn, obs.monitor, epoch_ms(obs.at), result.outcome, result.error)
+            for change in self._ledger.apply(
+                conn, obs.monitor, epoch_ms(obs.at), result.outcome, result.error
+            ):
+                changes.append((obs.monitor, change))
+        return changes
+
+
+def _log_change(monitor: str, change: Change) -> None:
+    """Incidents in the log once they are committed."""
+    incident = getattr(change, "incident", None)
+    if isinstance(change, Opened) and incident is not None:
+        log.warning(
+            'incident opened monitor=%s since=%s cause="%s"',
+            monitor,
+            _iso(incident.start_ms),
+            incident.cause,
+        )
+    elif isinstance(change, Resolved) and incident is not None and incident.end_ms is not None:
+        log.info(
+            "incident resolved monitor=%s since=%s duration_s=%.0f",
+            monitor,
+            _iso(incident.start_ms),
+            (incident.end_ms - incident.start_ms) / 1000,
+        )
 
 
 def register(

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import pathlib
 import sqlite3
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -218,3 +219,42 @@ def test_rebuild_fast_path_equals_applying_every_result(
             ts += gap if gap > 150_000 else MIN
             samples.append((ts, code, "boom" if code == OUTCOME_CODES[D] else None))
     assert _rebuilt(samples, spec) == _apply_each(samples, spec)
+
+
+def test_a_failed_transaction_does_not_leave_the_ledger_ahead(db: pathlib.Path) -> None:
+    """A batch whose transaction fails after the ledger stepped (disk full, I/O error) is
+    retried with the ledger restored from the database: nothing missing, nothing twice."""
+    conn = connect_raw(db)
+    conn.execute("CREATE TABLE fail_now (x)")
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON transition WHEN EXISTS (SELECT 1 FROM fail_now)"
+        " BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END"
+    )
+    samples = _samples()
+    writer = ResultWriter(db, "default", [SPEC], linger=0)
+    writer.start()
+    _submit(writer, samples[:3])
+    assert writer.flush(10)
+    conn.execute("INSERT INTO fail_now VALUES (1)")
+    _submit(writer, samples[3:8])  # these change the status: their transaction fails
+    deadline = time.monotonic() + 10
+    while writer.last_error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.last_error is not None and "simulated" in writer.last_error
+    conn.execute("DELETE FROM fail_now")
+    conn.close()
+    _submit(writer, samples[8:])
+    assert writer.flush(20)
+    writer.close()
+    expected = derive(samples, SPEC.rule)
+    derived = _derived(db)
+    assert [(r[2], r[3], r[4]) for r in derived["transition"]] == [
+        (t.ts_ms, t.old, t.new) for t in expected.transitions
+    ]
+    assert len(derived["incident"]) == len(expected.incidents) == 1
+
+
+def _submit(writer: ResultWriter, samples: list[tuple[int, Outcome, str | None]]) -> None:
+    for ts, outcome, error in samples:
+        at = dt.datetime.fromtimestamp(ts / 1000, dt.UTC)
+        writer.submit(Observation("api", at, CheckResult(outcome, 5.0, error=error)))
