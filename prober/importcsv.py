@@ -47,18 +47,17 @@ _LINE_ENDS = frozenset({"", "\n", "\r\n", "\r"})  # an empty last field, line en
 _V = TypeVar("_V")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
-# Timestamps. The common shape's pieces sit at fixed places (text[:13], text[13:16],
-# text[16:]) and each is checked whole, so any cached pieces put together make a valid time.
+# Timestamps. The common shape's pieces sit at fixed places (text[:13], text[13:19],
+# text[19:]) and each is checked whole, so any cached pieces put together make a valid time.
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DAY = _EPOCH.toordinal()
 _DAY_MS = 86_400_000
 _MIN_MS = (dt.date.min.toordinal() - _EPOCH_DAY) * _DAY_MS  # 0001-01-01T00:00:00Z
 _MAX_MS = (dt.date.max.toordinal() + 1 - _EPOCH_DAY) * _DAY_MS - 1  # 9999-12-31T23:59:59.999Z
-_COMMON = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([01][0-9]|2[0-3])"
-    r":([0-5][0-9]):([0-5][0-9])"
-    r"(?:\.([0-9]{1,6}))?(?:Z|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+_HOUR_CLOCK = re.compile(  # text[:13] is the hour, text[13:19] the clock within it
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
 )
+_REST = re.compile(r"(?:\.([0-9]{1,6}))?(?:Z|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,6 +125,7 @@ def parse(
 ) -> Parsed:
     """Read a results CSV; `known` are the config's monitor ids.
 
+    Times become UTC epoch ms, floored (a .9999 s fraction is 999 ms); latencies µs, rounded.
     progress(rows_read, bytes_read) is called every PROGRESS_EVERY rows and once at the end.
     """
     reader = _Reader(known)
@@ -135,7 +135,11 @@ def parse(
     ):
         if reader.header(next(lines, None)):
             reader.read(lines, progress or _no_progress, raw.tell)
-    rows = {monitor: builder.finish() for monitor, builder in reader.builders.items()}
+    rows: dict[str, Series] = {}
+    for monitor, builder in reader.builders.items():
+        series = builder.finish()
+        if series:  # a monitor whose every row was an error has none
+            rows[monitor] = series
     return Parsed(rows, reader.count, reader.errors, reader.unlisted)
 
 
@@ -189,11 +193,10 @@ class _Reader:
         self.errors: list[RowError] = []
         self.unlisted = 0
         self.unknown: dict[str, str] = {}  # monitor id not in the config -> its message
-        # Timestamp pieces in ms: their sum is UTC epoch ms. See _common_pieces.
-        self.hours: dict[str, int] = {}  # "2026-11-01T09" -> that hour, as if it were UTC
-        self.marks: dict[str, int] = {}  # ":05" -> minutes into the hour
-        self.seconds: dict[str, int] = {}  # ":30.250+09:00" -> seconds + fraction - offset
-        self.minutes: dict[str, int] = {}  # "2026-11-01T09:05": hours + marks, the hot key
+        # Timestamp pieces in ms, whose sum is UTC epoch ms (see _common_pieces)
+        self.hours: dict[str, int] = {}  # "2026-11-01T09" -> the hour, as if it were UTC
+        self.clocks: dict[str, int] = {}  # ":05:30" -> into the hour
+        self.rests: dict[str, int] = {}  # ".250+09:00" -> fraction minus offset
         self.texts: dict[str, str] = {}  # error field -> the text kept
 
     def header(self, line: str | None) -> bool:
@@ -216,7 +219,7 @@ class _Reader:
     ) -> None:
         quoted = _QuotedRecords(lines)
         builders, texts, codes = self.builders, self.texts, _CODES
-        minutes, seconds = self.minutes, self.seconds
+        hours, clocks, rests = self.hours, self.clocks, self.rests
         line_ends, max_latency, no_latency = _LINE_ENDS, _MAX_LATENCY_MS, NO_LATENCY
         n = 0
         for n, line in enumerate(lines, 1):  # n counts records; line n + 1 + quoted.extra
@@ -230,10 +233,7 @@ class _Reader:
             try:  # the hot path: every KeyError or ValueError goes the careful way
                 monitor, stamp, outcome, latency, error = line.split(",")
                 builder = builders[monitor]
-                minute = minutes.get(stamp[:16])
-                if minute is None:
-                    minute = self.minute(stamp)
-                ts_ms = minute + seconds[stamp[16:]]
+                ts_ms = hours[stamp[:13]] + clocks[stamp[13:19]] + rests[stamp[19:]]
                 code = codes[outcome]
                 if latency:
                     latency_ms = float(latency)
@@ -307,17 +307,11 @@ class _Reader:
         if message is None:
             close: list[str] = []
             if len(self.errors) < MAX_ERRORS:  # difflib is slow; unlisted messages go unread
-                close = difflib.get_close_matches(monitor, self.known, n=1)
+                close = difflib.get_close_matches(monitor.lower(), self.known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             message = f"monitor: no monitor has id {monitor!r} in the config{hint}"
             _remember(self.unknown, monitor, message)
         return message
-
-    def minute(self, text: str) -> int:
-        """The hot path's minute from cached pieces (KeyError: take the careful path)."""
-        minute = self.hours[text[:13]] + self.marks[text[13:16]]
-        _remember(self.minutes, text[:16], minute)
-        return minute
 
     def timestamp(self, text: str) -> int:
         pieces = _common_pieces(text)
@@ -325,11 +319,11 @@ class _Reader:
             ts_ms = _isoformat_ms(text)
         else:
             ts_ms = sum(pieces)
-            hour, mark, second = pieces
+            hour, clock, rest = pieces
             if _MIN_MS + _DAY_MS <= hour <= _MAX_MS - 2 * _DAY_MS:  # else an offset may cross
                 _remember(self.hours, text[:13], hour)  # the edge: check those every time
-            _remember(self.marks, text[13:16], mark)
-            _remember(self.seconds, text[16:], second)
+            _remember(self.clocks, text[13:19], clock)
+            _remember(self.rests, text[19:], rest)
         if not _MIN_MS <= ts_ms <= _MAX_MS:
             raise _Problem(f"timestamp: {text!r} is outside the years 0001 to 9999 in UTC")
         return ts_ms
@@ -380,26 +374,33 @@ class _QuotedRecords:
 
 
 def _common_pieces(text: str) -> tuple[int, int, int] | None:
-    """The common shape as ms in three pieces: the hour as if it were UTC (text[:13]), the
-    minutes (text[13:16]), then seconds plus fraction minus offset (text[16:]). Their sum
-    is UTC epoch ms; None for any other shape. Fractions are floored to the ms, as
-    fromisoformat then // 1 ms: .0009 -> 0, and 1969-12-31T23:59:59.9995Z -> -1."""
-    match = _COMMON.fullmatch(text)
-    if match is None:
+    """The common shape in three pieces of ms: the hour as if it were UTC (text[:13]), the
+    clock within it (text[13:19]), the fraction minus the offset (text[19:]). Their sum is
+    UTC epoch ms; None for other shapes. Fractions are floored to the ms, as fromisoformat
+    then // 1 ms: .0009 -> 0, and 1969-12-31T23:59:59.9995Z -> -1."""
+    match = _HOUR_CLOCK.match(text)
+    rest = None if match is None else _rest_ms(text[19:])
+    if match is None or rest is None:
         return None
-    year, month, day, hour, minute, second, fraction, sign, offset_h, offset_m = match.groups()
+    year, month, day, hour, minute, second = map(int, match.groups())
     try:  # days from the civil date; date() refuses February 30th
-        days = dt.date(int(year), int(month), int(day)).toordinal() - _EPOCH_DAY
+        days = dt.date(year, month, day).toordinal() - _EPOCH_DAY
     except ValueError:
         return None
+    return days * _DAY_MS + hour * 3_600_000, minute * 60_000 + second * 1000, rest
+
+
+def _rest_ms(text: str) -> int | None:
+    """The fraction minus the offset in ms (".250+09:00" -> 250 - 32_400_000); None unless
+    the text is an optional fraction of 1 to 6 digits, then Z or ±HH:MM."""
+    match = _REST.fullmatch(text)
+    if match is None:
+        return None
+    fraction, sign, offset_h, offset_m = match.groups()
     offset_ms = 0
     if sign is not None:
         offset_ms = (int(offset_h) * 60 + int(offset_m)) * 60_000 * (-1 if sign == "-" else 1)
-    return (
-        days * _DAY_MS + int(hour) * 3_600_000,
-        int(minute) * 60_000,
-        int(second) * 1000 + int((fraction or "0").ljust(6, "0")) // 1000 - offset_ms,
-    )
+    return int((fraction or "0").ljust(6, "0")) // 1000 - offset_ms
 
 
 def _isoformat_ms(text: str) -> int:
@@ -433,7 +434,7 @@ def _latency_us(text: str) -> int:
     if latency_ms < 0:
         raise _Problem(f"latency_ms: {text!r} is negative")
     if latency_ms > _MAX_LATENCY_MS:
-        raise _Problem(f"latency_ms: {text!r} is more than {_MAX_LATENCY_MS:.0e} ms")
+        raise _Problem(f"latency_ms: {text!r} is more than {_MAX_LATENCY_MS:,.0f}")
     return round(latency_ms * 1000)
 
 

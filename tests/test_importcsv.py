@@ -1,0 +1,420 @@
+"""The import file reader: good files round-trip, every error has its message and line.
+
+The parse rate is measured by hand, not by a timed test (this generates 1,000,000 rows of
+100 monitors, then parses them three times)::
+
+    .venv/bin/python - <<'EOF'
+    import datetime as dt, pathlib, random, time
+    from prober.importcsv import parse
+    path, rnd = pathlib.Path("/tmp/rows.csv"), random.Random(1)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with path.open("w", newline="") as f:
+        f.write("monitor,timestamp,outcome,latency_ms,error\\r\\n")
+        for i in range(1_000_000):
+            at = t0 + dt.timedelta(seconds=60 * (i // 100) + (i % 100) * 0.5)
+            stamp = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+            if rnd.random() < 0.99:
+                f.write(f"svc-{i % 100:03d},{stamp},up,{rnd.uniform(5, 300):.3f},\\r\\n")
+            else:
+                f.write(f"svc-{i % 100:03d},{stamp},down,,status 503 not in [200]\\r\\n")
+    known = [f"svc-{i:03d}" for i in range(100)]
+    for _ in range(3):
+        start = time.process_time()
+        parsed = parse(path, known)
+        print(f"{parsed.count / (time.process_time() - start):,.0f} rows/s")
+    EOF
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prober.importcsv import (
+    HEADER,
+    MAX_ERRORS,
+    NO_LATENCY,
+    Parsed,
+    RowError,
+    _common_pieces,
+    _isoformat_ms,
+    parse,
+)
+
+KNOWN = ("api", "web", "db-primary")
+T0 = "2026-11-01T00:00:00Z"
+T0_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+GOOD = f"api,{T0},up,12.5,"
+
+
+def _parse(tmp_path: pathlib.Path, content: str | bytes) -> Parsed:
+    path = tmp_path / "results.csv"
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8", newline="")
+    else:
+        path.write_bytes(content)
+    return parse(path, KNOWN)
+
+
+def _rows(parsed: Parsed, monitor: str) -> list[tuple[int, int, int | None, str | None]]:
+    return list(parsed.rows[monitor].rows())
+
+
+# --- good files --------------------------------------------------------------------------
+
+
+def test_good_file_round_trips(tmp_path: pathlib.Path) -> None:
+    long_error = "x" * 600
+    parsed = _parse(
+        tmp_path,
+        f"{HEADER}\n"
+        "api,2026-11-01T00:02:00Z,down,,connection refused\n"
+        "api,2026-11-01T09:00:00+09:00,up,12.5,\n"  # T0, written in Seoul time
+        "api,2026-11-01T00:01:00.9999Z,degraded,1500.0006,slow\n"
+        'web,2026-10-31T19:00:00-05:00,unknown,,"canaries down, too"\n'  # T0 again
+        f'web,2026-11-01T00:00:30Z,down,0,"HTTP 503\nbody: {long_error}"\n'
+        f"api,{T0},up,7,\n",  # the same monitor and time as line 3: this one wins
+    )
+    assert parsed.errors == []
+    assert parsed.count == 6
+    assert _rows(parsed, "api") == [
+        (T0_MS, 1, 7000, None),
+        (T0_MS + 60_999, 2, 1_500_001, "slow"),  # .9999 s floors to 999 ms; µs round
+        (T0_MS + 120_000, 3, None, "connection refused"),
+    ]
+    web = _rows(parsed, "web")
+    assert web[0] == (T0_MS, 0, None, "canaries down, too")
+    ts_ms, code, latency_us, error = web[1]
+    assert (ts_ms, code, latency_us) == (T0_MS + 30_000, 3, 0)
+    assert error is not None and len(error) == 500
+    assert error.startswith("HTTP 503\nbody: xxx") and error.endswith("x…")
+    assert set(parsed.rows) == {"api", "web"}
+
+
+def test_columns_are_compact_arrays(tmp_path: pathlib.Path) -> None:
+    parsed = _parse(tmp_path, f"{HEADER}\n{GOOD}\napi,2026-11-01T00:01:00Z,down,,\n")
+    series = parsed.rows["api"]
+    assert len(series) == 2
+    assert (series.ts_ms.typecode, series.outcome.typecode, series.latency_us.typecode) == (
+        "q",
+        "B",
+        "q",
+    )
+    assert list(series.latency_us) == [12_500, NO_LATENCY]
+    assert series.errors == {}
+
+
+def test_sorting_and_duplicates_keep_the_last_row_of_each_time(tmp_path: pathlib.Path) -> None:
+    lines = [
+        f"api,2026-11-01T00:{minute:02d}:00Z,down,,run {n}"
+        for n, minute in enumerate([5, 1, 3, 1, 5, 2, 1])
+    ]
+    parsed = _parse(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n")
+    assert [(ts - T0_MS) // 60_000 for ts, *_ in _rows(parsed, "api")] == [1, 2, 3, 5]
+    assert [error for *_, error in _rows(parsed, "api")] == ["run 6", "run 5", "run 2", "run 4"]
+    assert parsed.count == 7
+
+
+def test_bom_crlf_and_blank_lines(tmp_path: pathlib.Path) -> None:
+    content = f"\ufeff{HEADER}\r\n{GOOD}\r\n\r\napi,2026-11-01T00:01:00Z,down,,refused\r\n\r\n"
+    parsed = _parse(tmp_path, content.encode())
+    assert parsed.errors == []
+    assert parsed.count == 2  # blank lines are not rows
+    assert _rows(parsed, "api") == [
+        (T0_MS, 1, 12_500, None),
+        (T0_MS + 60_000, 3, None, "refused"),
+    ]
+
+
+def test_old_mac_line_ends_and_a_missing_last_line_end(tmp_path: pathlib.Path) -> None:
+    parsed = _parse(tmp_path, f"{HEADER}\r{GOOD}\rapi,2026-11-01T00:01:00Z,down,,gone")
+    assert parsed.errors == []
+    assert _rows(parsed, "api")[1] == (T0_MS + 60_000, 3, None, "gone")
+
+
+def test_header_only_and_quoted_header(tmp_path: pathlib.Path) -> None:
+    assert _parse(tmp_path, f"{HEADER}\n") == Parsed({}, 0, [])
+    quoted = '"monitor","timestamp","outcome","latency_ms","error"\n'
+    assert _parse(tmp_path, quoted + GOOD + "\n").count == 1
+
+
+@pytest.mark.parametrize(
+    ("stamp", "ts_ms"),
+    [
+        ("0001-01-01T00:00:00Z", -62_135_596_800_000),
+        ("0001-01-01T00:30:00+00:30", -62_135_596_800_000),
+        ("9999-12-31T23:59:59.999Z", 253_402_300_799_999),
+        ("9999-12-31T23:59:59.999999Z", 253_402_300_799_999),
+        ("1969-12-31T23:59:59.9995Z", -1),  # floored, not rounded toward zero
+        ("2026-11-01 09:00:00+09:00", T0_MS),
+        ("2026-11-01T00:00:00.000+00:00", T0_MS),
+        ("2026-11-01T00:00:00-00:00", T0_MS),
+        ("20261101T090000+0900", T0_MS),  # basic format: the fromisoformat path
+        ("2026-11-01T09:00+09:00", T0_MS),
+        ("2026-11-01T00:00:00.0001234Z", T0_MS),
+    ],
+)
+def test_timestamps(tmp_path: pathlib.Path, stamp: str, ts_ms: int) -> None:
+    parsed = _parse(tmp_path, f"{HEADER}\napi,{stamp},up,,\n")
+    assert parsed.errors == []
+    assert _rows(parsed, "api") == [(ts_ms, 1, None, None)]
+
+
+# --- errors ------------------------------------------------------------------------------
+
+ALLOWED = "up, degraded, down, unknown"
+NOT_ISO = "is not an ISO 8601 date-time with an offset"
+FIELDS = "expected 5 fields (monitor,timestamp,outcome,latency_ms,error)"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (f"api,{T0},up,1", f"{FIELDS}, got 4"),
+        ("api", f"{FIELDS}, got 1"),
+        ("   ", f"{FIELDS}, got 1"),
+        (
+            f"api,{T0},down,,refused, port 80",
+            f"{FIELDS}, got 6; quote an error text that holds commas",
+        ),
+        (
+            f"apii,{T0},up,1,",
+            "monitor: no monitor has id 'apii' in the config (did you mean 'api'?)",
+        ),
+        (f"db,{T0},up,1,", "monitor: no monitor has id 'db' in the config"),
+        (f"API,{T0},up,1,", "monitor: no monitor has id 'API' in the config (did you mean 'api'?)"),
+        (f",{T0},up,1,", "monitor: empty"),
+        ("api,2026-13-01T00:00:00Z,up,1,", f"timestamp: '2026-13-01T00:00:00Z' {NOT_ISO}"),
+        ("api,2026-02-29T00:00:00Z,up,1,", f"timestamp: '2026-02-29T00:00:00Z' {NOT_ISO}"),
+        ("api,2026-11-01T24:00:00Z,up,1,", f"timestamp: '2026-11-01T24:00:00Z' {NOT_ISO}"),
+        ("api,2026-11-01T00:00:60Z,up,1,", f"timestamp: '2026-11-01T00:00:60Z' {NOT_ISO}"),
+        ("api,2026-11-01T00:00:00z,up,1,", f"timestamp: '2026-11-01T00:00:00z' {NOT_ISO}"),
+        (
+            "api,2026-11-01T00:00:00+24:00,up,1,",
+            f"timestamp: '2026-11-01T00:00:00+24:00' {NOT_ISO}",
+        ),
+        ("api,1793491200000,up,1,", f"timestamp: '1793491200000' {NOT_ISO}"),
+        ("api,,up,1,", f"timestamp: '' {NOT_ISO}"),
+        (
+            "api,2026-11-01T00:00:00,up,1,",
+            "timestamp: '2026-11-01T00:00:00' has no UTC offset; add Z or +HH:MM",
+        ),
+        (
+            "api,2026-11-01,up,1,",
+            "timestamp: '2026-11-01' has no UTC offset; add Z or +HH:MM",
+        ),
+        (
+            "api,0001-01-01T00:00:00+01:00,up,1,",
+            "timestamp: '0001-01-01T00:00:00+01:00' is outside the years 0001 to 9999 in UTC",
+        ),
+        (
+            "api,9999-12-31T23:30:00-01:00,up,1,",
+            "timestamp: '9999-12-31T23:30:00-01:00' is outside the years 0001 to 9999 in UTC",
+        ),
+        (f"api,{T0},UP,1,", f"outcome: 'UP' is not one of {ALLOWED}; use lower case"),
+        (f"api,{T0},Down,1,", f"outcome: 'Down' is not one of {ALLOWED}; use lower case"),
+        (f"api,{T0},ok,1,", f"outcome: 'ok' is not one of {ALLOWED}"),
+        (f"api,{T0},,1,", f"outcome: '' is not one of {ALLOWED}"),
+        (f"api,{T0},up,fast,", "latency_ms: 'fast' is not a number"),
+        (f"api,{T0},up,12ms,", "latency_ms: '12ms' is not a number"),
+        (f"api,{T0},up,nan,", "latency_ms: 'nan' is not a finite number"),
+        (f"api,{T0},up,inf,", "latency_ms: 'inf' is not a finite number"),
+        (f"api,{T0},up,-Infinity,", "latency_ms: '-Infinity' is not a finite number"),
+        (f"api,{T0},up,-0.5,", "latency_ms: '-0.5' is negative"),
+        (f"api,{T0},up,1e13,", "latency_ms: '1e13' is more than 1,000,000,000,000"),
+        (f"api,{T0},down,,a\x00b", "error: holds a NUL character"),
+        (f'api,{T0},down,,"a\x00b"', "error: holds a NUL character"),
+    ],
+)
+def test_row_errors(tmp_path: pathlib.Path, row: str, message: str) -> None:
+    # The good rows before it fill the caches, so the bad row meets the hot path first.
+    warm = f"{GOOD}\napi,2026-11-01T00:00:00.5Z,down,,refused\n"
+    parsed = _parse(tmp_path, f"{HEADER}\n{warm}{row}\n{GOOD}\n")
+    assert parsed.errors == [RowError(4, message)]
+    assert parsed.count == 4
+    assert len(parsed.rows["api"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (f"api,{T0},down,,caf\xe9".encode("latin-1"), "error: not valid UTF-8 (byte 0xe9)"),
+        (f"ap\xffi,{T0},up,1,".encode("latin-1"), "monitor: not valid UTF-8 (byte 0xff)"),
+        (
+            f'api,{T0},down,,"caf\xe9\nau lait"'.encode("latin-1"),
+            "error: not valid UTF-8 (byte 0xe9)",
+        ),
+        (b"api,2026-11-01T00:00:00\xa0Z,up,1,", "timestamp: not valid UTF-8 (byte 0xa0)"),
+    ],
+)
+def test_bytes_that_are_not_utf8(tmp_path: pathlib.Path, row: bytes, message: str) -> None:
+    content = f"{HEADER}\n{GOOD}\n".encode() + row + b"\nweb,2026-11-01T00:00:00Z,up,1,\n"
+    parsed = _parse(tmp_path, content)
+    assert parsed.errors == [RowError(3, f"{message}; save the file as UTF-8")]
+    assert set(parsed.rows) == {"api", "web"}
+
+
+@pytest.mark.parametrize(
+    ("header", "details"),
+    [
+        (
+            "monitor,timestamp,outcome,latency,error",
+            "missing latency_ms; unknown 'latency' (did you mean 'latency_ms'?)",
+        ),
+        ("monitor,timestamp,outcome,latency_ms", "missing error"),
+        ("monitor,timestamp,outcome,latency_ms,error,location", "unknown 'location'"),
+        ("monitor,timestamp,outcome,latency_ms,error,", "unknown ''"),
+        ("timestamp,monitor,outcome,latency_ms,error", "wrong order"),
+        ("monitor,timestamp,outcome,latency_ms,error,error", "a column repeats"),
+        (
+            "monitor;timestamp;outcome;latency_ms;error",
+            "missing monitor, timestamp, outcome, latency_ms, error; "
+            "unknown 'monitor;timestamp;outcome;latency_ms;error'",
+        ),
+        ("", "missing monitor, timestamp, outcome, latency_ms, error"),
+        (
+            GOOD,
+            f"missing monitor, timestamp, outcome, latency_ms, error; unknown 'api'; "
+            f"unknown '{T0}'; unknown 'up'; unknown '12.5'; unknown ''",
+        ),
+    ],
+)
+def test_header_errors(tmp_path: pathlib.Path, header: str, details: str) -> None:
+    parsed = _parse(tmp_path, f"{header}\n{GOOD}\n")
+    got = header.rstrip("\n")
+    assert parsed.errors == [RowError(1, f"header: expected {HEADER!r}, got {got!r} ({details})")]
+    assert parsed.rows == {}
+    assert parsed.count == 0
+
+
+def test_header_in_utf16_and_an_empty_file(tmp_path: pathlib.Path) -> None:
+    parsed = _parse(tmp_path, f"{HEADER}\n{GOOD}\n".encode("utf-16"))
+    assert parsed.errors == [
+        RowError(1, "header: not valid UTF-8 (byte 0xff); save the file as UTF-8")
+    ]
+    assert _parse(tmp_path, b"").errors == [
+        RowError(1, f"the file is empty; the first line must be the header {HEADER}")
+    ]
+    assert _parse(tmp_path, b"\xef\xbb\xbf").errors == _parse(tmp_path, b"").errors
+
+
+def test_lines_count_physical_lines_of_quoted_records(tmp_path: pathlib.Path) -> None:
+    parsed = _parse(
+        tmp_path,
+        f"{HEADER}\r\n"  # 1
+        f'api,{T0},down,,"three\r\nline\r\nerror"\r\n'  # 2-4
+        "api,2026-11-01T00:00:01Z,UP,1,\r\n"  # 5
+        "\r\n"  # 6
+        f'web,2026-11-01T00:00:02Z,nope,,"two\nlines"\r\n'  # 7-8
+        f"web,{T0},up,1,\r\n"  # 9
+        "zzz,2026-11-01T00:00:03Z,up,1,\r\n",  # 10
+    )
+    assert parsed.errors == [
+        RowError(5, f"outcome: 'UP' is not one of {ALLOWED}; use lower case"),
+        RowError(7, f"outcome: 'nope' is not one of {ALLOWED}"),
+        RowError(10, "monitor: no monitor has id 'zzz' in the config"),
+    ]
+    assert parsed.count == 5
+    assert _rows(parsed, "api") == [(T0_MS, 3, None, "three\r\nline\r\nerror")]
+
+
+def test_a_quote_left_open(tmp_path: pathlib.Path) -> None:
+    parsed = _parse(tmp_path, f'{HEADER}\n{GOOD}\napi,{T0},down,,"open\nweb,{T0},up,1,\n')
+    assert parsed.errors == [RowError(3, "a quoted field that starts on this line is never closed")]
+    assert parsed.count == 2
+
+
+def test_a_field_past_the_csv_limit(tmp_path: pathlib.Path) -> None:
+    huge = "x" * 200_000
+    parsed = _parse(tmp_path, f'{HEADER}\napi,{T0},down,,"{huge}"\n{GOOD}\n')
+    assert parsed.errors == [RowError(2, "not valid CSV: field larger than field limit (131072)")]
+
+
+def test_errors_past_the_cap_are_counted(tmp_path: pathlib.Path) -> None:
+    rows = "".join(f"nope{n % 7},{T0},up,1,\n" for n in range(MAX_ERRORS + 5))
+    parsed = _parse(tmp_path, f"{HEADER}\n{rows}{GOOD}\n")
+    assert len(parsed.errors) == MAX_ERRORS
+    assert parsed.errors[-1].line == MAX_ERRORS + 1
+    assert parsed.unlisted_errors == 5
+    assert parsed.error_count == MAX_ERRORS + 5
+    assert parsed.count == MAX_ERRORS + 6
+
+
+# --- the timestamp fast path agrees with datetime.fromisoformat --------------------------
+
+
+@st.composite
+def common_stamps(draw: st.DrawFn) -> str:
+    """`YYYY-MM-DD(T| )HH:MM:SS[.f{1,6}](Z|±HH:MM)`, every year from 0001 to 9999."""
+    at = draw(st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)))
+    separator = draw(st.sampled_from("T "))
+    digits = draw(st.integers(0, 6))
+    fraction = f".{at.microsecond:06d}"[: digits + 1] if digits else ""
+    sign = draw(st.sampled_from(["Z", "+", "-"]))
+    offset = sign if sign == "Z" else f"{sign}{draw(st.integers(0, 23)):02d}:"
+    offset += "" if sign == "Z" else f"{draw(st.integers(0, 59)):02d}"
+    return (
+        f"{at.year:04d}-{at.month:02d}-{at.day:02d}{separator}"
+        f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}{fraction}{offset}"
+    )
+
+
+@settings(max_examples=300)
+@given(common_stamps())
+def test_fast_path_agrees_with_fromisoformat(text: str) -> None:
+    pieces = _common_pieces(text)
+    assert pieces is not None
+    assert sum(pieces) == _isoformat_ms(text)
+
+
+@settings(max_examples=300)
+@given(common_stamps(), st.data())
+def test_fast_path_refuses_what_fromisoformat_refuses(text: str, data: st.DataObject) -> None:
+    at = data.draw(st.integers(0, len(text) - 1))
+    mutated = text[:at] + data.draw(st.sampled_from("0123456789:-+.TZz 9")) + text[at + 1 :]
+    pieces = _common_pieces(mutated)
+    if pieces is not None:  # never accepts what fromisoformat refuses, never differs
+        assert sum(pieces) == _isoformat_ms(mutated)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(common_stamps(), min_size=1, max_size=30))
+def test_cached_pieces_give_the_same_times(
+    tmp_path_factory: pytest.TempPathFactory, stamps: list[str]
+) -> None:
+    """Rows that reuse cached pieces (the hot path) get the times the careful path gives."""
+    lines = [f"{monitor},{stamp},up,,\n" for stamp in stamps for monitor in ("api", "web")]
+    path = tmp_path_factory.mktemp("cache") / "results.csv"
+    path.write_text(HEADER + "\n" + "".join(lines), encoding="utf-8")
+    parsed = parse(path, KNOWN)
+    wanted = sorted({_isoformat_ms(stamp) for stamp in stamps})
+    assert parsed.errors == []
+    assert list(parsed.rows["api"].ts_ms) == list(parsed.rows["web"].ts_ms) == wanted
+
+
+# --- progress ----------------------------------------------------------------------------
+
+
+def test_progress_every_100k_rows_and_at_the_end(tmp_path: pathlib.Path) -> None:
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER + "\r\n")
+        for n in range(250_000):
+            at = start + dt.timedelta(seconds=20 * n)
+            out.write(f"{KNOWN[n % 3]},{at:%Y-%m-%dT%H:%M:%S}Z,up,{n % 997}.25,\r\n")
+    calls: list[tuple[int, int]] = []
+    parsed = parse(path, KNOWN, lambda rows, size: calls.append((rows, size)))
+    assert parsed.errors == []
+    assert parsed.count == 250_000
+    assert [rows for rows, _ in calls] == [100_000, 200_000, 250_000]
+    sizes = [size for _, size in calls]
+    assert 0 < sizes[0] < sizes[1] < sizes[2] == path.stat().st_size
+    assert [len(parsed.rows[monitor]) for monitor in KNOWN] == [83_334, 83_333, 83_333]
+    api = parsed.rows["api"]
+    assert api.ts_ms[-1] - api.ts_ms[0] == 20_000 * 3 * 83_333
+    assert api.latency_us[1] == 3_250
