@@ -6,31 +6,42 @@ the caller can print them all and import nothing.
 
 Speed: a 4.32-million-row file is one month of 100 monitors at 60 s. Lines without a quote
 are split on commas; the csv module reads the others, including quoted fields that span
-lines. A timestamp of the common shape `YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)` is three
-cached pieces added up: the hour, ":MM:SS", then the fraction minus the offset. Anything
-the hot path doubts (a cache miss, a bad value) takes the careful path, which either names
-the problem or fills the caches. Each monitor's rows are parallel arrays (17 bytes a row),
-sorted once at the end.
+lines. A timestamp of the common shape is three cached pieces added up (prober.isotime).
+Anything the hot path doubts (a cache miss, a bad value) takes the careful path, which either
+names the problem or fills the caches. Each monitor's rows are parallel arrays (17 bytes a
+row), sorted once at the end.
+
+Cores share big files. A file over PARALLEL_MIN_BYTES without a single quote (so each record
+is one line) is cut at line ends into byte ranges that forked worker processes read with the
+same code; the parent joins their rows and errors in file order, so the answer is the one a
+single process gives. Any other file, one core, or a worker that fails: a single process.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
-import datetime as dt
 import difflib
 import io
 import math
+import mmap
 import operator
+import os
 import re
 from array import array
 from collections.abc import Callable, Collection, Iterator
 from itertools import pairwise, starmap
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from prober.checks.result import Outcome
+from prober.isotime import DAY_MS, MAX_MS, MIN_MS, isoformat_ms
+from prober.isotime import common_pieces as _common_pieces
 from prober.store.tables import OUTCOME_CODES
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 COLUMNS = ("monitor", "timestamp", "outcome", "latency_ms", "error")
 HEADER = ",".join(COLUMNS)
@@ -38,6 +49,11 @@ MAX_ERRORS = 1000  # RowErrors listed; past it they are only counted
 MAX_ERROR_TEXT = 500  # characters of error text kept, as prober.checks.runner.MAX_ERROR
 NO_LATENCY = -1  # latency_us of a row whose latency_ms is empty (SQL: NULLIF(?, -1))
 PROGRESS_EVERY = 100_000  # rows between progress() calls
+PARALLEL_MIN_BYTES = 8 << 20  # bigger quote-free files are read by worker processes
+MAX_WORKERS = 4
+
+_RANGES_PER_WORKER = 4  # smaller ranges: steadier progress, and a slow worker holds up less
+_HEADER_BYTES = HEADER.encode()
 
 _MAX_LATENCY_MS = 1e12  # ~31 years: latency_us stays far inside SQLite's int64
 _CACHE_MAX = 1 << 17  # entries per cache; past it, new keys always take the careful path
@@ -46,18 +62,6 @@ _OUTCOMES = ", ".join(Outcome)
 _LINE_ENDS = frozenset({"", "\n", "\r\n", "\r"})  # an empty last field, line end included
 _V = TypeVar("_V")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
-
-# Timestamps. The common shape's pieces sit at fixed places (text[:13], text[13:19],
-# text[19:]) and each is checked whole, so any cached pieces put together make a valid time.
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_EPOCH_DAY = _EPOCH.toordinal()
-_DAY_MS = 86_400_000
-_MIN_MS = (dt.date.min.toordinal() - _EPOCH_DAY) * _DAY_MS  # 0001-01-01T00:00:00Z
-_MAX_MS = (dt.date.max.toordinal() + 1 - _EPOCH_DAY) * _DAY_MS - 1  # 9999-12-31T23:59:59.999Z
-_HOUR_CLOCK = re.compile(  # text[:13] is the hour, text[13:19] the clock within it
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
-)
-_REST = re.compile(r"(?:\.([0-9]{1,6}))?(?:Z|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,6 +109,14 @@ class Series:
         old_errors = self.errors
         self.errors = {new: old_errors[old] for new, old in enumerate(keep) if old in old_errors}
 
+    def extend(self, other: Series) -> None:
+        """Append other's rows (then settle() again unless the times still go up)."""
+        shift = len(self.ts_ms)
+        self.errors.update({shift + index: text for index, text in other.errors.items()})
+        self.ts_ms.extend(other.ts_ms)
+        self.outcome.extend(other.outcome)
+        self.latency_us.extend(other.latency_us)
+
 
 @dataclasses.dataclass(slots=True)
 class Parsed:
@@ -126,21 +138,176 @@ def parse(
     """Read a results CSV; `known` are the config's monitor ids.
 
     Times become UTC epoch ms, floored (a .9999 s fraction is 999 ms); latencies µs, rounded.
-    progress(rows_read, bytes_read) is called every PROGRESS_EVERY rows and once at the end.
+    progress(rows_read, bytes_read) is called every PROGRESS_EVERY rows and once at the end;
+    when worker processes read the file, as their ranges finish, with bytes_read estimated.
     """
+    report = progress or _no_progress
+    parsed = _parse_parallel(path, frozenset(known), report)
+    return _parse_single(path, known, report) if parsed is None else parsed
+
+
+def _parse_single(
+    path: Path, known: Collection[str], progress: Callable[[int, int], None]
+) -> Parsed:
     reader = _Reader(known)
     with (
         path.open("rb") as raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as lines,
     ):
         if reader.header(next(lines, None)):
-            reader.read(lines, progress or _no_progress, raw.tell)
-    rows: dict[str, Series] = {}
-    for monitor, builder in reader.builders.items():
-        series = builder.finish()
-        if series:  # a monitor whose every row was an error has none
-            rows[monitor] = series
+            reader.read(lines, progress, raw.tell)
+    rows = {monitor: series for monitor, series in reader.finish() if series}
     return Parsed(rows, reader.count, reader.errors, reader.unlisted)
+
+
+def _parse_parallel(
+    path: Path, known: frozenset[str], progress: Callable[[int, int], None]
+) -> Parsed | None:
+    """parse() by worker processes; None where a single process must read the file (see
+    _ranges), on one core, or when a worker failed."""
+    try:
+        if path.stat().st_size <= PARALLEL_MIN_BYTES:
+            return None
+        workers = _workers()
+        ranges = _ranges(path, workers * _RANGES_PER_WORKER) if workers > 1 else []
+    except (OSError, ValueError):  # no such file, mmap refused it...: the single path says
+        return None
+    if len(ranges) < 2:
+        return None
+    try:
+        return _gather(path, known, ranges, workers, progress)
+    except Exception:  # a worker died or its part could not travel: never a wrong answer
+        return None
+
+
+def _workers() -> int:
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1  # spawned workers would import everything again: not worth it
+    return min(os.cpu_count() or 1, MAX_WORKERS)
+
+
+def _ranges(path: Path, count: int) -> list[tuple[int, int]]:
+    """The lines after the header cut at line ends into at most `count` byte ranges
+    [start, end); none unless the first line is exactly the header (a BOM before it allowed)
+    ending in \\n or \\r\\n, and the file holds no quote: a quoted field may span lines, so
+    only then is every line a record."""
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            head = data[: len(codecs.BOM_UTF8) + len(_HEADER_BYTES) + 2]
+            body = head.removeprefix(codecs.BOM_UTF8)
+            for line_end in (b"\n", b"\r\n"):
+                if body.startswith(_HEADER_BYTES + line_end):
+                    break
+            else:
+                return []
+            start = len(head) - len(body) + len(_HEADER_BYTES) + len(line_end)
+            if data.find(b'"') != -1:
+                return []
+            cuts = [start]
+            for i in range(1, count):
+                at = data.find(b"\n", max(cuts[-1], start + (size - start) * i // count))
+                if at == -1 or at + 1 >= size:
+                    break
+                cuts.append(at + 1)
+    return list(pairwise([*cuts, size]))
+
+
+def _gather(
+    path: Path,
+    known: frozenset[str],
+    ranges: list[tuple[int, int]],
+    workers: int,
+    progress: Callable[[int, int], None],
+) -> Parsed:
+    """Every range read by a worker, then joined in file order: each monitor's rows one
+    range after the other (the last row of a repeated time still wins), error lines counted
+    from the file's start, only the first MAX_ERRORS listed."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    rows: dict[str, Series] = {}
+    unsorted: set[str] = set()  # monitors whose rows go back in time across ranges
+    errors: list[RowError] = []
+    unlisted = count = lines = 0
+    mark = PROGRESS_EVERY  # the next row count to report
+    done = ranges[0][0]  # bytes read by finished ranges (and the header)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        futures = [pool.submit(_parse_range, path, start, end, known) for start, end in ranges]
+        futures.reverse()  # pop() gives them in file order, and frees each part once joined
+        for _, end in ranges:
+            part = futures.pop().result()
+            for monitor, piece in part.series:
+                whole = rows.setdefault(monitor, piece)
+                if whole is not piece:
+                    if whole and piece and whole.ts_ms[-1] >= piece.ts_ms[0]:
+                        unsorted.add(monitor)
+                    whole.extend(piece)
+            for line, message in part.errors:
+                if len(errors) < MAX_ERRORS:
+                    errors.append(RowError(lines + line, message))
+                else:
+                    unlisted += 1
+            unlisted += part.unlisted
+            lines += part.lines
+            before, count = count, count + part.count
+            while mark < count:  # rows of this range: the bytes read then are a guess
+                progress(mark, done + (end - done) * (mark - before) // (count - before))
+                mark += PROGRESS_EVERY
+            done = end
+    finally:
+        pool.shutdown(cancel_futures=True)
+    for monitor in unsorted:
+        rows[monitor].settle()
+    progress(count, done)
+    kept = {monitor: series for monitor, series in rows.items() if series}
+    return Parsed(kept, count, errors, unlisted)
+
+
+@dataclasses.dataclass(slots=True)
+class _Part:
+    """What a worker read in one range. Lines are numbered as if the header came just
+    before the range: its first line is line 2."""
+
+    series: list[tuple[str, Series]]  # every monitor met, in order; each series settled
+    count: int
+    lines: int  # physical lines in the range
+    errors: list[tuple[int, str]]  # (line, message)
+    unlisted: int
+
+
+def _parse_range(path: Path, start: int, end: int, known: frozenset[str]) -> _Part:
+    """A worker process's job: the lines in bytes [start, end) of a file without quotes."""
+    reader = _Reader(known)
+    with path.open("rb", buffering=0) as raw:
+        raw.seek(start)
+        buffer = io.BufferedReader(_Slice(raw, end - start), 1 << 16)
+        with io.TextIOWrapper(
+            buffer, encoding="utf-8", errors="surrogateescape", newline=""
+        ) as lines:
+            reader.read(lines, _no_progress, raw.tell)
+    errors = [(error.line, error.message) for error in reader.errors]
+    return _Part(reader.finish(), reader.count, reader.lines, errors, reader.unlisted)
+
+
+class _Slice(io.RawIOBase):
+    """The next `left` bytes of a file, then its end."""
+
+    def __init__(self, raw: io.FileIO, left: int) -> None:
+        super().__init__()
+        self.raw = raw
+        self.left = left
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        got = self.raw.readinto(memoryview(buffer)[: self.left]) or 0
+        self.left -= got
+        return got
 
 
 class _Problem(Exception):
@@ -189,6 +356,7 @@ class _Reader:
         self.known = frozenset(known)
         self.builders: dict[str, _Builder] = {}
         self.count = 0
+        self.lines = 0  # physical lines after the header
         self.blanks = 0
         self.errors: list[RowError] = []
         self.unlisted = 0
@@ -252,7 +420,12 @@ class _Reader:
             builder.outcome.append(code)
             builder.latency_us.append(latency_us)
         self.count = n - self.blanks
+        self.lines = n + quoted.extra
         progress(self.count, tell())
+
+    def finish(self) -> list[tuple[str, Series]]:
+        """Every monitor met, in order, with its rows settled (none if all were errors)."""
+        return [(monitor, builder.finish()) for monitor, builder in self.builders.items()]
 
     def quoted(self, records: _QuotedRecords, line: str, number: int) -> None:
         try:
@@ -320,11 +493,11 @@ class _Reader:
         else:
             ts_ms = sum(pieces)
             hour, clock, rest = pieces
-            if _MIN_MS + _DAY_MS <= hour <= _MAX_MS - 2 * _DAY_MS:  # else an offset may cross
+            if MIN_MS + DAY_MS <= hour <= MAX_MS - 2 * DAY_MS:  # else an offset may cross
                 _remember(self.hours, text[:13], hour)  # the edge: check those every time
             _remember(self.clocks, text[13:19], clock)
             _remember(self.rests, text[19:], rest)
-        if not _MIN_MS <= ts_ms <= _MAX_MS:
+        if not MIN_MS <= ts_ms <= MAX_MS:
             raise _Problem(f"timestamp: {text!r} is outside the years 0001 to 9999 in UTC")
         return ts_ms
 
@@ -373,45 +546,11 @@ class _QuotedRecords:
         return next(self.reader, [])
 
 
-def _common_pieces(text: str) -> tuple[int, int, int] | None:
-    """The common shape in three pieces of ms: the hour as if it were UTC (text[:13]), the
-    clock within it (text[13:19]), the fraction minus the offset (text[19:]). Their sum is
-    UTC epoch ms; None for other shapes. Fractions are floored to the ms, as fromisoformat
-    then // 1 ms: .0009 -> 0, and 1969-12-31T23:59:59.9995Z -> -1."""
-    match = _HOUR_CLOCK.match(text)
-    rest = None if match is None else _rest_ms(text[19:])
-    if match is None or rest is None:
-        return None
-    year, month, day, hour, minute, second = map(int, match.groups())
-    try:  # days from the civil date; date() refuses February 30th
-        days = dt.date(year, month, day).toordinal() - _EPOCH_DAY
-    except ValueError:
-        return None
-    return days * _DAY_MS + hour * 3_600_000, minute * 60_000 + second * 1000, rest
-
-
-def _rest_ms(text: str) -> int | None:
-    """The fraction minus the offset in ms (".250+09:00" -> 250 - 32_400_000); None unless
-    the text is an optional fraction of 1 to 6 digits, then Z or ±HH:MM."""
-    match = _REST.fullmatch(text)
-    if match is None:
-        return None
-    fraction, sign, offset_h, offset_m = match.groups()
-    offset_ms = 0
-    if sign is not None:
-        offset_ms = (int(offset_h) * 60 + int(offset_m)) * 60_000 * (-1 if sign == "-" else 1)
-    return int((fraction or "0").ljust(6, "0")) // 1000 - offset_ms
-
-
 def _isoformat_ms(text: str) -> int:
-    """UTC epoch ms through datetime.fromisoformat: every other ISO 8601 shape it reads."""
     try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise _Problem(f"timestamp: {text!r} is not an ISO 8601 date-time with an offset") from None
-    if moment.tzinfo is None:
-        raise _Problem(f"timestamp: {text!r} has no UTC offset; add Z or +HH:MM")
-    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
+        return isoformat_ms(text)
+    except ValueError as reason:
+        raise _Problem(f"timestamp: {text!r} {reason}") from None
 
 
 def _outcome_code(text: str) -> int:

@@ -1,7 +1,9 @@
 """The import file reader: good files round-trip, every error has its message and line.
 
 The parse rate is measured by hand, not by a timed test (this generates 1,000,000 rows of
-100 monitors, then parses them three times)::
+100 monitors, then parses them three times; at 45 MB the file goes to worker processes,
+so time it by the wall clock; importcsv._parse_single(path, known, lambda *_: None) gives
+the single-process rate)::
 
     .venv/bin/python - <<'EOF'
     import datetime as dt, pathlib, random, time
@@ -19,21 +21,30 @@ The parse rate is measured by hand, not by a timed test (this generates 1,000,00
                 f.write(f"svc-{i % 100:03d},{stamp},down,,status 503 not in [200]\\r\\n")
     known = [f"svc-{i:03d}" for i in range(100)]
     for _ in range(3):
-        start = time.process_time()
+        start = time.perf_counter()
         parsed = parse(path, known)
-        print(f"{parsed.count / (time.process_time() - start):,.0f} rows/s")
+        print(f"{parsed.count / (time.perf_counter() - start):,.0f} rows/s")
     EOF
 """
 
 from __future__ import annotations
 
+import bisect
+import codecs
+import collections
 import datetime as dt
+import itertools
+import os
 import pathlib
+import random
+import re
+from typing import NoReturn
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prober import importcsv
 from prober.importcsv import (
     HEADER,
     MAX_ERRORS,
@@ -418,3 +429,229 @@ def test_progress_every_100k_rows_and_at_the_end(tmp_path: pathlib.Path) -> None
     api = parsed.rows["api"]
     assert api.ts_ms[-1] - api.ts_ms[0] == 20_000 * 3 * 83_333
     assert api.latency_us[1] == 3_250
+
+
+# --- worker processes: a big file without quotes -------------------------------------------
+
+MANY = (*KNOWN, "cache", "queue", "search")  # the monitors of the big files
+BAD_ROWS = (
+    "apii,{stamp},up,1,",
+    "svc-{n},{stamp},up,1,",  # unknown monitors, a new one now and then
+    "{monitor},{stamp},UP,1,",
+    "{monitor},{stamp},up,fast,",
+    "{monitor},2026-13-01T00:00:00Z,up,1,",
+    "{monitor},{stamp},down,,refused, port 80",
+    "{monitor},{stamp},up",
+    "{monitor},{stamp},down,,caf\xe9",  # latin-1: not UTF-8
+    "{monitor},{stamp},down,,a\x00b",
+    "   ",
+)
+
+
+def _big_rows(count: int, bad_every: int, seed: int) -> tuple[list[bytes], list[tuple[str, int]]]:
+    """Lines (line end included) and each line's (monitor, ms of its time). Each monitor's
+    times mostly go up a minute at a time, but 3% of rows are anywhere: back in time, and
+    repeats of times far away in the file. About one row in `bad_every` is bad; blank lines;
+    \\n, \\r\\n and a few bare \\r line ends."""
+    rnd = random.Random(seed)
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    minutes = count // len(MANY)
+    lines: list[bytes] = []
+    keys: list[tuple[str, int]] = []
+    for n in range(count):
+        monitor = MANY[n % len(MANY)]
+        at = start + dt.timedelta(
+            minutes=n // len(MANY) if rnd.random() < 0.97 else rnd.randrange(minutes)
+        )
+        shape = rnd.random()
+        if shape < 0.9:
+            stamp = f"{at:%Y-%m-%dT%H:%M:%S}Z"
+        elif shape < 0.95:
+            stamp = f"{at + dt.timedelta(hours=9):%Y-%m-%dT%H:%M:%S}+09:00"  # the same time
+        else:
+            at += dt.timedelta(milliseconds=rnd.randrange(1, 1000))
+            stamp = f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z"
+        outcome = rnd.choice(("up", "up", "up", "degraded", "down", "unknown"))
+        latency = "" if outcome == "unknown" else f"{rnd.uniform(1, 900):.3f}"
+        error = "" if outcome == "up" else rnd.choice(("status 503", "timed out", "refused"))
+        if not rnd.randrange(500):
+            error = "x" * 600  # kept as 499 x and …
+        row = f"{monitor},{stamp},{outcome},{latency},{error}"
+        if not rnd.randrange(bad_every):
+            row = rnd.choice(BAD_ROWS).format(monitor=monitor, stamp=stamp, n=rnd.randrange(300))
+        if not rnd.randrange(300):
+            lines.append(b"\n")  # a blank line
+            keys.append(("", 0))
+        end = rnd.choices(("\n", "\r\n", "\r"), (60, 39, 1))[0]
+        lines.append((row + end).encode("latin-1"))
+        keys.append((monitor, int(at.timestamp() * 1000)))
+    return lines, keys
+
+
+def _write_big(
+    path: pathlib.Path, lines: list[bytes], head: bytes = HEADER.encode() + b"\n"
+) -> None:
+    path.write_bytes(head + b"".join(lines))
+
+
+def _ranges_of(path: pathlib.Path, errors: list[RowError]) -> set[int]:
+    """Which of the 12 ranges (1 to 12) the errors' lines are in."""
+    line_ends = [match.end() for match in re.finditer(rb"\r\n|\r|\n", path.read_bytes())]
+    firsts = [bisect.bisect_right(line_ends, start) + 1 for start, _ in importcsv._ranges(path, 12)]
+    return {bisect.bisect_right(firsts, error.line) for error in errors}
+
+
+def _single(path: pathlib.Path) -> Parsed:
+    return importcsv._parse_single(path, MANY, importcsv._no_progress)
+
+
+def _workers(path: pathlib.Path) -> Parsed:
+    parsed = importcsv._parse_parallel(path, frozenset(MANY), importcsv._no_progress)
+    assert parsed is not None
+    return parsed
+
+
+def _refuse(*args: object) -> NoReturn:
+    raise AssertionError("the single-process path was taken")
+
+
+def _die(*args: object) -> NoReturn:
+    os._exit(3)
+
+
+def _assert_same(got: Parsed, want: Parsed) -> None:
+    assert (got.count, got.unlisted_errors) == (want.count, want.unlisted_errors)
+    assert got.errors == want.errors
+    assert list(got.rows) == list(want.rows)  # the same monitors, in the same order
+    for monitor, series in want.rows.items():
+        other = got.rows[monitor]
+        assert other.ts_ms == series.ts_ms
+        assert other.outcome == series.outcome
+        assert other.latency_us == series.latency_us
+        assert other.errors == series.errors
+
+
+@pytest.fixture
+def small_big(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files over 1 MiB count as big, and three workers read them (twelve ranges)."""
+    monkeypatch.setattr(importcsv, "PARALLEL_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(importcsv, "_workers", lambda: 3)
+
+
+@pytest.mark.usefixtures("small_big")
+def test_workers_give_the_single_process_answer(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines, keys = _big_rows(30_000, bad_every=60, seed=1)
+    lines[-1] = lines[-1].rstrip(b"\r\n")  # no line end at the end
+    path = tmp_path / "big.csv"
+    head = codecs.BOM_UTF8 + HEADER.encode() + b"\r\n"
+    _write_big(path, lines, head)
+    want = _single(path)
+    assert want.errors and want.unlisted_errors == 0
+
+    # What makes it hard: times that repeat in other ranges, errors in every range.
+    ranges = importcsv._ranges(path, 12)
+    assert len(ranges) == 12 and ranges[0][0] == len(head) and ranges[-1][1] > 1 << 20
+    starts = [start for start, _ in ranges]
+    offsets = itertools.accumulate((len(line) for line in lines), initial=len(head))
+    seen: dict[tuple[str, int], set[int]] = collections.defaultdict(set)
+    for key, offset in zip(keys, offsets, strict=False):
+        seen[key].add(bisect.bisect_right(starts, offset))
+    assert sum(len(where) > 1 for key, where in seen.items() if key[0]) > 100
+    assert _ranges_of(path, want.errors) == set(range(1, 13))
+
+    monkeypatch.setattr(importcsv, "PROGRESS_EVERY", 5_000)
+    monkeypatch.setattr(importcsv, "_parse_single", _refuse)
+    calls: list[tuple[int, int]] = []
+    got = parse(path, MANY, lambda rows, size: calls.append((rows, size)))
+    _assert_same(got, want)
+    assert [rows for rows, _ in calls] == [*range(5_000, got.count, 5_000), got.count]
+    sizes = [size for _, size in calls]
+    assert sizes == sorted(set(sizes)) and sizes[0] > len(head)
+    assert sizes[-1] == path.stat().st_size
+
+
+@pytest.mark.usefixtures("small_big")
+@pytest.mark.parametrize(
+    ("bad_every", "ranges"),
+    [(8, {1, 2, 3, 4}), (2, {1})],  # 2: every range has more than MAX_ERRORS of its own
+)
+def test_workers_list_the_same_first_errors(
+    tmp_path: pathlib.Path, bad_every: int, ranges: set[int]
+) -> None:
+    path = tmp_path / "bad.csv"
+    _write_big(path, _big_rows(30_000, bad_every, seed=2)[0])
+    want = _single(path)
+    assert len(want.errors) == MAX_ERRORS and want.unlisted_errors > 2 * MAX_ERRORS
+    assert _ranges_of(path, want.errors) == ranges  # the listed ones: the first ranges'
+    _assert_same(_workers(path), want)
+
+
+@pytest.mark.usefixtures("small_big")
+def test_workers_keep_the_last_row_of_a_time_that_spans_ranges(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "repeats.csv"
+    rows = (f"api,2026-11-01T00:{n // 3000:02d}:00Z,up,{n},\n" for n in range(33_000))
+    _write_big(path, [row.encode() for row in rows])
+    want = _single(path)
+    assert [latency // 1000 for latency in want.rows["api"].latency_us] == [
+        *range(2999, 33_000, 3000)
+    ]
+    _assert_same(_workers(path), want)
+
+
+@pytest.mark.usefixtures("small_big")
+def test_a_quote_anywhere_leaves_it_to_one_process(tmp_path: pathlib.Path) -> None:
+    lines, _ = _big_rows(30_000, bad_every=60, seed=3)
+    row = len(lines) // 2
+    lines[row] = b"api,2027-01-01T00:00:00Z,down,,refused twice\n"
+    plain = tmp_path / "plain.csv"
+    _write_big(plain, lines)
+    lines[row] = b'api,2027-01-01T00:00:00Z,down,,"refused, twice"\n'
+    quoted = tmp_path / "quoted.csv"
+    _write_big(quoted, lines)
+    assert importcsv._ranges(quoted, 12) == []
+    assert importcsv._parse_parallel(quoted, frozenset(MANY), importcsv._no_progress) is None
+
+    want = _workers(plain)  # the same file but for one error text
+    api = want.rows["api"]
+    assert api.ts_ms[-1] == 1_798_761_600_000  # 2027-01-01: the last time
+    assert api.errors[len(api) - 1] == "refused twice"
+    api.errors[len(api) - 1] = "refused, twice"
+    _assert_same(parse(quoted, MANY), want)
+
+
+@pytest.mark.usefixtures("small_big")
+def test_a_worker_that_dies_leaves_it_to_one_process(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big.csv"
+    _write_big(path, _big_rows(30_000, bad_every=60, seed=4)[0])
+    assert path.stat().st_size > importcsv.PARALLEL_MIN_BYTES
+    want = _single(path)
+    monkeypatch.setattr(importcsv, "_parse_range", _die)
+    assert importcsv._parse_parallel(path, frozenset(MANY), importcsv._no_progress) is None
+    _assert_same(parse(path, MANY), want)
+
+
+@pytest.mark.parametrize(
+    ("head", "start"),
+    [
+        (f"{HEADER}\n", len(HEADER) + 1),
+        (f"\ufeff{HEADER}\r\n", len(HEADER) + 5),
+        (f"{HEADER}\r", None),  # a bare \r ends the header: one process
+        (f"{HEADER},\n", None),
+        ('"monitor","timestamp","outcome","latency_ms","error"\n', None),
+    ],
+)
+def test_ranges_cut_after_line_ends(tmp_path: pathlib.Path, head: str, start: int | None) -> None:
+    path = tmp_path / "results.csv"
+    path.write_bytes(head.encode() + "".join(f"{GOOD}\n" for _ in range(100)).encode())
+    ranges = importcsv._ranges(path, 4)
+    if start is None:
+        assert ranges == []
+        return
+    data = path.read_bytes()
+    assert len(ranges) == 4 and ranges[0][0] == start and ranges[-1][1] == len(data)
+    for (_, end), (next_start, _) in itertools.pairwise(ranges):
+        assert end == next_start and data[end - 1 : end] == b"\n"
