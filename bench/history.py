@@ -236,11 +236,15 @@ def render(r: dict[str, object]) -> str:
             f"{f('count_seconds', '.3f')} s | |",
             f"| report ÷ count(*) | **{f('report_to_count_ratio', '.2f')}×** | |",
             f"| database after import (VACUUMed) | {int(r['bytes_before_prune']) / 1e6:.0f} MB = "  # type: ignore[call-overload]
-            f"**{f('bytes_per_result_before', '.1f')} bytes per result** | |",
+            f"**{f('bytes_per_result_before', '.1f')} bytes per result** = "
+            f"{float(r['bytes_per_result_before']) * 43_200 / 1e6:.2f} MB per monitor per month "  # type: ignore[arg-type]
+            "at 60 s | |",
             f"| `prober prune` (retention 1 day) | {f('pruned', ',')} rows in "
             f"{f('prune_seconds', '.1f')} s | |",
             f"| database after pruning (VACUUMed) | {int(r['bytes_after_prune']) / 1e6:.1f} MB = "  # type: ignore[call-overload]
-            f"**{f('bytes_per_result_after', '.2f')} bytes per original result** | |",
+            f"**{f('bytes_per_result_after', '.2f')} bytes per original result** = "
+            f"{float(r['bytes_per_result_after']) * 43_200 / 1e3:.0f} kB per monitor per month "  # type: ignore[arg-type]
+            "kept for ever (rollups, incidents, transitions, coverage) | |",
             f"| same uptime and downtime after pruning | {r['report_same_after_prune']} | yes |",
         ]
     )
