@@ -256,7 +256,8 @@ def test_the_design_example() -> None:
         # (maintenance, unknown, monitored, downtime) in seconds over a 100 s window
         ([(0, 100)], [], [], (0, 0, 100, 0)),
         ([(0, 100)], [(10, 20)], [], (0, 0, 100, 10)),
-        ([(0, 100)], [(10, 20)], [(15, 30)], (15, 0, 85, 5)),  # maintenance hides downtime
+        ([(0, 100)], [(10, 20)], [(15, 30)], (15, 0, 85, 5)),  # outage partly in maintenance
+        ([(0, 100)], [(40, 50)], [(30, 60)], (30, 0, 70, 0)),  # outage wholly in maintenance
         ([(0, 50)], [(40, 60)], [], (0, 50, 50, 10)),  # downtime only in known time
         ([(0, 50)], [], [(40, 70)], (30, 30, 40, 0)),  # maintenance wins over unknown
         ([(-50, 150)], [(-20, 5), (95, 200)], [], (0, 0, 100, 10)),  # clipped to W
