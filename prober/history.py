@@ -132,6 +132,7 @@ def import_results(
     conn = connect_raw(config.database_path)
     try:
         _refuse_if_live(conn)
+        _refuse_pruned_hours(conn, parsed, ZoneInfo(config.settings.timezone))
         conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: a big import's B-tree stays hot
         ids, location_id = register(
             conn,
@@ -197,6 +198,20 @@ def _refuse_if_live(conn: sqlite3.Connection) -> None:
         raise HistoryError(
             f"`prober run` is writing to this database (last write {age:.0f}s ago): "
             "stop it, import, then start it again"
+        )
+
+
+def _refuse_pruned_hours(conn: sqlite3.Connection, parsed: importcsv.Parsed, tz: ZoneInfo) -> None:
+    """Hours already pruned exist only as rollups: rows imported into them would replace
+    those rollups with the imported rows alone."""
+    line = upkeep.pruned_before(conn)
+    early = [slug for slug, series in parsed.rows.items() if series and series.ts_ms[0] < line]
+    if early:
+        raise HistoryError(
+            f"{len(early)} monitors ({', '.join(sorted(early)[:3])}...) have rows before "
+            f"{timeline.from_ms(line, tz).isoformat()}, where this database's raw results "
+            "were pruned (retention_days): import older history into a new database, or "
+            "only rows after that time"
         )
 
 

@@ -302,3 +302,10 @@ def test_last_months_report_is_written_once_beside_the_database(imported: pathli
     assert history.write_monthly(config, now=first_of_november) == []  # already there
     # a month before the first result: nothing to report
     assert history.write_monthly(config, now=dt.datetime(2026, 9, 15, tzinfo=UTC)) == []
+
+
+def test_history_older_than_the_prune_line_is_refused(imported: pathlib.Path) -> None:
+    """Runs after the prune test: October's hours are rollups only now."""
+    done = _prober(imported, "import-results", str(imported / "history.csv"))
+    assert done.returncode == 1
+    assert "where this database's raw results were pruned" in done.stderr

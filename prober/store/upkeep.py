@@ -22,7 +22,15 @@ log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 ROLLED_UNTIL_KEY = "rollup_until_ms"
+PRUNED_BEFORE_KEY = "pruned_before_ms"
 CHUNK = 200  # monitors per transaction: the writer's results wait at most that long
+
+
+def pruned_before(conn: sqlite3.Connection) -> int:
+    """Raw results before this time (epoch ms) may have been pruned; their hours live on
+    only as rollups."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (PRUNED_BEFORE_KEY,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def rolled_until(conn: sqlite3.Connection) -> int:
@@ -104,6 +112,11 @@ class Upkeep:
         begun = time.monotonic()
         cutoff = now_ms - self._retention_ms
         deleted = rollups.prune(conn, self._location_id, cutoff, self._monitor_ids)
+        if deleted and cutoff // HOUR_MS * HOUR_MS > pruned_before(conn):
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (PRUNED_BEFORE_KEY, str(cutoff // HOUR_MS * HOUR_MS)),
+            )
         if deleted:
             log.info(
                 "pruned raw results older than %s rows=%d seconds=%.1f",
