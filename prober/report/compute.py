@@ -25,11 +25,9 @@ from prober.report.model import (
     Period,
     ReportIncident,
 )
-from prober.store import rollups
+from prober.store import rollups, upkeep
 from prober.store.ledger import TrackSpec
 from prober.timeline import Spans
-
-ROLLED_UNTIL_KEY = "rollup_until_ms"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,8 +50,7 @@ class Reader:
         ).fetchone()
         self.location_id: int | None = row[0] if row else None
         self.ids = {slug: mid for mid, slug in conn.execute("SELECT id, slug FROM monitor")}
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (ROLLED_UNTIL_KEY,)).fetchone()
-        self.rolled_until = int(row[0]) if row else 0
+        self.rolled_until = upkeep.rolled_until(conn)
 
     def stored(self, monitor: MonitorBase, start_ms: int, end_ms: int) -> _Stored:
         maint = maintenance.spans(self.config.maintenance, monitor.id, start_ms, end_ms, self.tz)
@@ -151,9 +148,8 @@ def _monitor(
     w = (timeline.to_ms(start), timeline.to_ms(end))
     stored = reader.stored(monitor, *w)
     target = monitor.sla_target or reader.config.settings.sla_target
-    acc = timeline.account(
-        w, stored.known, reader.incident_spans(stored), stored.maintenance, target
-    )
+    incident_spans = reader.incident_spans(stored)
+    acc = timeline.account(w, stored.known, incident_spans, stored.maintenance, target)
     incidents = [
         ReportIncident(
             start=timeline.from_ms(s, tz),
@@ -185,7 +181,7 @@ def _monitor(
         checks=usage.total,
         failed_checks=usage.down,
         latency=latency(usage),
-        days=_days(reader, stored, start, end, target),
+        days=_days(reader, stored, incident_spans, start, end, target),
     )
 
 
@@ -203,9 +199,13 @@ def latency(usage: rollups.Rollup) -> LatencyStats:
 
 
 def _days(
-    reader: Reader, stored: _Stored, start: dt.datetime, end: dt.datetime, target: float
+    reader: Reader,
+    stored: _Stored,
+    incidents: Spans,
+    start: dt.datetime,
+    end: dt.datetime,
+    target: float,
 ) -> list[DayBar]:
-    incidents = reader.incident_spans(stored)
     bars = []
     for day in timeline.days_between(start.date(), end.date()):
         lo, hi = timeline.day_bounds(day, reader.tz)

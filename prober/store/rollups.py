@@ -26,6 +26,7 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from prober import timeline
 from prober.checks.result import Outcome
 from prober.store.tables import OUTCOME_CODES
 
@@ -321,9 +322,7 @@ def from_raw(
 
 
 def _local_midnight_ms(day: dt.date, tz: ZoneInfo) -> int:
-    # A midnight skipped by DST (some zones switch at 00:00) resolves with the offset before
-    # the switch (fold=0), i.e. to the first instant of the day that exists.
-    return int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp()) * 1000
+    return timeline.to_ms(timeline.local_midnight(day, tz))
 
 
 def rollup_days(

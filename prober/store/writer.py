@@ -26,6 +26,7 @@ from prober.store.db import connect_raw
 from prober.store.ledger import Ledger, TrackSpec
 from prober.store.tables import OUTCOME_CODES
 from prober.store.upkeep import Upkeep
+from prober.timeline import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +46,6 @@ class Observation:
     result: CheckResult
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS = dt.timedelta(milliseconds=1)
-
-
-def _iso(ms: int) -> str:
-    return (_EPOCH + ms * _MS).isoformat()
-
-
-def epoch_ms(at: dt.datetime) -> int:
-    """UTC epoch milliseconds, exact (float timestamps can land a millisecond short)."""
-    return (at - _EPOCH) // _MS
-
-
 def _us(ms: float | None) -> int | None:
     return None if ms is None else round(ms * 1000)
 
@@ -72,7 +60,7 @@ def to_row(monitor_id: int, location_id: int, obs: Observation) -> tuple[object,
     cert = result.certificate
     return (
         monitor_id,
-        epoch_ms(obs.at),
+        to_ms(obs.at),
         location_id,
         OUTCOME_CODES[result.outcome],
         _us(result.latency_ms),
@@ -263,7 +251,7 @@ class ResultWriter:
         for obs in batch:
             result = obs.result
             for change in self._ledger.apply(
-                conn, obs.monitor, epoch_ms(obs.at), result.outcome, result.error
+                conn, obs.monitor, to_ms(obs.at), result.outcome, result.error
             ):
                 changes.append((obs.monitor, change))
         return changes
@@ -276,14 +264,14 @@ def _log_change(monitor: str, change: Change) -> None:
         log.warning(
             'incident opened monitor=%s since=%s cause="%s"',
             monitor,
-            _iso(incident.start_ms),
+            from_ms(incident.start_ms, dt.UTC).isoformat(),
             incident.cause,
         )
     elif isinstance(change, Resolved) and incident is not None and incident.end_ms is not None:
         log.info(
             "incident resolved monitor=%s since=%s duration_s=%.0f",
             monitor,
-            _iso(incident.start_ms),
+            from_ms(incident.start_ms, dt.UTC).isoformat(),
             (incident.end_ms - incident.start_ms) / 1000,
         )
 
