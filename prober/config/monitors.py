@@ -45,7 +45,7 @@ class StrictModel(BaseModel):
     )
 
 
-def _resolve_file(value: str | None, info: ValidationInfo) -> str | None:
+def resolve_file(value: str | None, info: ValidationInfo) -> str | None:
     """Relative paths are relative to the config file; the file must exist now."""
     if value is None:
         return None
@@ -138,10 +138,11 @@ class HttpMonitor(ProbeMonitor):
     ca_file: str | None = None
     max_body: Size = 1024 * 1024
     ip_version: Literal[4, 6] | None = None
+    warn_days: int = Field(default=14, ge=0)  # https: alert when the certificate is this close
 
     model_config = ConfigDict(populate_by_name=True)
 
-    _ca_file = field_validator("ca_file")(_resolve_file)
+    _ca_file = field_validator("ca_file")(resolve_file)
 
     @field_validator("url")
     @classmethod
@@ -173,7 +174,7 @@ class TlsMonitor(ProbeMonitor):
     down_days: int = Field(default=3, ge=0)
     ca_file: str | None = None
 
-    _ca_file = field_validator("ca_file")(_resolve_file)
+    _ca_file = field_validator("ca_file")(resolve_file)
 
     @field_validator("down_days")
     @classmethod
@@ -195,7 +196,7 @@ class TcpMonitor(ProbeMonitor):
     verify_tls: bool = True
     ca_file: str | None = None
 
-    _ca_file = field_validator("ca_file")(_resolve_file)
+    _ca_file = field_validator("ca_file")(resolve_file)
 
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "CAA", "SRV", "PTR"]

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from prober.config.monitors import StrictModel
+from prober.config.monitors import StrictModel, resolve_file
 from prober.config.types import (
     CronExpr,
     Duration,
@@ -122,6 +122,9 @@ class EmailNotifier(NotifierBase):
     sender: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
     security: Literal["starttls", "tls", "none"] = "starttls"
+    ca_file: str | None = None  # extra trusted CAs for the SMTP server's certificate
+
+    _ca_file = field_validator("ca_file")(resolve_file)
 
 
 class NtfyNotifier(NotifierBase):

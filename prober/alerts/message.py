@@ -1,0 +1,173 @@
+"""What an alert says: events, the message that carries them, and its words.
+
+Pure: no I/O, no clock. A `Message` is what one notifier sends in one go: one or more
+events of one kind (incidents opening within `alert_group_wait` travel together). Channel
+modules turn a Message into their payload; the words (titles, lines) are made here once so
+every channel says the same thing, and each channel escapes them for its own markup.
+
+Target-controlled text (a check's error: a response body excerpt, a DNS answer, a TLS
+error) is only ever a value: `clean()` flattens it to one printable line of bounded length
+before any channel sees it, and channels escape it again for their markup. No template is
+ever evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+
+
+class Kind(enum.StrEnum):
+    OPENED = "opened"  # an incident was confirmed
+    RESOLVED = "resolved"  # it ended
+    REMINDER = "reminder"  # still down, `repeat` after the last message
+    CERT_EXPIRING = "cert_expiring"  # a certificate entered warn_days
+    PROBER_NETWORK = "prober_network"  # every canary fails: the prober's own network is down
+
+
+CAUSE_LIMIT = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def clean(text: str, limit: int = CAUSE_LIMIT) -> str:
+    """One printable line of at most `limit` characters."""
+    flat = " ".join(_CONTROL.sub(" ", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened to one monitor (or, for PROBER_NETWORK, to the prober)."""
+
+    kind: Kind
+    monitor_id: str  # "" for PROBER_NETWORK
+    monitor_name: str
+    since: dt.datetime  # the incident's first down result; the certificate check; canaries failing
+    cause: str = ""  # what was seen vs wanted (a check's error), target-controlled
+    until: dt.datetime | None = None  # RESOLVED: the first success; REMINDER: as of when;
+    # PROBER_NETWORK: when the network came back
+    link: str = ""  # the monitor's page on the public status page, "" when it has none
+    dependents: tuple[str, ...] = ()  # names of monitors down under this one (depends_on)
+    cert_expires: dt.datetime | None = None  # CERT_EXPIRING
+    incident_key: str = ""  # stable per incident: PagerDuty's dedup_key
+
+    @property
+    def duration(self) -> dt.timedelta | None:
+        return None if self.until is None else self.until - self.since
+
+    @property
+    def recovered(self) -> bool:
+        """RESOLVED, or a PROBER_NETWORK event that says the network is back."""
+        return self.kind is Kind.RESOLVED or (
+            self.kind is Kind.PROBER_NETWORK and self.until is not None
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """What one notifier sends at once: events of one kind, in order."""
+
+    kind: Kind
+    events: tuple[Event, ...]
+    key: str  # idempotency key: the same on every attempt to send this message
+    title_prefix: str = ""  # the status page's title, so several probers can share a channel
+    test: bool = False  # `prober notify-test`: clearly marked, nothing happened
+    zone: dt.tzinfo = dt.UTC  # times are written in settings.timezone
+
+    def __post_init__(self) -> None:
+        if not self.events:
+            raise ValueError("a message needs at least one event")
+
+    @property
+    def title(self) -> str:
+        return title(self)
+
+    @property
+    def lines(self) -> list[str]:
+        return [line(event, self.zone) for event in self.events]
+
+    @property
+    def text(self) -> str:
+        """Plain text: the title, then a line per event."""
+        return "\n".join([self.title, *self.lines])
+
+
+def title(message: Message) -> str:
+    events = message.events
+    first, n = events[0], len(events)
+    kind = message.kind
+    if kind is Kind.OPENED:
+        words = f"DOWN: {first.monitor_name}" if n == 1 else f"DOWN: {n} monitors"
+    elif kind is Kind.RESOLVED:
+        words = f"RESOLVED: {first.monitor_name}" if n == 1 else f"RESOLVED: {n} monitors"
+    elif kind is Kind.REMINDER:
+        words = f"STILL DOWN: {first.monitor_name}" if n == 1 else f"STILL DOWN: {n} monitors"
+    elif kind is Kind.CERT_EXPIRING:
+        words = (
+            f"CERTIFICATE EXPIRING: {first.monitor_name}"
+            if n == 1
+            else f"CERTIFICATES EXPIRING: {n} monitors"
+        )
+    else:
+        words = "PROBER NETWORK BACK" if first.recovered else "PROBER NETWORK DOWN"
+    prefix = f"[{clean(message.title_prefix, 80)}] " if message.title_prefix else ""
+    return clean(("[TEST] " if message.test else "") + prefix + words, 200)
+
+
+def line(event: Event, zone: dt.tzinfo = dt.UTC) -> str:
+    """One event in words: who, what was seen, since when, how long."""
+    since = stamp(event.since, zone)
+    name = clean(event.monitor_name, 120)
+    cause = clean(event.cause) if event.cause else ""
+    kind = event.kind
+    if kind is Kind.OPENED or kind is Kind.REMINDER:
+        text = f"{name} is down since {since}"
+        if kind is Kind.REMINDER:
+            text += f" ({span(event.duration)} so far)"
+        if cause:
+            text += f": {cause}"
+        if event.dependents:
+            names = ", ".join(clean(d, 120) for d in event.dependents)
+            text += f". Also down, depending on it: {names}"
+    elif kind is Kind.RESOLVED:
+        duration = event.duration
+        text = f"{name} is up again after {span(duration) if duration else 'a while'}"
+        text += f" (down since {since}"
+        text += f", cause: {cause})" if cause else ")"
+    elif kind is Kind.CERT_EXPIRING:
+        expires = stamp(event.cert_expires, zone) if event.cert_expires else "soon"
+        text = f"{name}: the TLS certificate expires {expires}"
+        if cause:
+            text += f" ({cause})"
+    elif event.recovered:
+        text = f"The prober's network is back (it failed from {since} for {span(event.duration)})"
+    else:
+        text = (
+            f"The prober's own network is down since {since}: every canary fails, so checks "
+            "report unknown instead of down"
+        )
+    return text
+
+
+def stamp(moment: dt.datetime, zone: dt.tzinfo = dt.UTC) -> str:
+    """`2026-11-23 13:05 KST`, in the status page's zone."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def span(delta: dt.timedelta | None) -> str:
+    """`3h 05m`, `12m 30s`, `45s`."""
+    if delta is None:
+        return "a while"
+    total = max(0, round(delta.total_seconds()))
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {seconds:02d}s"
+    return f"{seconds}s"
