@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from prober.checks.context import Shared
@@ -53,7 +53,14 @@ def canary_monitor(index: int, spec: str) -> ProbingMonitor:
 class Canaries:
     """The prober's own network, judged by its canaries; `judge` applies the verdict."""
 
-    def __init__(self, specs: Sequence[str], shared: Shared, ttl: float = 30.0) -> None:
+    def __init__(
+        self,
+        specs: Sequence[str],
+        shared: Shared,
+        ttl: float = 30.0,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._on_change = on_change  # told True when every canary fails, False when back
         self._specs = list(specs)
         self._monitors = [canary_monitor(i, spec) for i, spec in enumerate(self._specs, start=1)]
         self._shared = shared
@@ -75,7 +82,12 @@ class Canaries:
         return await asyncio.shield(self._round)
 
     async def judge(self, result: CheckResult) -> CheckResult:
-        """A `down` result becomes `unknown` while every canary fails; others pass unchanged."""
+        """A `down` result becomes `unknown` while every canary fails; others pass unchanged.
+        A success while the network was judged down proves it is back."""
+        if result.outcome in (Outcome.UP, Outcome.DEGRADED) and self._failing:
+            self._failing = False
+            self._judged_at = None
+            self._log_change(False, [])
         if result.outcome is not Outcome.DOWN or not await self.all_failing():
             return result
         return dataclasses.replace(
@@ -102,6 +114,8 @@ class Canaries:
             self._round = None
 
     def _log_change(self, failing: bool, results: Sequence[CheckResult]) -> None:
+        if self._on_change is not None:
+            self._on_change(failing)
         if not failing:
             log.info("canaries reachable again")
             return

@@ -11,7 +11,9 @@ import signal
 
 from aiohttp import web
 
-from prober import history
+from prober import history, metrics
+from prober.alerts.dispatcher import Dispatcher
+from prober.alerts.outbox import Outbox, Routes
 from prober.canaries import Canaries
 from prober.checks.result import CheckResult, Outcome
 from prober.checks.session import open_shared
@@ -21,7 +23,7 @@ from prober.redact import Redactor
 from prober.scheduler import ProbeScheduler
 from prober.store.db import open_engine
 from prober.store.ledger import TrackSpec
-from prober.store.writer import Observation, ResultWriter
+from prober.store.writer import NetworkChange, Observation, ResultWriter
 from statuspage.app import create_app
 from statuspage.health import Health
 
@@ -78,19 +80,30 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         [TrackSpec.of(m) for m in config.monitors],
         timezone=settings.timezone,
         retention_days=settings.retention_days,
+        outbox=Outbox(settings.location, Routes.of(config)),
     )
     writer.start()
     probing = [m for m in config.monitors if isinstance(m, ProbeMonitor)]
     results = ResultLog(writer)
-    async with open_shared(redact=Redactor(config.secret_values())) as shared:
-        canaries = Canaries(settings.canaries, shared)
+    redact = Redactor(config.secret_values())
+    async with open_shared(redact=redact) as shared:
+        dispatcher = Dispatcher(config, config.database_path, shared.session, redact=redact)
+        writer.on_alert = dispatcher.wake
+        canaries = Canaries(
+            settings.canaries,
+            shared,
+            on_change=lambda failing: writer.submit(
+                NetworkChange(failing, dt.datetime.now(dt.UTC))
+            ),
+        )
         scheduler = ProbeScheduler(
             probing, shared, results, settings.max_concurrency, canaries=canaries
         )
         health = Health(
             scheduler_running=lambda: scheduler.running, database_writable=writer.healthy
         )
-        runner = web.AppRunner(create_app(config, engine, health), access_log=None)
+        collectors = metrics.registry(dispatcher.delivery, [n.id for n in config.notifiers])
+        runner = web.AppRunner(create_app(config, engine, health, collectors), access_log=None)
         await runner.setup()
         host, port = settings.listen_host_port
         await web.TCPSite(runner, host, port).start()
@@ -107,8 +120,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             port,
             config.database_path,
         )
-        stats = asyncio.create_task(_report_stats(scheduler, results, writer))
+        stats = asyncio.create_task(_report_stats(scheduler, results, writer, dispatcher))
         monthly = asyncio.create_task(_monthly_reports(config))
+        alerts = asyncio.create_task(dispatcher.run(stop))
         try:
             await stop.wait()
         finally:
@@ -118,6 +132,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             grace = max((m.timeout for m in probing), default=1.0)
             await scheduler.stop(grace)
             await runner.cleanup()
+            stop.set()
+            await alerts  # sends in flight finish and are recorded
             gc.unfreeze()
     await asyncio.to_thread(writer.close)
     engine.dispose()
@@ -125,7 +141,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
 
 
 async def _report_stats(
-    scheduler: ProbeScheduler, results: ResultLog, writer: ResultWriter
+    scheduler: ProbeScheduler, results: ResultLog, writer: ResultWriter, dispatcher: Dispatcher
 ) -> None:
     last = 0
     while True:
@@ -133,13 +149,17 @@ async def _report_stats(
         p50, p99, worst = scheduler.lag.percentiles(50, 99, 100)
         log.info(
             "stats checks=%d rate=%.1f/s lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f"
-            " committed=%d",
+            " committed=%d alerts_sent=%d alerts_retried=%d alerts_failed=%d alerts_queued=%d",
             results.count,
             (results.count - last) / STATS_EVERY,
             p50 * 1000,
             p99 * 1000,
             worst * 1000,
             writer.committed,
+            dispatcher.delivery.sent.total(),
+            dispatcher.delivery.retried.total(),
+            dispatcher.delivery.failed.total(),
+            dispatcher.delivery.queue_depth,
         )
         last = results.count
 

@@ -55,6 +55,15 @@ def open_engine(path: pathlib.Path) -> sqlalchemy.Engine:
 def migrate(engine: sqlalchemy.Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=[t.__table__ for t in _tables()])  # type: ignore[attr-defined]
     with engine.begin() as conn:
+        # Open incidents, read by the alert dispatcher on every pass. Here, not on the
+        # model: create_all adds no index to a table that already exists.
+        conn.execute(
+            sqlalchemy.text(
+                "CREATE INDEX IF NOT EXISTS incident_open ON incident (location_id)"
+                " WHERE end_ms IS NULL"
+            )
+        )
+    with engine.begin() as conn:
         row = conn.execute(
             sqlalchemy.text("SELECT value FROM meta WHERE key = 'schema_version'")
         ).first()
@@ -86,4 +95,5 @@ def _tables() -> list[type[SQLModel]]:
         tables.MonitorStateRow,
         tables.RollupHourRow,
         tables.RollupDayRow,
+        tables.AlertRow,
     ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from prober.checks.result import Outcome
 from prober.config.monitors import MonitorBase, ProbeMonitor, PushMonitor
@@ -54,10 +54,16 @@ class TrackSpec:
         return cls(slug, kind, Rule(DownAfter(seconds=120.0), 1), round(2 * interval * 1000))
 
 
-class _Track:
-    __slots__ = ("cover_ms", "last_known", "last_ts", "monitor_id", "open_span", "tracker")
+# Told of every incident opened or resolved, inside the transaction that records it: the
+# alert outbox writes its rows there (live results and results replayed at start alike).
+OnIncident = Callable[[sqlite3.Connection, str, Opened | Resolved], None]
 
-    def __init__(self, monitor_id: int, tracker: Tracker, cover_ms: int) -> None:
+
+class _Track:
+    __slots__ = ("cover_ms", "last_known", "last_ts", "monitor_id", "open_span", "slug", "tracker")
+
+    def __init__(self, slug: str, monitor_id: int, tracker: Tracker, cover_ms: int) -> None:
+        self.slug = slug
         self.monitor_id = monitor_id
         self.tracker = tracker
         self.cover_ms = cover_ms
@@ -67,8 +73,15 @@ class _Track:
 
 
 class Ledger:
-    def __init__(self, location_id: int, ids: dict[str, int], specs: Iterable[TrackSpec]) -> None:
+    def __init__(
+        self,
+        location_id: int,
+        ids: dict[str, int],
+        specs: Iterable[TrackSpec],
+        on_incident: OnIncident | None = None,
+    ) -> None:
         self._location_id = location_id
+        self._on_incident = on_incident
         self._specs = {s.slug: s for s in specs if s.slug in ids}
         self._ids = ids
         self._tracks: dict[str, _Track] = {}
@@ -91,7 +104,7 @@ class Ledger:
                     tracker, as_of = Tracker(spec.rule), None
                 else:
                     tracker, as_of = Tracker.from_dict(spec.rule, json.loads(row[1])), row[0]
-                track = _Track(mid, tracker, spec.cover_ms)
+                track = _Track(slug, mid, tracker, spec.cover_ms)
                 span = conn.execute(
                     "SELECT start_ms FROM coverage WHERE monitor_id = ? AND location_id = ?"
                     " AND end_ms IS NULL",
@@ -158,6 +171,8 @@ class Ledger:
         track.last_known = outcome is not Outcome.UNKNOWN
         for change in changes:
             self._record(conn, track.monitor_id, change)
+            if self._on_incident is not None and isinstance(change, Opened | Resolved):
+                self._on_incident(conn, track.slug, change)
         return changes
 
     def _cover(self, conn: sqlite3.Connection, track: _Track, ts_ms: int, known: bool) -> None:
@@ -229,7 +244,7 @@ def rebuild(
         )
     ledger = Ledger(location_id, {spec.slug: monitor_id}, [spec])
     tracker = Tracker(spec.rule)
-    track = _Track(monitor_id, tracker, spec.cover_ms)
+    track = _Track(spec.slug, monitor_id, tracker, spec.cover_ms)
     ledger._tracks[spec.slug] = track
     # Most results change nothing but the time (up after up, within coverage): those skip
     # the tracker and the coverage bookkeeping, which are then told the last one's time.

@@ -8,6 +8,7 @@ these are storage only.
 
 from __future__ import annotations
 
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 from prober.checks.result import Outcome
@@ -150,3 +151,33 @@ class RollupDayRow(_RollupColumns, table=True):
     monitor_id: int = Field(primary_key=True)
     location_id: int = Field(primary_key=True)
     day: str = Field(primary_key=True)  # local date in settings.timezone, YYYY-MM-DD
+
+
+class AlertRow(SQLModel, table=True):
+    """The outbox: one row per (event, notifier), written in the transaction of the change
+    that caused it; prober.alerts.dispatcher claims, sends and records it."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        Index(
+            "alert_pending", "state", "due_ms", sqlite_where=text("state IN ('pending', 'sending')")
+        ),
+        Index("alert_incident", "incident", "notifier"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)  # idempotency key, sent with every attempt
+    notifier: str
+    kind: str  # prober.alerts.message.Kind
+    monitor: str  # slug; "" for the prober's own network
+    incident: str  # what the event is about: "LOCATION/MONITOR/START_MS", a certificate, ...
+    created_ms: int
+    due_ms: int  # not before: group wait, backoff, the end of a maintenance window
+    state: str  # pending | sending | sent | failed | suppressed
+    attempts: int = 0
+    first_try_ms: int | None = None  # retries give up 24 h after the first attempt
+    batch: int | None = None  # the id of the first row of the message it goes out in
+    silenced: bool = False  # held back by maintenance at least once
+    sent_ms: int | None = None
+    last_error: str | None = None
+    data: str = "{}"  # JSON: since_ms, until_ms, cause, cert_expires_ms

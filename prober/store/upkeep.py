@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from prober import timeline
+from prober.alerts import outbox
 from prober.store import rollups
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class Upkeep:
         begun = time.monotonic()
         cutoff = now_ms - self._retention_ms
         deleted = rollups.prune(conn, self._location_id, cutoff, self._monitor_ids)
+        outbox.forget(conn, cutoff)  # alerts sent (or given up) as long ago as pruned results
         if deleted and cutoff // HOUR_MS * HOUR_MS > pruned_before(conn):
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",

@@ -17,9 +17,10 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from zoneinfo import ZoneInfo
 
+from prober.alerts.outbox import Outbox
 from prober.checks.result import CheckResult
 from prober.incidents import Change, Opened, Resolved
 from prober.store.db import connect_raw
@@ -75,6 +76,14 @@ def to_row(monitor_id: int, location_id: int, obs: Observation) -> tuple[object,
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class NetworkChange:
+    """The canaries' verdict changed: the prober's own network is down, or back."""
+
+    failing: bool
+    at: dt.datetime
+
+
 class ResultWriter:
     def __init__(
         self,
@@ -86,6 +95,8 @@ class ResultWriter:
         linger: float = 0.1,
         timezone: str = "UTC",
         retention_days: int = 90,
+        outbox: Outbox | None = None,
+        on_alert: Callable[[], None] | None = None,
     ) -> None:
         self._path = path
         self._location = location
@@ -94,7 +105,11 @@ class ResultWriter:
         self._heartbeat_every = heartbeat_every
         self._linger = linger
         self._last_heartbeat = -math.inf
-        self._queue: queue.SimpleQueue[Observation | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Observation | NetworkChange | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
+        self._outbox = outbox
+        self.on_alert = on_alert  # called after a commit that added alerts (any thread)
         self._thread = threading.Thread(target=self._loop, name="result-writer", daemon=True)
         self._ids: dict[str, int] = {}
         self._location_id = 0
@@ -113,7 +128,9 @@ class ResultWriter:
             self._ids, self._location_id = register(
                 conn, self._location, [(s.slug, s.type) for s in self._specs]
             )
-            self._ledger = Ledger(self._location_id, self._ids, self._specs)
+            self._ledger = Ledger(
+                self._location_id, self._ids, self._specs, on_incident=self._incident_alerts
+            )
             # An hour is final once every check started in it has reported.
             grace = max((s.cover_ms for s in self._specs), default=0) / 2000 + 60
             self._upkeep = Upkeep(
@@ -130,7 +147,7 @@ class ResultWriter:
             conn.close()
         self._thread.start()
 
-    def submit(self, obs: Observation) -> None:
+    def submit(self, obs: Observation | NetworkChange) -> None:
         """Never blocks: the event loop hands over and moves on."""
         self._queue.put(obs)
 
@@ -172,7 +189,7 @@ class ResultWriter:
         # monitors a commit per result was a tenth of the process's CPU. A flush or close
         # does not wait.
         until = time.monotonic() + self._linger
-        while len(items) < self._batch_max and isinstance(items[-1], Observation):
+        while len(items) < self._batch_max and isinstance(items[-1], Observation | NetworkChange):
             wait = until - time.monotonic()
             try:
                 items.append(
@@ -180,7 +197,7 @@ class ResultWriter:
                 )
             except queue.Empty:
                 break
-        observations = [i for i in items if isinstance(i, Observation)]
+        observations = [i for i in items if isinstance(i, Observation | NetworkChange)]
         events = [i for i in items if isinstance(i, threading.Event)]
         self._commit(conn, observations, events)
         self._maintain(conn)
@@ -197,13 +214,19 @@ class ResultWriter:
             log.error("rollups or pruning failed, will retry: %s", exc)
 
     def _commit(
-        self, conn: sqlite3.Connection, batch: list[Observation], events: list[threading.Event]
+        self,
+        conn: sqlite3.Connection,
+        items: list[Observation | NetworkChange],
+        events: list[threading.Event],
     ) -> None:
+        batch = [o for o in items if isinstance(o, Observation)]
+        network = [o for o in items if isinstance(o, NetworkChange)]
         rows = [
             to_row(self._ids[o.monitor], self._location_id, o)
             for o in batch
             if o.monitor in self._ids
         ]
+        alerts_before = self._outbox.added if self._outbox else 0
         assert self._ledger is not None
         delay = 0.1
         while True:
@@ -215,6 +238,9 @@ class ResultWriter:
                 conn.executemany(_INSERT, rows)
                 self._ledger_stale = True
                 changes = self._derive(conn, batch)
+                if self._outbox is not None:
+                    for flip in network:
+                        self._outbox.network(conn, flip.failing, to_ms(flip.at))
                 beat = time.monotonic()
                 if beat - self._last_heartbeat >= self._heartbeat_every or not rows:
                     conn.execute(
@@ -240,6 +266,8 @@ class ResultWriter:
         self.committed += len(rows)
         for monitor, change in changes:
             _log_change(monitor, change)
+        if self._outbox is not None and self._outbox.added != alerts_before and self.on_alert:
+            self.on_alert()
         for event in events:
             event.set()
 
@@ -250,11 +278,21 @@ class ResultWriter:
         changes = []
         for obs in batch:
             result = obs.result
+            at_ms = to_ms(obs.at)
             for change in self._ledger.apply(
-                conn, obs.monitor, to_ms(obs.at), result.outcome, result.error
+                conn, obs.monitor, at_ms, result.outcome, result.error
             ):
                 changes.append((obs.monitor, change))
+            cert = result.certificate
+            if cert is not None and self._outbox is not None:
+                self._outbox.certificate(conn, obs.monitor, to_ms(cert.not_after), at_ms)
         return changes
+
+    def _incident_alerts(
+        self, conn: sqlite3.Connection, slug: str, change: Opened | Resolved
+    ) -> None:
+        if self._outbox is not None:
+            self._outbox.incident(conn, slug, change, round(time.time() * 1000))
 
 
 def _log_change(monitor: str, change: Change) -> None:

@@ -1,0 +1,389 @@
+"""Sends what the outbox holds: claim, send, record; retries with backoff; reminders.
+
+One task on the event loop. Its SQLite work runs on one thread of its own (a connection
+is used by one thread at a time), each pass in one short `BEGIN IMMEDIATE` transaction:
+read the unfinished rows, add due reminders, decide (prober.alerts.plan), claim the
+batches to send with a conditional update. Sends run as tasks; each records its outcome:
+sent, failed for good (a 4xx other than 408/429, a refused address), or pending again
+with a later due time: exponential backoff from `backoff_s`, at most `backoff_max_s`, at
+least what Retry-After asked, for up to `give_up_s` after the first attempt.
+
+The writer calls `wake()` when it adds rows; otherwise a pass runs when the next row is
+due, a reminder is due, or every `idle_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import logging
+import pathlib
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from prober import maintenance
+from prober.alerts import channels, outbox
+from prober.alerts.channels import NotifyError, SendContext
+from prober.alerts.message import Event, Kind, Message
+from prober.alerts.outbox import FAILED, PENDING, SENDING, SENT, SUPPRESSED, Row
+from prober.alerts.plan import Situation, plan
+from prober.config import Config
+from prober.config.settings import Notifier
+from prober.redact import Redactor
+from prober.store.db import connect_raw
+from prober.timeline import from_ms, to_ms
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(slots=True)
+class Delivery:
+    """Counters for logs and /metrics, per notifier."""
+
+    sent: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    failed: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    retried: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    suppressed: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    queue_depth: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Outgoing:
+    rows: list[Row]
+    notifier: Notifier
+    message: Message
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        config: Config,
+        path: pathlib.Path,
+        session: aiohttp.ClientSession,
+        *,
+        redact: Redactor | None = None,
+        backoff_s: float = 10.0,
+        backoff_max_s: float = 3600.0,
+        give_up_s: float = 86_400.0,
+        idle_s: float = 30.0,
+        send_timeout: float = 15.0,
+        max_parallel: int = 32,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._settings = config.settings
+        self._zone = ZoneInfo(config.settings.timezone)
+        self._path = path
+        self._ctx = SendContext(session, send_timeout)
+        self._redact = redact or Redactor(config.secret_values())
+        self._backoff_s = backoff_s
+        self._backoff_max_s = backoff_max_s
+        self._give_up_ms = round(give_up_s * 1000)
+        self._idle_s = idle_s
+        self._clock = clock
+        self._parallel = asyncio.Semaphore(max_parallel)
+        self._notifiers = {n.id: n for n in config.notifiers}
+        self._monitors = {m.id: m for m in config.monitors}
+        self._parents = {m.id: tuple(m.depends_on) for m in config.monitors if m.depends_on}
+        self._children: dict[str, list[str]] = collections.defaultdict(list)
+        for child, parents in self._parents.items():
+            for parent in parents:
+                self._children[parent].append(child)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alerts-db")
+        self._conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
+        self.delivery = Delivery()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Run a pass soon. Safe from any thread (the writer calls it)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._woken.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        released = await self._db(self._release)
+        if released:
+            log.warning("alerts interrupted while sending will be sent again count=%d", released)
+        try:
+            while not stop.is_set():
+                self._woken.clear()
+                try:
+                    outgoing, next_ms = await self._db(self._pass)
+                except sqlite3.Error as exc:
+                    log.error("alert dispatcher could not read the outbox, retrying: %s", exc)
+                    outgoing, next_ms = [], self._now_ms() + 5000
+                for item in outgoing:
+                    task = asyncio.create_task(self._deliver(item))
+                    self._sending.add(task)
+                    task.add_done_callback(self._sending.discard)
+                wait = min(max((next_ms - self._now_ms()) / 1000, 0.01), self._idle_s)
+                woken = asyncio.create_task(self._woken.wait())
+                stopped = asyncio.create_task(stop.wait())
+                await asyncio.wait({woken, stopped}, timeout=wait, return_when="FIRST_COMPLETED")
+                woken.cancel()
+                stopped.cancel()
+        finally:
+            await self.drain()
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+            self._executor.shutdown(wait=True)
+
+    async def drain(self, within: float = 10.0) -> None:
+        """Let sends in flight finish (and record) before stopping."""
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=within)
+
+    def _now_ms(self) -> int:
+        return round(self._clock() * 1000)
+
+    async def _db(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._conn is None:
+                self._conn = connect_raw(self._path)
+            return fn(self._conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- a pass (on the database thread) ---------------------------------------------
+
+    def _release(self, conn: sqlite3.Connection) -> int:
+        return outbox.release_claims(conn)
+
+    def _pass(self, conn: sqlite3.Connection) -> tuple[list[_Outgoing], int]:
+        now = self._now_ms()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            open_incidents = outbox.open_incidents(conn, self._settings.location)
+            next_reminder = self._remind(conn, open_incidents, now)
+            rows = outbox.unfinished(conn)
+            unknown = [r for r in rows if r.notifier not in self._notifiers]
+            if unknown:
+                outbox.set_state(conn, [r.id for r in unknown], SUPPRESSED,
+                                 error="the notifier is no longer configured")  # fmt: skip
+                rows = [r for r in rows if r.notifier in self._notifiers]
+            decided = plan(rows, self._situation(conn, rows, open_incidents, now))
+            for row, until in decided.hold:
+                outbox.set_state(conn, [row.id], PENDING, due_ms=until, silenced=True)
+            for row, why in decided.drop:
+                outbox.set_state(conn, [row.id], SUPPRESSED, error=why)
+                self.delivery.suppressed[row.notifier] += 1
+                log.info(
+                    "alert not sent notifier=%s kind=%s monitor=%s reason=%s",
+                    row.notifier, row.kind, row.monitor or "-", why,
+                )  # fmt: skip
+            outgoing = []
+            for batch in decided.send:
+                batch_id = batch[0].batch or batch[0].id
+                ids = [r.id for r in batch]
+                outbox.set_state(
+                    conn, ids, SENDING, batch=batch_id, only_from=PENDING, claim_ms=now
+                )
+                notifier = self._notifiers[batch[0].notifier]
+                outgoing.append(
+                    _Outgoing(batch, notifier, self._message(batch, open_incidents, now))
+                )
+            self.delivery.queue_depth = len(rows) - len(decided.drop)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        claimed = {r.id for item in outgoing for r in item.rows}
+        held = {r.id: until for r, until in decided.hold}
+        dues = [
+            held.get(r.id, r.due_ms) for r in rows if r.state == PENDING and r.id not in claimed
+        ]
+        return outgoing, min([*dues, next_reminder, now + round(self._idle_s * 1000)])
+
+    def _situation(
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[Row],
+        open_incidents: Mapping[str, str],
+        now: int,
+    ) -> Situation:
+        waiting = {r.incident for r in rows if r.kind in (Kind.RESOLVED, Kind.PROBER_NETWORK)}
+        openings: dict[tuple[str, str], str] = {}
+        for kind in (Kind.OPENED, Kind.PROBER_NETWORK):
+            for row in outbox.by_incident(conn, waiting, kind):
+                if kind is Kind.OPENED or "until_ms" not in row.data:
+                    openings[(row.incident, row.notifier)] = row.state
+        return Situation(now, open_incidents, self._parents, self._in_maintenance, openings)
+
+    def _in_maintenance(self, monitor: str, now_ms: int) -> int | None:
+        if not monitor or not self._config.maintenance:
+            return None
+        found = maintenance.active(
+            self._config.maintenance, monitor, from_ms(now_ms, self._zone), self._zone
+        )
+        return max(to_ms(w.end) for w in found) if found else None
+
+    def _remind(self, conn: sqlite3.Connection, open_incidents: Mapping[str, str], now: int) -> int:
+        """Add the reminders that are due; the time of the next one."""
+        repeats = {n.id: round(n.repeat * 1000) for n in self._config.notifiers if n.repeat}
+        next_ms = now + 86_400_000
+        if not repeats or not open_incidents:
+            return next_ms
+        for opened in outbox.by_incident(conn, open_incidents.values(), Kind.OPENED):
+            every = repeats.get(opened.notifier)
+            if every is None or opened.state != SENT or opened.sent_ms is None:
+                continue
+            n = (now - opened.sent_ms) // every
+            if n >= 1:
+                outbox.add_reminder(conn, opened, n, now)
+            next_ms = min(next_ms, opened.sent_ms + (n + 1) * every)
+        return next_ms
+
+    # -- messages ---------------------------------------------------------------------
+
+    def _message(self, rows: Sequence[Row], open_incidents: Mapping[str, str], now: int) -> Message:
+        key = rows[0].key if len(rows) == 1 else f"{rows[0].key}+{len(rows) - 1}"
+        events = tuple(self._event(r, open_incidents, now) for r in rows)
+        return Message(
+            rows[0].kind, events, key, title_prefix=self._settings.title, zone=self._zone
+        )
+
+    def _event(self, row: Row, open_incidents: Mapping[str, str], now: int) -> Event:
+        data = row.data
+        monitor = self._monitors.get(row.monitor)
+        name = monitor.display_name if monitor else (row.monitor or self._settings.location)
+        until = data.get("until_ms")
+        if row.kind is Kind.REMINDER:
+            until = now
+        dependents: tuple[str, ...] = ()
+        if row.kind in (Kind.OPENED, Kind.REMINDER):
+            dependents = tuple(
+                self._name(child)
+                for child in self._children.get(row.monitor, ())
+                if child in open_incidents
+            )
+        expires = data.get("cert_expires_ms")
+        return Event(
+            kind=row.kind,
+            monitor_id=row.monitor,
+            monitor_name=name,
+            since=from_ms(_int(data.get("since_ms", row.created_ms)), self._zone),
+            cause=str(data.get("cause") or ""),
+            until=None if until is None else from_ms(_int(until), self._zone),
+            link=self._link(row.monitor),
+            dependents=dependents,
+            cert_expires=None if expires is None else from_ms(_int(expires), self._zone),
+            incident_key=row.incident,
+        )
+
+    def _name(self, slug: str) -> str:
+        monitor = self._monitors.get(slug)
+        return monitor.display_name if monitor else slug
+
+    def _link(self, slug: str) -> str:
+        base = self._settings.public_url
+        monitor = self._monitors.get(slug)
+        if not base:
+            return ""
+        if monitor is None or not monitor.public:
+            return base + "/"
+        return f"{base}/monitors/{slug}"
+
+    # -- delivery ---------------------------------------------------------------------
+
+    async def _deliver(self, item: _Outgoing) -> None:
+        rows, notifier, message = item.rows, item.notifier, item.message
+        error: NotifyError | None = None
+        async with self._parallel:
+            started = time.monotonic()
+            try:
+                answer = await channels.send(message, notifier, self._ctx)
+            except NotifyError as exc:
+                error = exc
+            except Exception as exc:  # a channel bug must not stop the others
+                log.exception("alert channel crashed notifier=%s", notifier.id)
+                error = NotifyError(f"{type(exc).__name__}: {exc}", permanent=False)
+        took = time.monotonic() - started
+        try:
+            await self._db(lambda conn: self._record(rows, notifier, message, error))
+        except sqlite3.Error as exc:  # sent, but not recorded: the claim is released at start
+            log.error("could not record an alert's outcome notifier=%s: %s", notifier.id, exc)
+            return
+        if error is None:
+            log.info(
+                "alert sent notifier=%s kind=%s events=%d attempt=%d seconds=%.2f answer=%s",
+                notifier.id, message.kind, len(rows), rows[0].attempts + 1, took,
+                self._redact(answer)[:200],
+            )  # fmt: skip
+        self.wake()  # a resolution may have been waiting for this opening
+
+    def _record(
+        self, rows: Sequence[Row], notifier: Notifier, message: Message, error: NotifyError | None
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        now = self._now_ms()
+        ids = [r.id for r in rows]
+        nid = notifier.id
+        if error is None:
+            outbox.set_state(conn, ids, SENT, sent_ms=now, only_from=SENDING)
+            self.delivery.sent[nid] += 1
+            return
+        reason = self._redact(str(error))[:500]
+        first_try = min(r.first_try_ms or now for r in rows)
+        attempts = rows[0].attempts + 1
+        if error.permanent or now - first_try >= self._give_up_ms:
+            why = reason if error.permanent else f"gave up after {attempts} attempts: {reason}"
+            outbox.set_state(conn, ids, FAILED, error=why, only_from=SENDING)
+            self.delivery.failed[nid] += 1
+            log.error(
+                "alert failed for good notifier=%s kind=%s events=%d attempts=%d error=%s",
+                nid, message.kind, len(rows), attempts, why,
+            )  # fmt: skip
+            return
+        delay = min(self._backoff_s * 2 ** (attempts - 1), self._backoff_max_s)
+        if error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self._backoff_max_s))
+        outbox.set_state(
+            conn, ids, PENDING, due_ms=now + round(delay * 1000), error=reason, only_from=SENDING
+        )
+        self.delivery.retried[nid] += 1
+        log.warning(
+            "alert failed, retrying in %.0fs notifier=%s kind=%s events=%d attempt=%d error=%s",
+            delay, nid, message.kind, len(rows), attempts, reason,
+        )  # fmt: skip
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {value!r}")
+    return int(value)
+
+
+def test_message(config: Config, notifier: Notifier, now: dt.datetime) -> Message:
+    """What `prober notify-test` sends: marked as a test in the title and the text."""
+    event = Event(
+        kind=Kind.OPENED,
+        monitor_id="prober-test",
+        monitor_name="Test alert from prober: nothing is down",
+        since=now,
+        cause="this is a test message sent by `prober notify-test`",
+        link=config.settings.public_url + "/" if config.settings.public_url else "",
+        incident_key=f"prober-test-{to_ms(now)}",
+    )
+    zone = ZoneInfo(config.settings.timezone)
+    return Message(Kind.OPENED, (event,), f"test/{notifier.id}/{to_ms(now)}",
+                   title_prefix=config.settings.title, test=True, zone=zone)  # fmt: skip

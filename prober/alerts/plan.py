@@ -1,0 +1,136 @@
+"""What to do with the outbox's unfinished rows now: pure, so its rules are tested as tables.
+
+For each row that is due (or waiting only for its group to be due), in this order:
+
+- A retry (the row already went out in a batch and failed) is sent again as that same
+  batch: same events, same idempotency key. Nothing is re-decided.
+- Maintenance: an opening, reminder or certificate event of a monitor inside a window is
+  held until the window ends (`silenced`); a reminder is dropped instead (the next one
+  comes). An incident that ended while its opening was held is never announced.
+- Dependencies: while a monitor it `depends_on` has an open incident, a monitor's opening
+  is held (rechecked every `hold_ms`) and its reminders are dropped; the parent's message
+  lists it. If it is still down when the parent recovers, its own alert goes out then.
+- A resolution (or "network back") goes out only after its opening did (sent, or failed
+  for good); if the opening was held back and dropped, so is the resolution. A notifier
+  whose `events` leave out openings gets resolutions alone.
+- Grouping: what remains is grouped per (notifier, kind). A group goes out when its oldest
+  row is due (created + alert_group_wait), taking along the rows that arrived since.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+
+from prober.alerts.message import Kind
+from prober.alerts.outbox import FAILED, PENDING, SENDING, SENT, SUPPRESSED, Row
+
+HOLD_MS = 15_000  # how often a dependent held by its parent is looked at again
+# (monitor slug, now_ms) -> the end of the maintenance window it is in, or None
+InMaintenance = Callable[[str, int], int | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Situation:
+    now_ms: int
+    open_incidents: Mapping[str, str]  # monitor slug -> key of its open incident
+    parents: Mapping[str, Sequence[str]]  # monitor slug -> its depends_on
+    in_maintenance: InMaintenance
+    # (incident, notifier) -> state of the opening row, for resolutions whose opening
+    # finished already (the unfinished ones are among the rows)
+    openings: Mapping[tuple[str, str], str]
+
+
+@dataclasses.dataclass(slots=True)
+class Plan:
+    send: list[list[Row]] = dataclasses.field(default_factory=list)  # batches, rows in id order
+    hold: list[tuple[Row, int]] = dataclasses.field(default_factory=list)  # (row, until_ms)
+    drop: list[tuple[Row, str]] = dataclasses.field(default_factory=list)  # (row, why)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.send or self.hold or self.drop)
+
+
+def plan(rows: Sequence[Row], s: Situation) -> Plan:
+    out = Plan()
+    now = s.now_ms
+    openings = dict(s.openings)
+    for row in rows:
+        if _opens(row):
+            openings[(row.incident, row.notifier)] = row.state
+    retries: dict[int, list[Row]] = {}
+    groups: dict[tuple[str, Kind], list[Row]] = {}
+    for row in rows:
+        if row.state != PENDING:
+            continue  # being sent right now
+        if row.batch is not None:
+            if row.due_ms <= now:
+                retries.setdefault(row.batch, []).append(row)
+            continue
+        if row.silenced and row.due_ms > now:
+            continue  # held: looked at again when due
+        verdict = _judge(row, s, openings)
+        if verdict is _SEND:
+            groups.setdefault((row.notifier, row.kind), []).append(row)
+        elif isinstance(verdict, _Hold):
+            out.hold.append((row, verdict.until_ms))
+        elif isinstance(verdict, _Drop):
+            out.drop.append((row, verdict.why))
+            if _opens(row):
+                openings[(row.incident, row.notifier)] = SUPPRESSED
+    out.send.extend(retries.values())
+    for group in groups.values():
+        if min(r.due_ms for r in group) <= now:
+            out.send.append(group)
+    return out
+
+
+def _opens(row: Row) -> bool:
+    return row.kind is Kind.OPENED or (
+        row.kind is Kind.PROBER_NETWORK and "until_ms" not in row.data
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Hold:
+    until_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Drop:
+    why: str
+
+
+_SEND, _WAIT = object(), object()  # with its group / no change this time
+
+
+def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> object:
+    kind = row.kind
+    if kind is Kind.RESOLVED or (kind is Kind.PROBER_NETWORK and not _opens(row)):
+        opening = openings.get((row.incident, row.notifier))
+        if opening in (SENT, FAILED):
+            return _SEND
+        if opening in (PENDING, SENDING):
+            return _WAIT
+        if opening is None:  # the notifier does not take openings (`events`): nothing to pair
+            return _SEND
+        return _Drop("its opening was never sent")
+    if kind is Kind.PROBER_NETWORK:
+        return _SEND
+    still_open = s.open_incidents.get(row.monitor) == row.incident
+    if kind is Kind.REMINDER and not still_open:
+        return _Drop("the incident ended")
+    if kind is Kind.OPENED and row.silenced and not still_open:
+        return _Drop("the incident ended while its alert was held")
+    window_end = s.in_maintenance(row.monitor, s.now_ms)
+    if window_end is not None:
+        return _Drop("in maintenance") if kind is Kind.REMINDER else _Hold(window_end)
+    if kind is Kind.CERT_EXPIRING:
+        return _SEND
+    down = [p for p in s.parents.get(row.monitor, ()) if p in s.open_incidents]
+    if down:
+        if kind is Kind.REMINDER:
+            return _Drop(f"depends on {down[0]}, which is down")
+        return _Hold(s.now_ms + HOLD_MS)
+    return _SEND
