@@ -1,4 +1,4 @@
-"""`prober` command line: run, validate, check."""
+"""`prober` command line: run, validate, check, report, import-results, notify-test, prune."""
 
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ import time
 from collections.abc import Sequence
 
 from prober import __version__, logs
+from prober.alerts import channels
+from prober.alerts.channels import NotifyError, SendContext
+from prober.alerts.dispatcher import test_message
 from prober.canaries import Canaries
 from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
 from prober.checks.session import open_shared
 from prober.config import Config, ConfigError, load_config
 from prober.config.monitors import ProbeMonitor, ProbingMonitor
+from prober.config.settings import Notifier
 from prober.errors import UserError
 from prober.redact import Redactor
 
@@ -203,6 +207,29 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    config = _load(args)
+    notifier = next((n for n in config.notifiers if n.id == args.id), None)
+    if notifier is None:
+        known = ", ".join(n.id for n in config.notifiers) or "none configured"
+        raise UserError(f"no notifier {args.id!r} (known: {known})")
+    ok, answer = asyncio.run(_notify_test(config, notifier))
+    print(f"{notifier.id} ({notifier.type}): {'sent' if ok else 'FAILED'}: {answer}")
+    return 0 if ok else 1
+
+
+async def _notify_test(config: Config, notifier: Notifier) -> tuple[bool, str]:
+    redact = Redactor(config.secret_values())
+    message = test_message(config, notifier, dt.datetime.now(dt.UTC))
+    async with open_shared(redact=redact) as shared:
+        try:
+            answer = await channels.send(message, notifier, SendContext(shared.session))
+        except NotifyError as exc:
+            kind = "permanent" if exc.permanent else "temporary, would be retried"
+            return False, redact(f"{exc} ({kind})")
+    return True, redact(answer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prober", description="External uptime prober.")
     parser.add_argument("--version", action="version", version=f"prober {__version__}")
@@ -239,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imports.add_argument("file", metavar="FILE.csv")
     imports.set_defaults(func=cmd_import)
+
+    notify = sub.add_parser(
+        "notify-test", parents=[common], help="send a test alert through one notifier"
+    )
+    notify.add_argument("id", metavar="ID", help="a [[notifiers]] id")
+    notify.set_defaults(func=cmd_notify_test)
 
     prune = sub.add_parser("prune", parents=[common], help="delete raw results past retention")
     prune.set_defaults(func=cmd_prune)

@@ -10,6 +10,7 @@ import zoneinfo
 from collections.abc import Awaitable, Callable
 
 import jinja2
+import prometheus_client
 import sqlalchemy
 from aiohttp import web
 
@@ -21,6 +22,7 @@ CONFIG = web.AppKey("config", Config)
 ENGINE = web.AppKey("engine", sqlalchemy.Engine)
 HEALTH = web.AppKey("health", Health)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+METRICS = web.AppKey("metrics", prometheus_client.CollectorRegistry)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -51,6 +53,11 @@ async def healthz(request: web.Request) -> web.Response:
     if problems:
         return web.Response(status=503, text="unhealthy: " + "; ".join(problems) + "\n")
     return web.Response(text="ok\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = prometheus_client.generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 
 async def index(request: web.Request) -> web.Response:
@@ -84,8 +91,14 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
-def create_app(config: Config, engine: sqlalchemy.Engine, health: Health) -> web.Application:
+def create_app(
+    config: Config,
+    engine: sqlalchemy.Engine,
+    health: Health,
+    metrics: prometheus_client.CollectorRegistry | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[security_headers])
+    app[METRICS] = metrics or prometheus_client.CollectorRegistry()
     app[CONFIG] = config
     app[ENGINE] = engine
     app[HEALTH] = health
