@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from prober import __version__, logs
 from prober.alerts import channels
 from prober.alerts.channels import NotifyError, SendContext
-from prober.alerts.dispatcher import test_message
+from prober.alerts.dispatcher import notify_test_message
 from prober.canaries import Canaries
 from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
@@ -220,7 +220,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 async def _notify_test(config: Config, notifier: Notifier) -> tuple[bool, str]:
     redact = Redactor(config.secret_values())
-    message = test_message(config, notifier, dt.datetime.now(dt.UTC))
+    message = notify_test_message(config, notifier, dt.datetime.now(dt.UTC))
     async with open_shared(redact=redact) as shared:
         try:
             answer = await channels.send(message, notifier, SendContext(shared.session))

@@ -126,6 +126,9 @@ class Dispatcher:
                 except sqlite3.Error as exc:
                     log.error("alert dispatcher could not read the outbox, retrying: %s", exc)
                     outgoing, next_ms = [], self._now_ms() + 5000
+                except Exception:  # our bug: keep the dispatcher alive, say so loudly
+                    log.exception("alert dispatcher pass failed, retrying in 5 s")
+                    outgoing, next_ms = [], self._now_ms() + 5000
                 for item in outgoing:
                     task = asyncio.create_task(self._deliver(item))
                     self._sending.add(task)
@@ -373,7 +376,7 @@ def _int(value: object) -> int:
     return int(value)
 
 
-def test_message(config: Config, notifier: Notifier, now: dt.datetime) -> Message:
+def notify_test_message(config: Config, notifier: Notifier, now: dt.datetime) -> Message:
     """What `prober notify-test` sends: marked as a test in the title and the text."""
     event = Event(
         kind=Kind.OPENED,

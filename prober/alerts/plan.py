@@ -53,6 +53,7 @@ class Plan:
 
 
 def plan(rows: Sequence[Row], s: Situation) -> Plan:
+    """`rows` in id order (the order they were written: an opening before its resolution)."""
     out = Plan()
     now = s.now_ms
     openings = dict(s.openings)
@@ -73,8 +74,8 @@ def plan(rows: Sequence[Row], s: Situation) -> Plan:
         verdict = _judge(row, s, openings)
         if verdict is _SEND:
             groups.setdefault((row.notifier, row.kind), []).append(row)
-        elif isinstance(verdict, _Hold):
-            out.hold.append((row, verdict.until_ms))
+        elif isinstance(verdict, _Hold):  # never sooner than its own group wait
+            out.hold.append((row, max(verdict.until_ms, row.due_ms)))
         elif isinstance(verdict, _Drop):
             out.drop.append((row, verdict.why))
             if _opens(row):
