@@ -1,0 +1,157 @@
+"""What the public may see, computed once per change of data: the status page's model.
+
+Every route (pages, JSON, feeds, badges, metrics, the static export) renders from one
+`Snapshot`, so they agree with each other and none of them touches the database. A
+snapshot holds only public monitors and an allow-list of fields: names, states, numbers,
+times, sanitised causes (prober.redact.public_text: no URLs, hosts, addresses or secrets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """A monitor's state as the public sees it."""
+
+    UP = "up"
+    DEGRADED = "degraded"  # slow (degraded_after) or a certificate within warn_days
+    DOWN = "down"  # an incident is open
+    MAINTENANCE = "maintenance"  # inside a maintenance window (whatever the checks say)
+    UNKNOWN = "unknown"  # no result yet, or the last one is stale / unknown
+
+
+class Overall(StrEnum):
+    """The banner, in Statuspage's vocabulary of indicators."""
+
+    OPERATIONAL = "operational"  # every monitor up
+    DEGRADED = "degraded"  # some degraded, none down
+    PARTIAL_OUTAGE = "partial_outage"  # some down
+    MAJOR_OUTAGE = "major_outage"  # at least half of the known monitors down
+    MAINTENANCE = "maintenance"  # none down, at least one in maintenance
+    UNKNOWN = "unknown"  # nothing known (no results yet, or all stale)
+
+
+class DayLevel(StrEnum):
+    """A day bar's colour class."""
+
+    UP = "up"  # uptime 100 % (or above the SLA target and no incident)
+    MINOR = "minor"  # below 100 % but at or above the SLA target
+    MAJOR = "major"  # below the SLA target
+    DOWN = "down"  # below 90 %
+    MAINTENANCE = "maintenance"  # only maintained time
+    UNKNOWN = "unknown"  # nothing monitored that day (grey)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DayView:
+    date: dt.date  # a local day in settings.timezone
+    level: DayLevel
+    uptime_percent: float | None  # None: nothing monitored
+    downtime_seconds: float
+    maintenance_seconds: float
+    unknown_seconds: float
+    incidents: int  # incidents overlapping the day
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LatencyPoint:
+    """One hour of response times (from hourly rollups); None: no successful check."""
+
+    hour: dt.datetime  # the hour's start, in settings.timezone
+    p50_ms: float | None
+    p95_ms: float | None
+    avg_ms: float | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IncidentView:
+    id: str  # stable: "MONITOR-START_MS"
+    monitor_id: str
+    monitor_name: str
+    start: dt.datetime  # in settings.timezone
+    end: dt.datetime | None  # None: ongoing
+    duration_seconds: float | None  # None while ongoing
+    cause: str  # sanitised (public_text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MaintenanceView:
+    id: str  # stable: hash of title and start
+    title: str
+    start: dt.datetime
+    end: dt.datetime
+    monitor_ids: tuple[str, ...]  # public ones only
+    monitor_names: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MonitorView:
+    id: str
+    name: str
+    group: str  # "" for none
+    description: str
+    type: str  # http | tls | tcp | dns | push
+    state: State
+    since: dt.datetime | None  # when the current state began (last transition)
+    checked_at: dt.datetime | None  # the last result's time
+    stale: bool  # the last result is older than twice the interval: state is UNKNOWN
+    interval_seconds: float
+    latency_ms: float | None  # the last result's latency
+    status_code: int | None  # the last result's HTTP status
+    cert_expires: dt.datetime | None  # earliest certificate expiry seen lately
+    uptime: dict[str, float | None]  # "24h" "7d" "30d" "90d" -> percent; None: no data
+    days: tuple[DayView, ...]  # oldest first, settings.history_days of them, today last
+    latency: tuple[LatencyPoint, ...]  # the last 24 hours, hourly, oldest first
+    incidents: tuple[IncidentView, ...]  # within history_days, newest first
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Group:
+    name: str  # "" for monitors without a group
+    monitors: tuple[MonitorView, ...]
+
+    @property
+    def state(self) -> State:
+        """The worst state of its monitors."""
+        return worst(m.state for m in self.monitors)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    title: str
+    public_url: str  # "" when not set: links are then relative
+    language: str  # settings.language: en | ko
+    timezone: str
+    generated_at: dt.datetime  # in settings.timezone
+    last_result_at: dt.datetime | None  # the newest result of any public monitor
+    stale: bool  # no fresh result at all: the prober may be stuck; the page says so
+    overall: Overall
+    groups: tuple[Group, ...]  # in config order; monitors in config order
+    incidents: tuple[IncidentView, ...]  # all public monitors', newest first
+    maintenance_active: tuple[MaintenanceView, ...]
+    maintenance_upcoming: tuple[MaintenanceView, ...]  # the next 7 days
+    history_days: int
+
+    @property
+    def monitors(self) -> tuple[MonitorView, ...]:
+        return tuple(m for g in self.groups for m in g.monitors)
+
+    def monitor(self, monitor_id: str) -> MonitorView | None:
+        return next((m for m in self.monitors if m.id == monitor_id), None)
+
+
+_SEVERITY = {
+    State.UP: 0,
+    State.MAINTENANCE: 1,
+    State.UNKNOWN: 2,
+    State.DEGRADED: 3,
+    State.DOWN: 4,
+}
+
+
+def worst(states: Iterable[State]) -> State:
+    return max(states, key=_SEVERITY.__getitem__, default=State.UNKNOWN)
