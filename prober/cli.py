@@ -1,4 +1,5 @@
-"""`prober` command line: run, validate, check, report, import-results, notify-test, prune."""
+"""`prober` command line: run, validate, check, report, import-results, export-static,
+notify-test, prune."""
 
 from __future__ import annotations
 
@@ -207,6 +208,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_static(args: argparse.Namespace) -> int:
+    from statuspage.export import export
+
+    config = _load(args)
+    out = pathlib.Path(args.dir)
+    written = export(config, out)
+    print(f"wrote {len(written)} files to {out}")
+    return 0
+
+
 def cmd_notify_test(args: argparse.Namespace) -> int:
     config = _load(args)
     notifier = next((n for n in config.notifiers if n.id == args.id), None)
@@ -266,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imports.add_argument("file", metavar="FILE.csv")
     imports.set_defaults(func=cmd_import)
+
+    static = sub.add_parser(
+        "export-static", parents=[common], help="write the status page as static files"
+    )
+    static.add_argument("dir", metavar="DIR")
+    static.set_defaults(func=cmd_export_static)
 
     notify = sub.add_parser(
         "notify-test", parents=[common], help="send a test alert through one notifier"

@@ -103,7 +103,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             scheduler_running=lambda: scheduler.running, database_writable=writer.healthy
         )
         collectors = metrics.registry(dispatcher.delivery, [n.id for n in config.notifiers])
-        runner = web.AppRunner(create_app(config, engine, health, collectors), access_log=None)
+        runner = web.AppRunner(create_app(config, health, collectors), access_log=None)
         await runner.setup()
         host, port = settings.listen_host_port
         await web.TCPSite(runner, host, port).start()

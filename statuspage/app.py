@@ -1,37 +1,52 @@
-"""The status page's aiohttp app, built by a factory; read-only over the store's queries."""
+"""The status page's aiohttp app, built by a factory. Read-only: every public route renders
+from the Publisher's current Snapshot (public monitors only, allow-listed fields), from
+memory, with ETag / Last-Modified / Cache-Control and gzip."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import contextlib
 import importlib.resources
+import json
 import pathlib
-import zoneinfo
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import jinja2
 import prometheus_client
-import sqlalchemy
 from aiohttp import web
 
+from prober import history
 from prober.config import Config
-from prober.store import queries
+from statuspage import api, badges, feeds, pages
 from statuspage.health import Health
+from statuspage.i18n import LANGUAGES
+from statuspage.metrics import add_to
+from statuspage.publisher import Publisher, Render
+from statuspage.snapshot import Snapshot
 
 CONFIG = web.AppKey("config", Config)
-ENGINE = web.AppKey("engine", sqlalchemy.Engine)
 HEALTH = web.AppKey("health", Health)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 METRICS = web.AppKey("metrics", prometheus_client.CollectorRegistry)
+PUBLISHER = web.AppKey("publisher", Publisher)
 
+HTML = "text/html; charset=utf-8"
+JSON = "application/json"
+SVG = "image/svg+xml"
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none';"
+        " form-action 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+CACHE_CONTROL = "public, max-age=10"
 # static/ in the source tree; statuspage/static inside the wheel (see pyproject.toml)
 STATIC_DIR = pathlib.Path(str(importlib.resources.files("statuspage.static")))
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 @web.middleware
@@ -48,11 +63,123 @@ async def security_headers(
     return response
 
 
-async def healthz(request: web.Request) -> web.Response:
-    problems = request.app[HEALTH].problems()
-    if problems:
-        return web.Response(status=503, text="unhealthy: " + "; ".join(problems) + "\n")
-    return web.Response(text="ok\n")
+async def respond(
+    request: web.Request, key: object, render: Render, content_type: str, *, cors: bool = False
+) -> web.Response:
+    """A body from the publisher's memory, honouring If-None-Match and Accept-Encoding."""
+    rendered = await request.app[PUBLISHER].rendered(key, render, content_type)
+    if rendered is None:
+        raise web.HTTPNotFound(text="not found\n")
+    headers = {
+        "ETag": rendered.etag,
+        "Last-Modified": rendered.last_modified,
+        "Cache-Control": CACHE_CONTROL,
+        "Vary": "Accept-Encoding",
+    }
+    if cors:
+        headers["Access-Control-Allow-Origin"] = "*"
+    if rendered.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    body = rendered.body
+    if rendered.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = rendered.gzipped
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Type"] = rendered.content_type
+    return web.Response(body=body, headers=headers)
+
+
+def _json(value: object) -> bytes:
+    """Compact JSON; `<`, `>` and `&` as \\u escapes, so a name can never become markup
+    wherever the JSON ends up embedded."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.translate(_JSON_ESCAPES).encode()
+
+
+_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def _lang(request: web.Request) -> str:
+    wanted = request.query.get("lang", "")
+    return wanted if wanted in LANGUAGES else request.app[CONFIG].settings.language
+
+
+async def index(request: web.Request) -> web.Response:
+    lang, env = _lang(request), request.app[TEMPLATES]
+    return await respond(request, ("/", lang), lambda s: pages.render_index(s, lang, env), HTML)
+
+
+async def monitor_page(request: web.Request) -> web.Response:
+    lang, env, mid = _lang(request), request.app[TEMPLATES], request.match_info["id"]
+    render: Render = lambda s: pages.render_monitor(s, mid, lang, env)  # noqa: E731
+    return await respond(request, ("monitor", mid, lang), render, HTML)
+
+
+def json_route(
+    fn: Callable[[Snapshot], object],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return await respond(request, request.path, lambda s: _json(fn(s)), JSON, cors=True)
+
+    return handler
+
+
+async def monitor_days(request: web.Request) -> web.Response:
+    mid = request.match_info["id"]
+    try:
+        days = int(request.query.get("days", "90"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="days: a whole number of days\n") from None
+
+    def render(s: Snapshot) -> bytes | None:
+        found = api.days_v1(s, mid, days)
+        return None if found is None else _json(found)
+
+    return await respond(request, ("days", mid, days), render, JSON, cors=True)
+
+
+def feed_route(
+    fn: Callable[[Snapshot], str], content_type: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return await respond(request, request.path, fn, content_type)
+
+    return handler
+
+
+async def badge(request: web.Request) -> web.Response:
+    mid, kind = request.match_info["id"], request.match_info["kind"]
+    window = request.query.get("window", "30d")
+    if kind == "uptime" and window not in ("24h", "7d", "30d", "90d"):
+        raise web.HTTPBadRequest(text="window: one of 24h, 7d, 30d, 90d\n")
+
+    def render(s: Snapshot) -> str | None:
+        m = s.monitor(mid)
+        if m is None:
+            return None
+        if kind == "status":
+            return badges.status_badge(m)
+        if kind == "uptime":
+            return badges.uptime_badge(m, window)
+        return badges.response_badge(m)
+
+    return await respond(request, ("badge", mid, kind, window), render, SVG, cors=True)
+
+
+async def report(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    month, fmt = request.match_info["month"], request.match_info["fmt"]
+    if not config.settings.public_reports or not _MONTH.match(month):
+        raise web.HTTPNotFound(text="not found\n")
+    public = [m.id for m in config.monitors if m.public]
+    if not public:
+        raise web.HTTPNotFound(text="not found\n")
+    types = {"json": JSON, "csv": "text/csv; charset=utf-8", "html": HTML}
+
+    def render(s: Snapshot) -> str:
+        text = history.report(config, month, fmt, monitors=public, now=s.generated_at)
+        return text.translate(_JSON_ESCAPES) if fmt == "json" else text
+
+    return await respond(request, ("report", month, fmt), render, types[fmt])
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -60,53 +187,55 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 
-async def index(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    latest = await asyncio.to_thread(queries.latest_results, request.app[ENGINE])
-    tz = zoneinfo.ZoneInfo(config.settings.timezone)
-    rows = []
-    for monitor in config.monitors:
-        if not monitor.public:
-            continue
-        result = latest.get(monitor.id)
-        rows.append(
-            {
-                "name": monitor.display_name,
-                "group": monitor.group,
-                "state": result.outcome.value if result else "unknown",
-                "checked": result.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
-                if result
-                else "-",
-            }
-        )
-    html = (
-        request.app[TEMPLATES]
-        .get_template("index.html")
-        .render(
-            title=config.settings.title,
-            monitors=rows,
-            now=dt.datetime.now(tz).strftime("%Y-%m-%d %H:%M:%S %Z"),
-        )
-    )
-    return web.Response(text=html, content_type="text/html")
+async def healthz(request: web.Request) -> web.Response:
+    problems = request.app[HEALTH].problems()
+    if problems:
+        return web.Response(status=503, text="unhealthy: " + "; ".join(problems) + "\n")
+    return web.Response(text="ok\n")
 
 
 def create_app(
     config: Config,
-    engine: sqlalchemy.Engine,
     health: Health,
-    metrics: prometheus_client.CollectorRegistry | None = None,
+    metrics_registry: prometheus_client.CollectorRegistry | None = None,
+    publisher: Publisher | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[security_headers])
-    app[METRICS] = metrics or prometheus_client.CollectorRegistry()
     app[CONFIG] = config
-    app[ENGINE] = engine
     app[HEALTH] = health
-    app[TEMPLATES] = jinja2.Environment(
-        loader=jinja2.PackageLoader("statuspage", "templates"),
-        autoescape=jinja2.select_autoescape(default=True),
-    )
+    app[PUBLISHER] = publisher or Publisher(config)
+    app[METRICS] = metrics_registry or prometheus_client.CollectorRegistry()
+    add_to(app[METRICS], lambda: app[PUBLISHER].latest)
+    app[TEMPLATES] = pages.make_environment()
+    app.cleanup_ctx.append(_refresh)
     from statuspage.routes import add_routes
 
     add_routes(app)
     return app
+
+
+async def _refresh(app: web.Application) -> AsyncIterator[None]:
+    publisher = app[PUBLISHER]
+    task = asyncio.create_task(publisher.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await publisher.close()
+
+
+JSON_ROUTES: dict[str, Callable[[Snapshot], object]] = {
+    "/api/v1/status": api.status_v1,
+    "/api/v1/incidents": api.incidents_v1,
+    "/api/v2/summary.json": api.summary_v2,
+    "/api/v2/status.json": api.status_v2,
+    "/api/v2/components.json": api.components_v2,
+    "/api/v2/incidents.json": api.incidents_v2,
+    "/api/v2/incidents/unresolved.json": api.unresolved_v2,
+    "/api/v2/scheduled-maintenances/upcoming.json": api.maintenances_upcoming_v2,
+    "/api/v2/scheduled-maintenances/active.json": api.maintenances_active_v2,
+}
+FEEDS = {
+    "/feed.atom": (feeds.atom, "application/atom+xml; charset=utf-8"),
+    "/feed.rss": (feeds.rss, "application/rss+xml; charset=utf-8"),
+}

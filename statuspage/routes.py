@@ -9,6 +9,14 @@ from statuspage import app as views
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", views.index)
+    app.router.add_get("/monitors/{id}", views.monitor_page)
+    for path, fn in views.JSON_ROUTES.items():
+        app.router.add_get(path, views.json_route(fn))
+    app.router.add_get("/api/v1/monitors/{id}/days", views.monitor_days)
+    for path, (render, content_type) in views.FEEDS.items():
+        app.router.add_get(path, views.feed_route(render, content_type))
+    app.router.add_get(r"/badge/{id}/{kind:status|uptime|response}.svg", views.badge)
+    app.router.add_get(r"/reports/{month}.{fmt:json|csv|html}", views.report)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/metrics", views.metrics)
     app.router.add_static("/static/", views.STATIC_DIR, name="static")

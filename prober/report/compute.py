@@ -31,7 +31,7 @@ from prober.timeline import Spans
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Stored:
+class Stored:
     known: Spans
     incidents: list[tuple[int, int | None, str]]  # start_ms, end_ms, cause
     maintenance: Spans
@@ -52,11 +52,11 @@ class Reader:
         self.ids = {slug: mid for mid, slug in conn.execute("SELECT id, slug FROM monitor")}
         self.rolled_until = upkeep.rolled_until(conn)
 
-    def stored(self, monitor: MonitorBase, start_ms: int, end_ms: int) -> _Stored:
+    def stored(self, monitor: MonitorBase, start_ms: int, end_ms: int) -> Stored:
         maint = maintenance.spans(self.config.maintenance, monitor.id, start_ms, end_ms, self.tz)
         mid = self.ids.get(monitor.id)
         if mid is None or self.location_id is None:
-            return _Stored(Spans.empty(), [], maint)
+            return Stored(Spans.empty(), [], maint)
         key = (mid, self.location_id)
         cover_ms = TrackSpec.of(monitor).cover_ms
         spans: list[tuple[int, int]] = []
@@ -78,9 +78,9 @@ class Reader:
             " ORDER BY start_ms",
             (*key, end_ms, start_ms),
         ).fetchall()
-        return _Stored(Spans.of(spans), incidents, maint)
+        return Stored(Spans.of(spans), incidents, maint)
 
-    def incident_spans(self, stored: _Stored) -> Spans:
+    def incident_spans(self, stored: Stored) -> Spans:
         return Spans.of(
             (start, self.now_ms if end is None else end) for start, end, _ in stored.incidents
         )
@@ -200,7 +200,7 @@ def latency(usage: rollups.Rollup) -> LatencyStats:
 
 def _days(
     reader: Reader,
-    stored: _Stored,
+    stored: Stored,
     incidents: Spans,
     start: dt.datetime,
     end: dt.datetime,

@@ -104,15 +104,27 @@ class Histogram:
 
         The rank is computed from p's decimal text, so 99.9 % of 1000 is rank 999 exactly.
         """
-        if not 0 <= p <= 100:
-            raise ValueError(f"percentile {p} is not in 0..100")
-        rank = max(1, math.ceil(Fraction(str(p)) * self.total / 100))
+        return self.percentiles(p)[0]
+
+    def percentiles(self, *ps: float) -> list[float | None]:
+        """Several percentiles in one pass over the buckets."""
+        total = self.total
+        ranks = []
+        for p in ps:
+            if not 0 <= p <= 100:
+                raise ValueError(f"percentile {p} is not in 0..100")
+            if float(p).is_integer():  # the common case, in integers: no Fraction needed
+                ranks.append(max(1, -(-int(p) * total // 100)))
+            else:
+                ranks.append(max(1, math.ceil(Fraction(str(p)) * total / 100)))
+        found: list[float | None] = [None] * len(ps)
         seen = 0
         for bucket in sorted(self.counts):
             seen += self.counts[bucket]
-            if seen >= rank:
-                return float(bucket)
-        return None
+            for i, rank in enumerate(ranks):
+                if found[i] is None and seen >= rank:
+                    found[i] = float(bucket)
+        return found
 
     def to_json(self) -> str:
         """Compact, buckets in numeric order: {"12":3,"120":1}."""

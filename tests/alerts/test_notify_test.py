@@ -97,9 +97,7 @@ async def test_metrics_route_serves_the_registry(tmp_path: pathlib.Path) -> None
     delivery = Delivery()
     delivery.sent["hook"] += 3
     engine = open_engine(cfg.database_path)
-    app = create_app(
-        cfg, engine, Health(lambda: True, lambda: True), metrics.registry(delivery, ["hook"])
-    )
+    app = create_app(cfg, Health(lambda: True, lambda: True), metrics.registry(delivery, ["hook"]))
     runner = aiohttp.web.AppRunner(app)
     await runner.setup()
     site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)

@@ -1,95 +1,247 @@
-"""The web app as it stands for the probe engine: /healthz, the minimal page, headers."""
+"""The web app end to end: every route from a real database, caching, 404s, and leaks."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import gzip
+import json
 import pathlib
-from collections.abc import Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from prober.checks.result import CheckResult, Outcome
+from prober.checks.result import Certificate, CheckResult, Outcome
 from prober.config import load_config
+from prober.config.load import Config
 from prober.store.db import open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter
 from statuspage.app import create_app
 from statuspage.health import Health
+from statuspage.publisher import Publisher
 
+SECRETS = ("s3cr3t-url-pass", "tok-9f8e7d6c5b4a", "hdr-0a1b2c3d4e5f", "internal-db.corp.example")
 CONFIG = """
 [settings]
 title = "Acme <Status>"
+public_url = "https://status.example.com"
+timezone = "Asia/Seoul"
+public_reports = true
 
 [[monitors]]
 id = "api"
-name = "API <b>"
-type = "tcp"
-host = "127.0.0.1"
-port = 1
+name = "API <script>alert(1)</script>"
+group = "Backend \\"core\\""
+type = "http"
+url = "https://user:s3cr3t-url-pass@api.internal-db.corp.example/health?token=tok-9f8e7d6c5b4a"
+headers = { Authorization = "Bearer hdr-0a1b2c3d4e5f" }
+interval = "1m"
+
+[[monitors]]
+id = "web"
+name = "Web"
+type = "http"
+url = "http://127.0.0.1:9/"
+interval = "1m"
 
 [[monitors]]
 id = "secret-db"
 name = "Internal DB"
 type = "tcp"
-host = "127.0.0.1"
-port = 2
+host = "internal-db.corp.example"
+port = 5432
 public = false
 """
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _config(tmp_path: pathlib.Path) -> Config:
+    path = tmp_path / "monitors.toml"
+    path.write_text(CONFIG)
+    return load_config(path)
+
+
+def _write(config: Config) -> None:
+    open_engine(config.database_path).dispose()
+    writer = ResultWriter(
+        config.database_path, "default", [TrackSpec.of(m) for m in config.monitors]
+    )
+    writer.start()
+    leak = (
+        "connect to api.internal-db.corp.example (10.1.2.3:443) failed; "
+        "https://user:s3cr3t-url-pass@api.internal-db.corp.example/?token=tok-9f8e7d6c5b4a"
+    )
+    cert = Certificate(NOW + dt.timedelta(days=30), "api", "ca")
+    for minutes in range(30, 0, -1):
+        at = NOW - dt.timedelta(minutes=minutes)
+        down = 10 <= minutes <= 20
+        api = (
+            CheckResult(Outcome.DOWN, 5.0, error=leak)
+            if down
+            else CheckResult(Outcome.UP, 40.0, status_code=200, certificate=cert)
+        )
+        writer.submit(Observation("api", at, api))
+        writer.submit(Observation("web", at, CheckResult(Outcome.UP, 20.0, status_code=200)))
+        writer.submit(Observation("secret-db", at, CheckResult(Outcome.DOWN, 1.0, error=leak)))
+    assert writer.flush(10)
+    writer.close()
 
 
 @pytest.fixture
-def app_factory(tmp_path: pathlib.Path) -> Callable[[Health], object]:
+async def client(tmp_path: pathlib.Path, aiohttp_client) -> TestClient:  # type: ignore[no-untyped-def]
+    config = _config(tmp_path)
+    _write(config)
+    app = create_app(config, Health(lambda: True, lambda: True))
+    result: TestClient = await aiohttp_client(app)
+    return result
+
+
+PUBLIC_ROUTES = [
+    "/",
+    "/?lang=ko",
+    "/monitors/api",
+    "/monitors/web?lang=ko",
+    "/api/v1/status",
+    "/api/v1/monitors/api/days?days=30",
+    "/api/v1/incidents",
+    "/api/v2/summary.json",
+    "/api/v2/status.json",
+    "/api/v2/components.json",
+    "/api/v2/incidents.json",
+    "/api/v2/incidents/unresolved.json",
+    "/api/v2/scheduled-maintenances/upcoming.json",
+    "/api/v2/scheduled-maintenances/active.json",
+    "/feed.atom",
+    "/feed.rss",
+    "/badge/api/status.svg",
+    "/badge/api/uptime.svg?window=7d",
+    "/badge/api/response.svg",
+    "/metrics",
+    f"/reports/{NOW:%Y-%m}.json",
+    f"/reports/{NOW:%Y-%m}.csv",
+    f"/reports/{NOW:%Y-%m}.html",
+]
+
+
+async def test_every_public_route_answers_and_leaks_nothing(client: TestClient) -> None:
+    for route in PUBLIC_ROUTES:
+        response = await client.get(route)
+        body = await response.text()
+        assert response.status == 200, (route, body[:200])
+        for secret in (*SECRETS, "10.1.2.3", "Internal DB", "secret-db"):
+            assert secret not in body, (route, secret)
+        kind = response.headers["Content-Type"]
+        if not kind.startswith(("text/plain", "text/csv")):  # plain data: not markup
+            assert "<script>alert(1)</script>" not in body, route
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+
+
+async def test_content_types(client: TestClient) -> None:
+    expected = {
+        "/": "text/html",
+        "/api/v1/status": "application/json",
+        "/api/v2/summary.json": "application/json",
+        "/feed.atom": "application/atom+xml",
+        "/feed.rss": "application/rss+xml",
+        "/badge/api/status.svg": "image/svg+xml",
+        "/metrics": "text/plain",
+        f"/reports/{NOW:%Y-%m}.csv": "text/csv",
+    }
+    for route, kind in expected.items():
+        response = await client.get(route)
+        assert response.headers["Content-Type"].startswith(kind), route
+
+
+async def test_private_and_unknown_monitors_are_404_everywhere(client: TestClient) -> None:
+    for monitor in ("secret-db", "nope"):
+        for route in (
+            f"/monitors/{monitor}",
+            f"/api/v1/monitors/{monitor}/days",
+            f"/badge/{monitor}/status.svg",
+            f"/badge/{monitor}/uptime.svg",
+            f"/badge/{monitor}/response.svg",
+        ):
+            response = await client.get(route)
+            assert response.status == 404, route
+    status = await (await client.get("/api/v1/status")).json()
+    assert [m["id"] for m in status["monitors"]] == ["api", "web"]
+
+
+async def test_etag_304_gzip_and_cache_headers(client: TestClient) -> None:
+    first = await client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert first.status == 200
+    assert first.headers["Content-Encoding"] == "gzip"
+    assert first.headers["Cache-Control"] == "public, max-age=10"
+    assert first.headers["Vary"] == "Accept-Encoding"
+    assert "Last-Modified" in first.headers
+    etag = first.headers["ETag"]
+    again = await client.get("/", headers={"If-None-Match": etag})
+    assert again.status == 304
+    assert await again.read() == b""
+    plain = await client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    assert plain.headers["ETag"] == etag
+    raw = await client.get(
+        "/api/v2/summary.json", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    )  # type: ignore[call-arg]
+    body = await raw.read()
+    data = json.loads(
+        gzip.decompress(body) if raw.headers.get("Content-Encoding") == "gzip" else body
+    )
+    assert data["page"]["name"] == "Acme <Status>"
+    assert raw.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_a_burst_renders_once(tmp_path: pathlib.Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    config = _config(tmp_path)
+    _write(config)
+    publisher = Publisher(config)
+    client: TestClient = await aiohttp_client(
+        create_app(config, Health(lambda: True, lambda: True), publisher=publisher)
+    )
+    responses = await asyncio.gather(*(client.get("/") for _ in range(50)))
+    assert {r.status for r in responses} == {200}
+    assert len({r.headers["ETag"] for r in responses}) == 1
+    assert publisher.builds == 1
+
+
+async def test_bad_parameters(client: TestClient) -> None:
+    assert (await client.get("/badge/api/uptime.svg?window=1y")).status == 400
+    assert (await client.get("/api/v1/monitors/api/days?days=abc")).status == 400
+    assert (await client.get("/reports/2026-13.json")).status == 404
+
+
+async def test_reports_are_404_unless_public(tmp_path: pathlib.Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "monitors.toml"
-    path.write_text(CONFIG)
+    path.write_text(CONFIG.replace("public_reports = true", "public_reports = false"))
     config = load_config(path)
-    engine = open_engine(config.database_path)
-    writer = ResultWriter(
-        config.database_path,
-        "default",
-        [TrackSpec.plain("api", "tcp"), TrackSpec.plain("secret-db", "tcp")],
+    _write(config)
+    client: TestClient = await aiohttp_client(
+        create_app(config, Health(lambda: True, lambda: True))
     )
-    writer.start()
-    writer.submit(
-        Observation(
-            "api",
-            dt.datetime.now(dt.UTC),
-            CheckResult(Outcome.DOWN, 1.0, error="connection refused"),
-        )
-    )
-    writer.flush(5)
-    writer.close()
-    return lambda health: create_app(config, engine, health)
+    assert (await client.get(f"/reports/{NOW:%Y-%m}.json")).status == 404
 
 
-async def test_healthz_reports_each_problem(aiohttp_client, app_factory) -> None:  # type: ignore[no-untyped-def]
-    healthy: TestClient = await aiohttp_client(app_factory(Health(lambda: True, lambda: True)))
+async def test_report_holds_only_public_monitors(client: TestClient) -> None:
+    report = await (await client.get(f"/reports/{NOW:%Y-%m}.json")).json()
+    assert [m["id"] for m in report["monitors"]] == ["api", "web"]
+
+
+async def test_healthz_reports_each_problem(tmp_path: pathlib.Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    config = _config(tmp_path)
+    open_engine(config.database_path).dispose()
+    healthy: TestClient = await aiohttp_client(
+        create_app(config, Health(lambda: True, lambda: True))
+    )
     response = await healthy.get("/healthz")
-    assert response.status == 200
-    assert await response.text() == "ok\n"
-
-    sick: TestClient = await aiohttp_client(app_factory(Health(lambda: False, lambda: False)))
+    assert (response.status, await response.text()) == (200, "ok\n")
+    sick: TestClient = await aiohttp_client(
+        create_app(config, Health(lambda: False, lambda: False))
+    )
     response = await sick.get("/healthz")
     assert response.status == 503
     assert await response.text() == "unhealthy: scheduler not running; database not taking writes\n"
-
-
-async def test_page_escapes_names_hides_private_monitors_and_sets_headers(
-    aiohttp_client, app_factory
-) -> None:  # type: ignore[no-untyped-def]
-    client: TestClient = await aiohttp_client(app_factory(Health(lambda: True, lambda: True)))
-    response = await client.get("/")
-    body = await response.text()
-    assert response.status == 200
-    assert "Acme &lt;Status&gt;" in body
-    assert "API &lt;b&gt;" in body
-    assert "state-down" in body
-    assert "Internal DB" not in body
-    assert "connection refused" not in body  # raw error text never reaches the page
-    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
-    missing = await client.get("/nope")
-    assert missing.status == 404
-    assert missing.headers["X-Content-Type-Options"] == "nosniff"
-    css = await client.get("/static/style.css")
+    css = await sick.get("/static/style.css")
     assert css.status == 200

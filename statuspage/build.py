@@ -1,0 +1,341 @@
+"""The Snapshot from the database: one read transaction, public monitors only.
+
+Reads what reports read (prober.report.compute.Reader: coverage, incidents, maintenance,
+rollups), plus each monitor's last result and last transition. Numbers follow DESIGN.md's
+semantics exactly as the monthly report does: a day bar is that local day's accounting.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+
+from prober import maintenance, timeline
+from prober.config import Config
+from prober.config.monitors import MonitorBase, ProbeMonitor
+from prober.redact import public_text
+from prober.report.compute import Reader, Stored
+from prober.store import rollups
+from prober.store.ledger import TrackSpec
+from prober.timeline import Spans
+from statuspage.snapshot import (
+    DayLevel,
+    DayView,
+    Group,
+    IncidentView,
+    LatencyPoint,
+    MaintenanceView,
+    MonitorView,
+    Overall,
+    Snapshot,
+    State,
+)
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "90d": 90 * DAY_MS}
+UPCOMING = dt.timedelta(days=7)
+_OUTCOME_STATE = {0: State.UNKNOWN, 1: State.UP, 2: State.DEGRADED, 3: State.DEGRADED}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Last:
+    ts_ms: int
+    outcome: int
+    latency_us: int | None
+    status_code: int | None
+    cert_expiry: int | None
+
+
+def build_snapshot(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
+    """Everything the public routes show, as of `now` (aware)."""
+    conn.execute("BEGIN")  # one consistent read while the writer goes on
+    try:
+        return _build(conn, config, now)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _build(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
+    settings = config.settings
+    reader = Reader(conn, config, now)
+    tz = reader.tz
+    now_ms = reader.now_ms
+    public = [m for m in config.monitors if m.public]
+    in_maintenance = {m.id for m in public if maintenance.active(config.maintenance, m.id, now, tz)}
+    views = [_monitor(reader, m, m.id in in_maintenance) for m in public]
+    groups: dict[str, list[MonitorView]] = {}
+    for view in views:
+        groups.setdefault(view.group, []).append(view)
+    incidents = sorted((i for v in views for i in v.incidents), key=lambda i: i.start, reverse=True)
+    checked = [v.checked_at for v in views if v.checked_at is not None]
+    last = max(checked, default=None)
+    freshest = min((TrackSpec.of(m).cover_ms for m in public), default=0)
+    stale = bool(public) and (last is None or now_ms - timeline.to_ms(last) > freshest)
+    names = {m.id: m.display_name for m in public}
+    return Snapshot(
+        title=settings.title,
+        public_url=settings.public_url,
+        language=settings.language,
+        timezone=settings.timezone,
+        generated_at=now.astimezone(tz),
+        last_result_at=last,
+        stale=stale,
+        overall=_overall([v.state for v in views]),
+        groups=tuple(Group(name, tuple(members)) for name, members in groups.items()),
+        incidents=tuple(incidents),
+        maintenance_active=_maintenance(config, names, now, now, tz, running=True),
+        maintenance_upcoming=_maintenance(config, names, now, now + UPCOMING, tz, running=False),
+        history_days=settings.history_days,
+    )
+
+
+def _monitor(reader: Reader, monitor: MonitorBase, maintained: bool) -> MonitorView:
+    tz, now_ms = reader.tz, reader.now_ms
+    settings = reader.config.settings
+    today = timeline.from_ms(now_ms, tz).date()
+    first_day = today - dt.timedelta(days=settings.history_days - 1)
+    first_ms = timeline.to_ms(timeline.local_midnight(first_day, tz))
+    start_ms = min(first_ms, now_ms - WINDOWS["90d"])
+    stored = reader.stored(monitor, start_ms, now_ms)
+    incident_spans = reader.incident_spans(stored)
+    target = monitor.sla_target or settings.sla_target
+    uptime = {
+        name: timeline.account(
+            (now_ms - length, now_ms), stored.known, incident_spans, stored.maintenance, target
+        ).uptime_percent
+        for name, length in WINDOWS.items()
+    }
+    # Most days need no account: wholly covered (or wholly uncovered) with no incident and
+    # no maintenance. A binary search in each set's edges tells, for 90 days x every monitor.
+    known = _edges(stored.known)
+    other = _edges(incident_spans | stored.maintenance)
+    days = tuple(
+        _day(day, lo, hi, stored, incident_spans, target)
+        if not _outside(other, lo, hi)
+        else _quiet_day(day)
+        if _inside(known, lo, hi)
+        else DayView(day, DayLevel.UNKNOWN, None, 0.0, 0.0, (hi - lo) / 1000, 0)
+        if _outside(known, lo, hi) and hi > lo
+        else _day(day, lo, hi, stored, incident_spans, target)
+        for day, lo, hi in _day_bounds(reader, first_day, today)
+    )
+    mid = reader.ids.get(monitor.id)
+    last = _last_result(reader, mid)
+    cover_ms = TrackSpec.of(monitor).cover_ms
+    stale = last is not None and now_ms - last.ts_ms > cover_ms
+    open_incident = any(end is None for _, end, _ in stored.incidents)
+    if maintained:
+        state = State.MAINTENANCE
+    elif last is None or stale:
+        state = State.UNKNOWN
+    elif open_incident:
+        state = State.DOWN
+    else:  # a failure not confirmed yet (pending) shows as degraded, never as up
+        state = _OUTCOME_STATE[last.outcome]
+    first_ms_of = first_ms
+    incidents = tuple(
+        IncidentView(
+            id=f"{monitor.id}-{start}",
+            monitor_id=monitor.id,
+            monitor_name=monitor.display_name,
+            start=timeline.from_ms(start, tz),
+            end=None if end is None else timeline.from_ms(end, tz),
+            duration_seconds=None if end is None else (end - start) / 1000,
+            cause=public_text(cause),
+        )
+        for start, end, cause in reversed(stored.incidents)
+        if end is None or end > first_ms_of
+    )
+    return MonitorView(
+        id=monitor.id,
+        name=monitor.display_name,
+        group=monitor.group,
+        description=monitor.description,
+        type=str(getattr(monitor, "type", "")),
+        state=state,
+        since=_since(reader, mid),
+        checked_at=None if last is None else timeline.from_ms(last.ts_ms, tz),
+        stale=stale,
+        interval_seconds=monitor.interval if isinstance(monitor, ProbeMonitor) else cover_ms / 1000,
+        latency_ms=None if last is None or last.latency_us is None else last.latency_us / 1000,
+        status_code=None if last is None else last.status_code,
+        cert_expires=None
+        if last is None or last.cert_expiry is None
+        else dt.datetime.fromtimestamp(last.cert_expiry, tz),
+        uptime=uptime,
+        days=days,
+        latency=_latency(reader, mid),
+        incidents=incidents,
+    )
+
+
+def _day_bounds(reader: Reader, first: dt.date, today: dt.date) -> list[tuple[dt.date, int, int]]:
+    """(day, start_ms, end_ms) of each local day, today ending now: once per build, kept
+    on the reader, not once per monitor."""
+    cached: list[tuple[dt.date, int, int]] | None = getattr(reader, "page_days", None)
+    if cached is None:
+        cached = []
+        for day in timeline.days_between(first, today + dt.timedelta(days=1)):
+            lo, hi = (timeline.to_ms(t) for t in timeline.day_bounds(day, reader.tz))
+            cached.append((day, lo, min(hi, reader.now_ms)))
+        reader.page_days = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _edges(spans: Spans) -> list[int]:
+    return [edge for pair in spans for edge in pair]
+
+
+def _inside(edges: list[int], lo: int, hi: int) -> bool:
+    """Whether [lo, hi) lies wholly inside one of the spans (given by their edges)."""
+    i = bisect.bisect_right(edges, lo)
+    return i % 2 == 1 and edges[i] >= hi
+
+
+def _outside(edges: list[int], lo: int, hi: int) -> bool:
+    """Whether [lo, hi) meets none of the spans."""
+    i = bisect.bisect_right(edges, lo)
+    return i % 2 == 0 and (i == len(edges) or edges[i] >= hi)
+
+
+def _quiet_day(day: dt.date) -> DayView:
+    return DayView(day, DayLevel.UP, 100.0, 0.0, 0.0, 0.0, 0)
+
+
+def _day(
+    day: dt.date, lo: int, hi: int, stored: Stored, incidents: Spans, target: float
+) -> DayView:
+    if hi <= lo:
+        return DayView(day, DayLevel.UNKNOWN, None, 0.0, 0.0, 0.0, 0)
+    acc = timeline.account((lo, hi), stored.known, incidents, stored.maintenance, target)
+    count = sum(1 for start, end, _ in stored.incidents if start < hi and (end is None or end > lo))
+    return DayView(day, DayLevel.UNKNOWN, None, 0.0, 0.0, 0.0, 0)
+    return DayView(
+        date=day,
+        level=_level(acc.uptime_percent, acc.maintenance_seconds, target, count),
+        uptime_percent=acc.uptime_percent,
+        downtime_seconds=acc.downtime_seconds,
+        maintenance_seconds=acc.maintenance_seconds,
+        unknown_seconds=acc.unknown_seconds,
+        incidents=count,
+    )
+
+
+def _level(uptime: float | None, maintained_s: float, target: float, incidents: int) -> DayLevel:
+    if uptime is None:
+        return DayLevel.MAINTENANCE if maintained_s > 0 else DayLevel.UNKNOWN
+    if uptime >= 100.0:
+        return DayLevel.UP
+    if uptime >= target:
+        return DayLevel.MINOR
+    if uptime >= 90.0:
+        return DayLevel.MAJOR
+    return DayLevel.DOWN
+
+
+def _last_result(reader: Reader, mid: int | None) -> _Last | None:
+    if mid is None or reader.location_id is None:
+        return None
+    row = reader.conn.execute(
+        "SELECT ts_ms, outcome, latency_us, status_code, cert_expiry FROM result"
+        " WHERE monitor_id = ? AND location_id = ? ORDER BY ts_ms DESC LIMIT 1",
+        (mid, reader.location_id),
+    ).fetchone()
+    return None if row is None else _Last(*row)
+
+
+def _since(reader: Reader, mid: int | None) -> dt.datetime | None:
+    if mid is None or reader.location_id is None:
+        return None
+    (ts,) = reader.conn.execute(
+        "SELECT max(ts_ms) FROM transition WHERE monitor_id = ? AND location_id = ?",
+        (mid, reader.location_id),
+    ).fetchone()
+    return None if ts is None else timeline.from_ms(ts, reader.tz)
+
+
+def _latency(reader: Reader, mid: int | None) -> tuple[LatencyPoint, ...]:
+    """The last 24 hours, hour by hour: rollups where they exist, raw results after."""
+    loc = reader.location_id
+    if mid is None or loc is None:
+        return ()
+    end = reader.now_ms // HOUR_MS * HOUR_MS + HOUR_MS
+    start = end - 24 * HOUR_MS
+    split = max(start, min(end, reader.rolled_until))
+    by_hour: dict[int, rollups.Rollup] = {
+        h.hour_ms: h
+        for h in rollups.read_hours(reader.conn, [mid], start, split)
+        if h.location_id == loc
+    }
+    for hour in range(split, end, HOUR_MS):
+        by_hour[hour] = rollups.from_raw(reader.conn, mid, loc, hour, hour + HOUR_MS)
+    points = []
+    for hour in range(start, end, HOUR_MS):
+        r = by_hour.get(hour)
+        p50, p95 = r.hist.percentiles(50, 95) if r is not None and r.lat_count else (None, None)
+        points.append(
+            LatencyPoint(
+                hour=timeline.from_ms(hour, reader.tz),
+                p50_ms=p50,
+                p95_ms=p95,
+                avg_ms=None if r is None else r.mean_latency_ms,
+            )
+        )
+    return tuple(points)
+
+
+def _overall(states: Sequence[State]) -> Overall:
+    known = [s for s in states if s is not State.UNKNOWN]
+    if not known:
+        return Overall.UNKNOWN
+    down = sum(s is State.DOWN for s in known)
+    if down and down * 2 >= len(known):
+        return Overall.MAJOR_OUTAGE
+    if down:
+        return Overall.PARTIAL_OUTAGE
+    if State.DEGRADED in known:
+        return Overall.DEGRADED
+    if State.MAINTENANCE in known:
+        return Overall.MAINTENANCE
+    return Overall.OPERATIONAL
+
+
+def _maintenance(
+    config: Config,
+    names: dict[str, str],
+    start: dt.datetime,
+    end: dt.datetime,
+    tz: dt.tzinfo,
+    *,
+    running: bool,
+) -> tuple[MaintenanceView, ...]:
+    found = []
+    for item in config.maintenance:
+        ids = (
+            tuple(names) if "*" in item.monitors else tuple(i for i in item.monitors if i in names)
+        )
+        if not ids:
+            continue  # only private monitors: not the public's business
+        if running:
+            windows = maintenance.active([item], None, start, tz)
+        else:
+            windows = maintenance.upcoming([item], None, start, tz, end - start)
+        for w in windows:
+            key = json.dumps([w.title, timeline.to_ms(w.start)]).encode()
+            found.append(
+                MaintenanceView(
+                    id="m-" + hashlib.sha256(key).hexdigest()[:12],
+                    title=w.title,
+                    start=w.start,
+                    end=w.end,
+                    monitor_ids=ids,
+                    monitor_names=tuple(names[i] for i in ids),
+                )
+            )
+    return tuple(sorted(found, key=lambda v: v.start))

@@ -1,0 +1,175 @@
+"""The current Snapshot, and every body rendered from it: built once per change of data.
+
+A burst of visitors never reaches the database or the templates: requests are answered
+from memory. The snapshot is rebuilt in the background when the database changed
+(SQLite's `PRAGMA data_version` moves on every commit by another connection) and the
+current one is at least `min_age` old, or when it is `max_age` old whatever happened
+(times on the page move on: "last updated", stale results, maintenance starting). Each
+body (a page in one language, a JSON document, a feed, a badge) is rendered on first
+request after a rebuild, once, in a worker thread, and kept with its gzip form and ETag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import email.utils
+import gzip
+import hashlib
+import logging
+import pathlib
+import sqlite3
+import time
+from collections.abc import Callable, Hashable
+
+from prober.config import Config
+from prober.store.db import connect_raw
+from statuspage.build import build_snapshot
+from statuspage.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+GZIP_MIN = 1024  # bytes; smaller bodies are sent as they are
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    gzipped: bytes | None
+    etag: str
+    last_modified: str  # an HTTP date: the snapshot's time
+    content_type: str
+
+
+Render = Callable[[Snapshot], str | bytes | None]
+
+
+class Publisher:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        min_age: float = 5.0,
+        max_age: float = 60.0,
+        check_every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._path: pathlib.Path = config.database_path
+        self._min_age = min_age
+        self._max_age = max_age
+        self._check_every = check_every
+        self._clock = clock
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snapshot")
+        self._conn: sqlite3.Connection | None = None
+        self._snapshot: Snapshot | None = None
+        self._built_at = 0.0
+        self._data_version: int | None = None
+        self._version = 0  # bumps with every new snapshot
+        self._building: asyncio.Future[Snapshot] | None = None
+        self._bodies: dict[Hashable, asyncio.Future[Rendered | None]] = {}
+        self.builds = 0
+
+    @property
+    def latest(self) -> Snapshot | None:
+        """The current snapshot without waiting (for /metrics); None before the first."""
+        return self._snapshot
+
+    async def current(self) -> Snapshot:
+        if self._snapshot is None:
+            return await self._rebuild()
+        return self._snapshot
+
+    async def rendered(self, key: Hashable, render: Render, content_type: str) -> Rendered | None:
+        """The body for `key` from the current snapshot: rendered once, then from memory.
+        None when the renderer says there is no such thing (a 404)."""
+        snapshot = await self.current()
+        slot = (self._version, key)
+        found = self._bodies.get(slot)
+        if found is None:
+            loop = asyncio.get_running_loop()
+            found = loop.run_in_executor(None, _render, render, snapshot, content_type)
+            self._bodies[slot] = found
+        return await found
+
+    async def run(self) -> None:
+        """Keep the snapshot fresh; runs for the life of the app."""
+        while True:
+            await asyncio.sleep(self._check_every)
+            try:
+                if await self._due():
+                    await self._rebuild()
+            except Exception:  # a page must outlive a bad build: the old one stays
+                log.exception("status page snapshot failed; keeping the previous one")
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+    async def _due(self) -> bool:
+        age = self._clock() - self._built_at
+        if self._snapshot is None or age >= self._max_age:
+            return True
+        if age < self._min_age:
+            return False
+        loop = asyncio.get_running_loop()
+        version = await loop.run_in_executor(self._executor, self._read_version)
+        return version != self._data_version
+
+    async def _rebuild(self) -> Snapshot:
+        if self._building is None:  # one build at a time; callers meanwhile share it
+            self._building = asyncio.ensure_future(self._build())
+        building = self._building
+        try:
+            return await building
+        finally:
+            if self._building is building:
+                self._building = None
+
+    async def _build(self) -> Snapshot:
+        loop = asyncio.get_running_loop()
+        started = self._clock()
+        snapshot, version = await loop.run_in_executor(self._executor, self._read)
+        self._snapshot, self._data_version = snapshot, version
+        self._built_at = started
+        self._version += 1
+        self._bodies = {k: v for k, v in self._bodies.items() if k[0] == self._version}  # type: ignore[index]
+        self.builds += 1
+        log.debug("status page snapshot built seconds=%.3f", self._clock() - started)
+        return snapshot
+
+    def _read(self) -> tuple[Snapshot, int]:
+        """On the snapshot thread: the data version, then the snapshot (so a commit in
+        between makes the next check rebuild, never miss)."""
+        version = self._read_version()
+        assert self._conn is not None
+        return build_snapshot(self._conn, self._config, dt.datetime.now(dt.UTC)), version
+
+    def _read_version(self) -> int:
+        if self._conn is None:
+            self._conn = connect_raw(self._path)
+        (value,) = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(value)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _render(render: Render, snapshot: Snapshot, content_type: str) -> Rendered | None:
+    out = render(snapshot)
+    if out is None:
+        return None
+    body = out.encode() if isinstance(out, str) else out
+    stamp = email.utils.format_datetime(snapshot.generated_at.astimezone(dt.UTC), usegmt=True)
+    return Rendered(
+        body=body,
+        gzipped=gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN else None,
+        etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+        last_modified=stamp,
+        content_type=content_type,
+    )

@@ -1,0 +1,520 @@
+"""The status page's HTML, rendered from hand-built snapshots and parsed back: what a reader,
+a screen reader and an attacker would see, in English and Korean."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pathlib
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+
+import pytest
+
+from statuspage import charts
+from statuspage.i18n import CATALOGUES, LANGUAGES, Translator, placeholders
+from statuspage.pages import make_environment, render_index, render_monitor
+from statuspage.snapshot import DayLevel, LatencyPoint, Overall, Snapshot
+from tests.statuspage.factory import HOSTILE, NOW, calm, latency, sample
+
+TEMPLATES = pathlib.Path(__file__).parents[2] / "statuspage" / "templates"
+VOID = {"meta", "link", "br", "img", "input", "hr", "source", "wbr"}
+ATTRIBUTES = {
+    *("lang", "charset", "name", "content", "rel", "href", "hreflang", "type", "title"),
+    *("class", "id", "tabindex", "role", "datetime", "scope", "focusable"),
+    *("aria-label", "aria-labelledby", "aria-hidden", "aria-current"),
+    *("viewbox", "width", "height", "d", "cx", "cy", "r", "x", "y", "x1", "x2", "y1", "y2"),
+    *("dy", "fill", "stroke", "stroke-width", "stroke-linecap", "stroke-linejoin"),
+    *("stroke-dasharray", "vector-effect", "text-anchor"),
+}
+# Words allowed in Korean text: names, units and abbreviations that Korean pages use as is.
+KO_LATIN = {"KST", "ms", "HTTP", "TLS", "TCP", "DNS", "JSON", "API", "Atom", "English"}
+KO_LATIN |= {"p50", "p95", "prober"}
+
+
+@dataclasses.dataclass
+class Node:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Node | str] = dataclasses.field(default_factory=list)
+
+    def walk(self) -> Iterator[Node]:
+        yield self
+        for child in self.children:
+            if isinstance(child, Node):
+                yield from child.walk()
+
+    def find(self, tag: str | None = None, cls: str | None = None) -> list[Node]:
+        return [
+            n
+            for n in self.walk()
+            if (tag is None or n.tag == tag) and (cls is None or cls in n.classes)
+        ]
+
+    def one(self, tag: str | None = None, cls: str | None = None) -> Node:
+        (found,) = self.find(tag, cls)
+        return found
+
+    @property
+    def classes(self) -> list[str]:
+        return self.attrs.get("class", "").split()
+
+    @property
+    def text(self) -> str:
+        parts = [c if isinstance(c, str) else f" {c.text} " for c in self.children]
+        return re.sub(r"\s+", " ", "".join(parts)).strip()
+
+    def texts(self) -> Iterator[str]:
+        for child in self.children:
+            if isinstance(child, str):
+                if child.strip():
+                    yield child.strip()
+            else:
+                yield from child.texts()
+
+
+class Tree(HTMLParser):
+    """A strict little DOM: every element closed in order, or the test fails."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.stack = [self.root]
+        self.attribute_names: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = self._add(tag, attrs)
+        if tag not in VOID:
+            self.stack.append(node)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._add(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack[-1].tag == tag, f"</{tag}> closes <{self.stack[-1].tag}>"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].children.append(data)
+
+    def _add(self, tag: str, attrs: list[tuple[str, str | None]]) -> Node:
+        names = [name for name, _ in attrs]
+        assert len(names) == len(set(names)), f"<{tag}> repeats an attribute: {names}"
+        self.attribute_names.update(names)
+        node = Node(tag, {name: value or "" for name, value in attrs})
+        self.stack[-1].children.append(node)
+        return node
+
+
+def parse(html: str) -> Tree:
+    tree = Tree()
+    tree.feed(html)
+    tree.close()
+    assert tree.stack == [tree.root], "unclosed elements"
+    return tree
+
+
+@pytest.fixture(scope="module")
+def env():  # type: ignore[no-untyped-def]
+    return make_environment()
+
+
+def index(snapshot: Snapshot, lang: str, env) -> Node:  # type: ignore[no-untyped-def]
+    return parse(render_index(snapshot, lang, env)).root
+
+
+def monitor_page(snapshot: Snapshot, monitor_id: str, lang: str, env) -> Node:  # type: ignore[no-untyped-def]
+    html = render_monitor(snapshot, monitor_id, lang, env)
+    assert html is not None
+    return parse(html).root
+
+
+def data_strings(snapshot: Snapshot) -> list[str]:
+    """Everything on the page that comes from the operator's config or the targets."""
+    out = [snapshot.title, snapshot.timezone]
+    for group in snapshot.groups:
+        out.append(group.name)
+        for m in group.monitors:
+            out += [m.name, m.description]
+    for i in snapshot.incidents:
+        out += [i.monitor_name, i.cause]
+    for w in snapshot.maintenance_active + snapshot.maintenance_upcoming:
+        out += [w.title, *w.monitor_names]
+    return sorted({s for s in out if s}, key=len, reverse=True)
+
+
+# --- catalogues and formats -----------------------------------------------------------
+
+
+def test_catalogues_have_the_same_keys_and_placeholders() -> None:
+    en, ko = CATALOGUES["en"], CATALOGUES["ko"]
+    assert set(CATALOGUES) == set(LANGUAGES)
+    assert en.keys() == ko.keys()
+    for key in en:
+        assert placeholders(en[key]) == placeholders(ko[key]), key
+
+
+def test_formats_per_language() -> None:
+    en, ko = Translator("en"), Translator("ko")
+    assert en.datetime(NOW) == "Nov 23, 2026, 13:05 KST"
+    assert ko.datetime(NOW) == "2026년 11월 23일 13:05 KST"
+    assert (en.date(NOW.date()), ko.date(NOW.date())) == ("Nov 23, 2026", "2026년 11월 23일")
+    assert [en.duration(s) for s in (0, 0.2, 43, 720, 3725, 3600, 183600)] == [
+        *("0s", "1s", "43s", "12m", "1h 2m", "1h", "2d 3h")
+    ]
+    assert [ko.duration(s) for s in (43, 720, 3725)] == ["43초", "12분", "1시간 2분"]
+    assert en.percent(99.996) == "99.99 %"  # cut, never rounded up to a perfect 100
+    assert (en.percent(100.0), en.percent(99.95), en.percent(None)) == ("100 %", "99.95 %", "–")
+    assert ko.percent(99.95) == "99.95%"
+    assert en.percent(None, empty="fmt.no_data") == "No data"
+    assert (en.ms(1234.4), en.ms(None)) == ("1,234 ms", "–")
+    assert (en.plural("bar.incidents", 1), en.plural("bar.incidents", 2)) == (
+        "1 incident",
+        "2 incidents",
+    )
+
+
+def test_templates_hold_no_words_of_their_own() -> None:
+    """Every visible word and label comes from the catalogues, not from template text."""
+
+    class Words(HTMLParser):
+        found: list[str] = []
+
+        def handle_data(self, data: str) -> None:
+            self.found.append(data)
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.found += [v or "" for k, v in attrs if k in ("aria-label", "title", "alt")]
+
+    for path in TEMPLATES.glob("*.html"):
+        source = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", "", path.read_text(), flags=re.S)
+        words = Words()
+        words.found = []
+        words.feed(source)
+        leftovers = [w.strip() for w in words.found if re.search(r"[^\W\d_]", w)]
+        assert leftovers == [], path.name
+
+
+# --- the index page -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("make", [sample, calm])
+def test_page_is_well_formed_safe_and_in_its_language(make, lang, env) -> None:  # type: ignore[no-untyped-def]
+    snapshot = make()
+    html = render_index(snapshot, lang, env)
+    tree = parse(html)
+    root = tree.root
+    assert root.one("html").attrs["lang"] == lang
+    assert "<script" not in html.lower()
+    assert root.find("script") == [] and root.find("style") == [] and root.find("b") == []
+    # a stray attribute name would mean a quote broke out of an attribute value
+    assert tree.attribute_names <= ATTRIBUTES
+    assert "style" not in tree.attribute_names
+    assert [n.tag for n in root.find() if n.tag in ("header", "main", "footer")] == [
+        "header",
+        "main",
+        "footer",
+    ]
+    assert [n.attrs["href"] for n in root.find("link")] == ["/static/style.css", "/feed.atom"]
+    switch = [a.attrs["href"] for a in root.one("nav").find("a")]
+    assert switch == ["/?lang=en", "/?lang=ko"]
+    hrefs = [a.attrs["href"] for a in root.find("a")]
+    assert all(h.startswith(("/", "#")) for h in hrefs), hrefs
+    assert "/feed.atom" in hrefs and "/api/v1/status" in hrefs
+
+
+def test_hostile_names_come_out_escaped(env) -> None:  # type: ignore[no-untyped-def]
+    for lang in LANGUAGES:
+        html = render_index(sample(), lang, env)
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &#34;quoted&#34;" in html
+        assert "Acme &lt;Status&gt;" in html and "Frontend &lt;&amp;&gt;" in html
+        root = parse(html).root
+        names = [n.text for n in root.find("h3", "monitor-name")]
+        assert HOSTILE in names  # shown as the text it is
+        labels = [n.attrs["aria-label"] for n in root.find("ol", "bars")]
+        assert any(HOSTILE in label for label in labels)  # and intact inside an attribute
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("overall", list(Overall))
+def test_banner_says_the_overall_state(overall, lang, env) -> None:  # type: ignore[no-untyped-def]
+    snapshot = dataclasses.replace(sample(), overall=overall)
+    banner = index(snapshot, lang, env).one("section", "banner")
+    assert f"banner-{overall}" in banner.classes
+    assert banner.one("h2").text == CATALOGUES[lang][f"overall.{overall}"]
+    assert banner.one("time").attrs["datetime"] == NOW.isoformat()
+
+
+def test_exactly_90_bars_per_monitor_each_with_a_text_equivalent(env) -> None:  # type: ignore[no-untyped-def]
+    snapshot = sample()
+    root = index(snapshot, "en", env)
+    strips = root.find("ol", "bars")
+    assert len(strips) == len(snapshot.monitors)
+    for strip, m in zip(strips, snapshot.monitors, strict=True):
+        bars = strip.find("li", "bar")
+        assert len(bars) == 90
+        assert strip.attrs["aria-label"] == f"Daily uptime of {m.name}, last 90 days"
+        for bar, day in zip(bars, m.days, strict=True):
+            assert bar.attrs["tabindex"] == "0"  # focusable: the tooltip shows on focus too
+            assert f"lvl-{day.level}" in bar.classes
+            assert bar.text.startswith(Translator("en").date(day.date))
+            assert "incident" in bar.text
+    api = strips[0].find("li", "bar")
+    assert api[-1].text == "Nov 23, 2026 Major outage Uptime 80.00 % Downtime 4h 48m 1 incident"
+    assert "marked" in api[-1].classes  # a mark under the bar, not only red
+    assert "marked" not in api[0].classes
+    web = strips[2].find("li", "bar")
+    assert web[-4].text == "Nov 20, 2026 Minor downtime Uptime 99.95 % Downtime 43s 0 incidents"
+    assert web[-41].text == "Oct 14, 2026 Maintenance Downtime 0s Maintenance 1h 0 incidents"
+    cron = strips[3].find("li", "bar")
+    assert cron[0].text == "Aug 26, 2026 No data Downtime 0s 0 incidents"
+    ko = index(snapshot, "ko", env).find("ol", "bars")[2].find("li", "bar")
+    assert ko[-4].text == "2026년 11월 20일 짧은 다운타임 가동률 99.95% 다운타임 43초 장애 0건"
+
+
+def test_a_short_history_is_padded_to_90_unknown_days(env) -> None:  # type: ignore[no-untyped-def]
+    snapshot = sample()
+    api = snapshot.monitors[0]
+    short = dataclasses.replace(api, days=api.days[-10:])
+    snapshot = dataclasses.replace(
+        snapshot, groups=(dataclasses.replace(snapshot.groups[0], monitors=(short,)),)
+    )
+    bars = index(snapshot, "en", env).one("ol", "bars").find("li", "bar")
+    assert len(bars) == 90
+    assert all("lvl-unknown" in b.classes for b in bars[:80])
+    assert bars[79].text.startswith("Nov 13, 2026 No data")
+    fresh = charts.day_bars((), 90, NOW.date())  # a monitor added a minute ago
+    assert len(fresh) == 90 and {b.day.level for b in fresh} == {DayLevel.UNKNOWN}
+    assert (fresh[0].day.date, fresh[-1].day.date) == (dt.date(2026, 8, 26), NOW.date())
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_state_words_uptimes_and_sparklines_per_monitor(lang, env) -> None:  # type: ignore[no-untyped-def]
+    t = Translator(lang)
+    snapshot = sample()
+    root = index(snapshot, lang, env)
+    rows = root.find("li", "monitor")
+    assert len(rows) == 4
+    for row, m in zip(rows, snapshot.monitors, strict=True):
+        assert row.one("h3").one("a").attrs["href"].startswith(f"/monitors/{m.id}")
+        state = row.one("span", "state")
+        assert f"state-{m.state}" in state.classes and state.text == t(f"state.{m.state}")
+        uptimes = [(d.text, d.text) for d in row.one("dl", "uptimes").find("dd")]
+        assert [u for u, _ in uptimes] == [
+            t.percent(m.uptime[w]) for w in ("24h", "7d", "30d", "90d")
+        ]
+    api = rows[0]
+    spark = api.one("svg", "spark")
+    assert spark.attrs["role"] == "img"
+    assert spark.attrs["aria-label"] == t("sparkline.label", avg=t.ms(52.78), max=t.ms(64))
+    # hour 5 has no value: two runs in the path, no point dropped to 0 ms
+    assert spark.one("path").attrs["d"].count("M") == 2
+    assert rows[3].find("svg", "spark") == []  # no latency at all: no line drawn
+    assert rows[3].one("span", "spark-empty").text.endswith(t("sparkline.empty"))
+
+
+def test_korean_page_shows_only_korean_words(env) -> None:  # type: ignore[no-untyped-def]
+    for make in (sample, calm):
+        snapshot = make()
+        for html in (
+            render_index(snapshot, "ko", env),
+            render_monitor(snapshot, "api", "ko", env),
+        ):
+            assert html is not None
+            root = parse(html).root
+            body = root.one("body")
+            texts = list(body.texts())
+            texts += [
+                n.attrs[a] for n in body.walk() for a in ("aria-label", "title") if a in n.attrs
+            ]
+            texts += [n.text for n in body.find("title")]
+            words = set()
+            for text in texts:
+                for data in data_strings(snapshot):
+                    text = text.replace(data, " ")
+                words |= set(re.findall(r"[A-Za-z][A-Za-z0-9]*", text))
+            assert words <= KO_LATIN, words - KO_LATIN
+            for key in ("overall.partial_outage", "state.up", "incidents.heading"):
+                assert CATALOGUES["en"][key] not in html
+
+
+def test_stale_snapshot_and_stale_monitor_are_called_out(env) -> None:  # type: ignore[no-untyped-def]
+    snapshot = sample()
+    root = index(snapshot, "en", env)
+    notices = [n.text for n in root.find("p", "notice")]
+    assert notices == ["Some monitors have no recent data; their state is unknown."]
+    cron = root.find("li", "monitor")[3]
+    assert cron.one("p", "stale-note").text == "No recent data Last check 1d 6h ago"
+    assert root.find("li", "monitor")[0].find("p", "stale-note") == []
+
+    stuck = dataclasses.replace(snapshot, stale=True, last_result_at=NOW - dt.timedelta(minutes=45))
+    for lang, expected in (
+        (
+            "en",
+            "This page may be out of date: the latest check ran 45m ago (Nov 23, 2026, 12:20 KST).",
+        ),
+        (
+            "ko",
+            "이 페이지의 정보가 오래되었을 수 있습니다. 마지막 검사는 45분 전(2026년 11월 23일 12:20 KST)에",
+        ),
+    ):
+        notices = [n.text for n in index(stuck, lang, env).find("p", "notice")]
+        assert len(notices) == 1 and notices[0].startswith(expected)
+        page = monitor_page(stuck, "api", lang, env)
+        assert len(page.find("p", "notice")) == 1
+    never = dataclasses.replace(stuck, last_result_at=None)
+    assert [n.text for n in index(never, "en", env).find("p", "notice")] == [
+        CATALOGUES["en"]["stale.snapshot_never"]
+    ]
+    assert index(calm(), "en", env).find("p", "notice") == []
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [
+        (
+            "en",
+            [
+                "DB upgrade Nov 23, 2026, 12:55 KST – 13:55 KST Ends in 50m Affects: Database",
+                "Network <maintenance> Nov 25, 2026, 13:05 KST – 14:05 KST Starts in 2d "
+                "Expected to take 1h Affects: API, Database",
+            ],
+        ),
+        (
+            "ko",
+            [
+                "DB upgrade 2026년 11월 23일 12:55 KST – 13:55 KST 50분 후 종료 대상: Database",
+                "Network <maintenance> 2026년 11월 25일 13:05 KST – 14:05 KST 2일 후 시작 "
+                "예상 소요 시간 1시간 대상: API, Database",
+            ],
+        ),
+    ],
+)
+def test_maintenance_is_listed_with_times_and_durations(lang, expected, env) -> None:  # type: ignore[no-untyped-def]
+    root = index(sample(), lang, env)
+    assert [n.text for n in root.find("li", "maint")] == expected
+    assert index(calm(), lang, env).find("li", "maint") == []
+
+
+def test_incidents_are_listed_with_start_end_duration_and_cause(env) -> None:  # type: ignore[no-untyped-def]
+    root = index(sample(), "en", env)
+    ongoing, resolved = root.find("li", "incident")
+    assert ongoing.text == (
+        "API Ongoing Started Nov 23, 2026, 12:40 KST Ended Ongoing "
+        "Duration 25m so far Cause status: saw 503, wanted [200]"
+    )
+    assert resolved.text == (
+        f"{HOSTILE} Resolved Started Nov 20, 2026, 11:05 KST Ended Nov 20, 2026, 11:17 KST "
+        f"Duration 12m Cause body: {HOSTILE}"
+    )
+    assert ongoing.one("a").attrs["href"] == "/monitors/api"
+    ko = index(sample(), "ko", env).find("li", "incident")
+    assert "지속 시간 25분 경과" in ko[0].text and "지속 시간 12분" in ko[1].text
+    calm_page = index(calm(), "ko", env)
+    assert calm_page.find("li", "incident") == []
+    assert "최근 90일 동안 장애가 없었습니다." in calm_page.text
+
+
+def test_links_keep_a_language_chosen_against_the_default(env) -> None:  # type: ignore[no-untyped-def]
+    root = index(sample(), "ko", env)  # the snapshot's default is en
+    assert root.find("h3", "monitor-name")[0].one("a").attrs["href"] == "/monitors/api?lang=ko"
+    assert root.one("h1", "brand").one("a").attrs["href"] == "/?lang=ko"
+    default = index(sample(), "en", env)
+    assert default.find("h3", "monitor-name")[0].one("a").attrs["href"] == "/monitors/api"
+    # an unsupported language falls back to the configured one
+    assert index(sample(), "fr", env).one("html").attrs["lang"] == "en"
+    korean = dataclasses.replace(sample(), language="ko")
+    assert index(korean, "fr", env).one("html").attrs["lang"] == "ko"
+
+
+# --- the monitor page -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_monitor_page_has_chart_incidents_and_certificate(lang, env) -> None:  # type: ignore[no-untyped-def]
+    t = Translator(lang)
+    html = render_monitor(sample(), "api", lang, env)
+    assert html is not None
+    tree = parse(html)
+    root = tree.root
+    assert tree.attribute_names <= ATTRIBUTES and "<script" not in html
+    assert root.one("html").attrs["lang"] == lang
+    assert root.one("head").one("title").text == "API — Acme <Status>"
+    assert root.one("h1").text == "API"
+    assert len(root.one("ol", "bars").find("li", "bar")) == 90
+    chart = root.one("figure", "chart").one("svg")
+    assert chart.attrs["role"] == "img"
+    assert chart.one("title").text == t("chart.heading")
+    p50 = chart.one("path", "line-p50").attrs["d"]
+    p95 = chart.one("path", "line-p95").attrs["d"]
+    assert p50.count("M") == 2 and p95.count("M") == 2  # the missing hour is a gap
+    labels = [n.text for n in chart.find("text")]
+    assert labels[:4] == ["0", "50", "100", "150"]
+    assert {"18:00", "00:00", "06:00", "12:00"} <= set(labels)
+    assert t("chart.axis_y") in labels and t("chart.axis_x", zone="KST") in labels
+    assert len(root.one("details").find("tr")) == 25  # the same numbers as a table
+    cert = root.one("dd", "cert").text
+    assert cert == (
+        "Jan 2, 2027, 13:05 KST (in 40d)" if lang == "en" else "2027년 1월 2일 13:05 KST (40일 후)"
+    )
+    (incident,) = root.find("li", "incident")
+    assert incident.one("h3").text == "status: saw 503, wanted [200]"
+    assert t("incidents.so_far", duration="25m" if lang == "en" else "25분") in incident.text
+    assert [n.text.split(" ")[0] for n in root.find("li", "maint")] == ["Network"]
+
+
+def test_monitor_page_without_certificate_or_latency(env) -> None:  # type: ignore[no-untyped-def]
+    root = monitor_page(sample(), "cron", "en", env)
+    assert root.one("dd", "cert").text == "No certificate seen"
+    assert root.find("figure", "chart") == []
+    assert "No response times were recorded in the last 24 hours." in root.text
+    assert root.one("p", "stale-note").text.startswith("No recent data")
+    web = monitor_page(sample(), "web", "en", env)
+    assert web.one("h1").text == HOSTILE
+    assert web.one("h3", "incident-name").text == f"body: {HOSTILE}"
+
+
+def test_unknown_monitor_has_no_page(env) -> None:  # type: ignore[no-untyped-def]
+    assert render_monitor(sample(), "nope", "en", env) is None
+    assert render_monitor(calm(), "web", "ko", env) is None
+
+
+def test_a_page_without_public_monitors(env) -> None:  # type: ignore[no-untyped-def]
+    empty = dataclasses.replace(
+        calm(), groups=(), overall=Overall.UNKNOWN, last_result_at=None, stale=True
+    )
+    root = index(empty, "en", env)
+    assert root.one("section", "banner").one("h2").text == "Status unknown"
+    assert root.find("ol", "bars") == [] and root.find("div", "legend") == []
+
+
+# --- geometry -------------------------------------------------------------------------
+
+
+def test_sparkline_leaves_gaps_for_hours_without_data() -> None:
+    points = latency()
+    line = charts.sparkline(points)
+    runs = line.line.path.split("M")[1:]
+    assert [len(run.split("L")) for run in runs] == [5, 18]  # 23 hours drawn, hour 5 skipped
+    ys = [float(xy.split(",")[1]) for run in runs for xy in run.replace("L", "").split()]
+    assert min(ys) >= 3 and max(ys) <= 25  # within the box; no dive to a zero baseline
+    lonely = [
+        LatencyPoint(p.hour, None, None, None) if i not in (0, 1, 10) else p
+        for i, p in enumerate(points)
+    ]
+    sparse = charts.sparkline(lonely)
+    assert sparse.line.path.count("M") == 1 and len(sparse.line.dots) == 1
+    assert charts.sparkline(()).empty
+    assert charts.sparkline([LatencyPoint(NOW, None, None, None)]).empty
+
+
+def test_chart_ticks_are_round_and_cover_the_data() -> None:
+    chart = charts.latency_chart(latency(), Translator("en").hour)
+    assert [tick.label for tick in chart.y_ticks] == ["0", "50", "100", "150"]
+    assert chart.y_ticks[0].at == chart.bottom and chart.y_ticks[-1].at == chart.top
+    big = [dataclasses.replace(p, p95_ms=4321.0) if p.p95_ms else p for p in latency()]
+    labels = [tick.label for tick in charts.latency_chart(big, str).y_ticks]
+    assert labels == ["0", "2,000", "4,000", "6,000"]
+    assert charts.latency_chart((), str).empty
