@@ -215,10 +215,9 @@ def _day(
         return DayView(day, DayLevel.UNKNOWN, None, 0.0, 0.0, 0.0, 0)
     acc = timeline.account((lo, hi), stored.known, incidents, stored.maintenance, target)
     count = sum(1 for start, end, _ in stored.incidents if start < hi and (end is None or end > lo))
-    return DayView(day, DayLevel.UNKNOWN, None, 0.0, 0.0, 0.0, 0)
     return DayView(
         date=day,
-        level=_level(acc.uptime_percent, acc.maintenance_seconds, target, count),
+        level=_level(acc.uptime_percent, acc.maintenance_seconds, target),
         uptime_percent=acc.uptime_percent,
         downtime_seconds=acc.downtime_seconds,
         maintenance_seconds=acc.maintenance_seconds,
@@ -227,7 +226,7 @@ def _day(
     )
 
 
-def _level(uptime: float | None, maintained_s: float, target: float, incidents: int) -> DayLevel:
+def _level(uptime: float | None, maintained_s: float, target: float) -> DayLevel:
     if uptime is None:
         return DayLevel.MAINTENANCE if maintained_s > 0 else DayLevel.UNKNOWN
     if uptime >= 100.0:

@@ -1,0 +1,183 @@
+"""The snapshot from a real database, against figures worked out by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+import sqlite3
+
+import pytest
+
+from prober.checks.result import CheckResult, Outcome
+from prober.config import load_config
+from prober.config.load import Config
+from prober.store.db import connect_raw, open_engine
+from prober.store.ledger import TrackSpec
+from prober.store.writer import Observation, ResultWriter
+from statuspage.build import build_snapshot
+from statuspage.snapshot import DayLevel, Overall, Snapshot, State
+
+NOW = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
+START = dt.datetime(2026, 11, 18, 0, 0, tzinfo=dt.UTC)
+OUTAGE = (
+    dt.datetime(2026, 11, 19, 12, 0, tzinfo=dt.UTC),
+    dt.datetime(2026, 11, 19, 12, 30, tzinfo=dt.UTC),
+)
+CONFIG = """
+[settings]
+history_days = 3
+
+[[monitors]]
+id = "a"
+name = "Alpha"
+group = "G"
+type = "http"
+url = "http://127.0.0.1:9/"
+
+[[monitors]]
+id = "hidden"
+type = "http"
+url = "http://127.0.0.1:9/"
+public = false
+
+[[monitors]]
+id = "stale"
+type = "http"
+url = "http://127.0.0.1:9/"
+
+[[monitors]]
+id = "maint"
+type = "http"
+url = "http://127.0.0.1:9/"
+
+[[maintenance]]
+title = "Swap disks"
+monitors = ["maint", "hidden"]
+start = "2026-11-20T05:30:00Z"
+end = "2026-11-20T07:00:00Z"
+"""
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    tmp = tmp_path_factory.mktemp("build")
+    (tmp / "monitors.toml").write_text(CONFIG)
+    config = load_config(tmp / "monitors.toml")
+    _write(config)
+    conn = connect_raw(config.database_path)
+    try:
+        return build_snapshot(conn, config, NOW)
+    finally:
+        conn.close()
+
+
+def _write(config: Config) -> None:
+    open_engine(config.database_path).dispose()
+    writer = ResultWriter(
+        config.database_path, "default", [TrackSpec.of(m) for m in config.monitors]
+    )
+    writer.start()
+    at = START
+    error = "connect to db.internal.example (10.0.0.7:5432) refused; see https://x.example/?t=1"
+    while at < NOW:
+        down = OUTAGE[0] <= at < OUTAGE[1]
+        result = (
+            CheckResult(Outcome.DOWN, 3.0, error=error) if down else CheckResult(Outcome.UP, 40.0)
+        )
+        writer.submit(Observation("a", at, result))
+        writer.submit(Observation("hidden", at, CheckResult(Outcome.UP, 10.0)))
+        writer.submit(Observation("maint", at, CheckResult(Outcome.UP, 10.0)))
+        if at < NOW - dt.timedelta(minutes=10):
+            writer.submit(Observation("stale", at, CheckResult(Outcome.UP, 10.0)))
+        at += dt.timedelta(minutes=1)
+    assert writer.flush(30)
+    writer.close()
+
+
+def test_only_public_monitors_in_config_order(snapshot: Snapshot) -> None:
+    assert [m.id for m in snapshot.monitors] == ["a", "stale", "maint"]
+    assert [g.name for g in snapshot.groups] == ["G", ""]
+
+
+def test_day_bars_account_each_local_day(snapshot: Snapshot) -> None:
+    a = snapshot.monitor("a")
+    assert a is not None
+    first, outage_day, today = a.days
+    assert (first.date, first.level, first.uptime_percent) == (
+        dt.date(2026, 11, 18),
+        DayLevel.UP,
+        100.0,
+    )
+    assert outage_day.date == dt.date(2026, 11, 19)
+    assert outage_day.downtime_seconds == 1800
+    assert outage_day.uptime_percent == pytest.approx(100 * (86400 - 1800) / 86400)
+    assert outage_day.level is DayLevel.MAJOR  # below the 99.9 target, above 90
+    assert outage_day.incidents == 1
+    assert (today.level, today.uptime_percent, today.unknown_seconds) == (DayLevel.UP, 100.0, 0.0)
+
+
+def test_uptime_windows(snapshot: Snapshot) -> None:
+    a = snapshot.monitor("a")
+    assert a is not None
+    assert a.uptime["24h"] == pytest.approx(100 * (86400 - 1800) / 86400)
+    monitored = 54 * 3600  # data starts on the 18th at 00:00, 54 h before NOW
+    for window in ("7d", "30d", "90d"):
+        assert a.uptime[window] == pytest.approx(100 * (monitored - 1800) / monitored)
+
+
+def test_states(snapshot: Snapshot) -> None:
+    a, stale, maint = snapshot.monitors
+    assert (a.state, a.stale) == (State.UP, False)
+    assert a.since == OUTAGE[1]  # the recovery was the last change
+    assert a.checked_at == NOW - dt.timedelta(minutes=1)
+    assert (stale.state, stale.stale) == (State.UNKNOWN, True)
+    assert maint.state is State.MAINTENANCE
+    assert snapshot.overall is Overall.MAINTENANCE  # none down; unknown ones do not count
+    assert not snapshot.stale
+
+
+def test_incidents_are_sanitised(snapshot: Snapshot) -> None:
+    [incident] = snapshot.incidents
+    assert (incident.monitor_id, incident.start, incident.end) == ("a", *OUTAGE)
+    assert incident.duration_seconds == 1800
+    for leak in ("db.internal.example", "10.0.0.7", "x.example", "t=1"):
+        assert leak not in incident.cause
+
+
+def test_maintenance_names_public_monitors_only(snapshot: Snapshot) -> None:
+    [window] = snapshot.maintenance_active
+    assert window.title == "Swap disks"
+    assert window.monitor_ids == ("maint",)
+    assert snapshot.maintenance_upcoming == ()
+
+
+def test_latency_points_for_the_last_24_hours(snapshot: Snapshot) -> None:
+    a = snapshot.monitor("a")
+    assert a is not None
+    assert len(a.latency) == 24
+    current, last_full = a.latency[-1], a.latency[-2]
+    assert current.hour == NOW  # the hour now in progress: nothing yet
+    assert (current.p50_ms, current.avg_ms) == (None, None)
+    assert last_full.hour == NOW - dt.timedelta(hours=1)
+    assert (last_full.p50_ms, last_full.p95_ms) == (40.0, 40.0)
+    assert last_full.avg_ms == pytest.approx(40.0)
+    outage_hour = a.latency[5]  # 12:00 on the 19th (from 07:00): downs carry no latency
+    assert outage_hour.hour == OUTAGE[0]
+    assert outage_hour.avg_ms == pytest.approx(40.0)  # the 30 up results after 12:30
+
+
+def test_empty_database(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "monitors.toml").write_text(CONFIG)
+    config = load_config(tmp_path / "monitors.toml")
+    open_engine(config.database_path).dispose()
+    conn = connect_raw(config.database_path)
+    try:
+        empty = build_snapshot(conn, config, NOW)
+    finally:
+        conn.close()
+    assert empty.overall is Overall.MAINTENANCE  # only the maintained one is known
+    assert empty.stale
+    assert all(
+        d.level in (DayLevel.UNKNOWN, DayLevel.MAINTENANCE) for m in empty.monitors for d in m.days
+    )
+    assert isinstance(conn, sqlite3.Connection)
