@@ -216,6 +216,9 @@ def create_app(
 
 async def _refresh(app: web.Application) -> AsyncIterator[None]:
     publisher = app[PUBLISHER]
+    lang, env = app[CONFIG].settings.language, app[TEMPLATES]
+    publisher.warm(("/", lang), lambda s: pages.render_index(s, lang, env), HTML)
+    await publisher.start()  # the first visitor is served from memory too
     task = asyncio.create_task(publisher.run())
     yield
     task.cancel()

@@ -1,0 +1,262 @@
+"""The status page in a real browser: Debian's chromium driven by Playwright (async API).
+
+The real app on a free 127.0.0.1 port over a real database (`write_world`: two groups, an
+incident, maintenance now, markup in a name), loaded at desktop and phone sizes in light
+and dark. One browser serves every case; each case gets its own context and page, with
+every request to anything but 127.0.0.1 aborted (and counted: there must be none).
+Full-page screenshots land in test-artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pathlib
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Request,
+    Response,
+    Route,
+    async_playwright,
+    expect,
+)
+
+from prober.config.load import Config
+from statuspage.app import create_app
+from statuspage.health import Health
+from statuspage.i18n import CATALOGUES
+from statuspage.publisher import Publisher
+from tests.statuspage.test_export import HOSTILE, PUBLIC, write_world
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
+SIZES = {
+    "desktop": {"viewport": {"width": 1280, "height": 900}},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "is_mobile": True,
+        "has_touch": True,
+        "device_scale_factor": 3,
+    },
+}
+PAGES = {  # name: (path, expected html[lang])
+    "index": ("/", "en"),
+    "index-ko": ("/?lang=ko", "ko"),
+    "monitor-api": ("/monitors/api", "en"),
+}
+BACKGROUND = {"light": "rgb(246, 247, 249)", "dark": "rgb(13, 17, 23)"}  # --bg in style.css
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@dataclasses.dataclass
+class Site:
+    base: str
+    config: Config
+    publisher: Publisher
+    browser: Browser
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    config = write_world(tmp_path_factory.mktemp("browser"), dt.datetime.now(dt.UTC))
+    publisher = Publisher(config)
+    runner = web.AppRunner(create_app(config, Health(lambda: True, lambda: True), None, publisher))
+    await runner.setup()
+    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    await tcp.start()
+    port = runner.addresses[0][1]
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield Site(f"http://127.0.0.1:{port}", config, publisher, browser)
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
+
+
+@dataclasses.dataclass
+class Trouble:
+    """Everything a page did that it should not have."""
+
+    console: list[str] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+    failed: list[str] = dataclasses.field(default_factory=list)
+    bad_status: list[str] = dataclasses.field(default_factory=list)
+    outside: list[str] = dataclasses.field(default_factory=list)
+    dialogs: list[str] = dataclasses.field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        def console(message: ConsoleMessage) -> None:
+            if message.type in ("error", "assert"):
+                self.console.append(f"{message.type}: {message.text} ({message.location})")
+
+        def failed(request: Request) -> None:
+            self.failed.append(f"{request.method} {request.url}: {request.failure}")
+
+        def response(answer: Response) -> None:
+            if answer.status >= 400:
+                self.bad_status.append(f"{answer.status} {answer.url}")
+
+        async def dialog(opened: Dialog) -> None:
+            self.dialogs.append(f"{opened.type}: {opened.message}")
+            await opened.dismiss()
+
+        page.on("console", console)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("requestfailed", failed)
+        page.on("response", response)
+        page.on("dialog", dialog)
+
+    async def route(self, route: Route) -> None:
+        url = urlsplit(route.request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname != "127.0.0.1":
+            self.outside.append(route.request.url)
+            await route.abort("blockedbyclient")
+        else:
+            await route.continue_()
+
+    def assert_none(self) -> None:
+        assert dataclasses.asdict(self) == dataclasses.asdict(Trouble())
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("name", list(PAGES))
+async def test_page_in_chromium(site: Site, name: str, size: str, scheme: str) -> None:
+    path, lang = PAGES[name]
+    phone = size == "phone"
+    context = await site.browser.new_context(
+        **SIZES[size], color_scheme=scheme, locale="ko-KR" if lang == "ko" else "en-US"
+    )
+    try:
+        page = await context.new_page()
+        trouble = Trouble()
+        trouble.watch(page)
+        await page.route("**/*", trouble.route)
+        response = await page.goto(site.base + path, wait_until="load")
+        assert response is not None and response.status == 200
+        await _check(page, site, name, lang, phone, scheme)
+        await page.screenshot(path=ARTIFACTS / f"{name}-{size}-{scheme}.png", full_page=True)
+        trouble.assert_none()
+    finally:
+        await context.close()
+
+
+async def _check(page: Page, site: Site, name: str, lang: str, phone: bool, scheme: str) -> None:
+    snapshot = await site.publisher.current()
+    words = CATALOGUES[lang]
+    days = site.config.settings.history_days
+    assert await page.get_attribute("html", "lang") == lang
+    assert await page.locator("body").evaluate("b => getComputedStyle(b).backgroundColor") == (
+        BACKGROUND[scheme]
+    )
+    assert await page.locator("script").count() == 0
+
+    if name.startswith("index"):
+        banner = page.locator("section.banner")
+        await expect(banner).to_be_visible()
+        title = words[f"overall.{snapshot.overall}"]
+        await expect(banner.locator("h2")).to_have_text(title)
+        if lang == "ko":
+            assert HANGUL.search(title), title
+        rows = page.locator("li.monitor")
+        assert await rows.count() == len(PUBLIC)
+        for mid, monitor_name in PUBLIC.items():
+            link = rows.locator(f'.monitor-name a[href^="/monitors/{mid}"]')
+            await expect(link).to_have_text(monitor_name)
+        # the maintenance window is on the page, its title as text
+        await expect(page.get_by_text("Web <b>upgrade</b>")).to_be_visible()
+        shown = list(PUBLIC.items())
+    else:
+        heading = page.locator(".monitor-title h1")
+        await expect(heading).to_be_visible()
+        await expect(heading).to_have_text(HOSTILE)
+        await expect(page.locator(".monitor-title .state")).to_be_visible()
+        shown = [("api", HOSTILE)]
+
+    # the <script> name is text, and ran nothing
+    await expect(page.get_by_text(HOSTILE, exact=True).first).to_be_visible()
+
+    # bars: exactly history_days per row, each with its words, and a label per row
+    lists = page.locator("ol.bars")
+    assert await lists.count() == len(shown)
+    for i, (_, monitor_name) in enumerate(shown):
+        bars = lists.nth(i)
+        label = words["bars.label"].format(name=monitor_name, days=days)
+        assert await bars.get_attribute("aria-label") == label
+        await expect(page.get_by_role("list", name=label, exact=True)).to_have_count(1)
+        assert await bars.locator("li.bar").count() == days
+        texts = await bars.locator("li.bar .tip").all_text_contents()
+        assert len(texts) == days
+        assert all(text.strip() for text in texts), texts
+        tab_stops = await bars.locator("li.bar").evaluate_all("els => els.map(e => e.tabIndex)")
+        assert set(tab_stops) == {0}  # each bar is reachable with Tab
+    tips = await lists.first.locator("li.bar .tip").all_text_contents()
+    assert words["level.unknown"] in tips[0]  # before the history began
+    assert words["level.unknown"] not in tips[-1], tips[-1]  # today has results
+    # the incident's day (today, or yesterday just after midnight in Seoul)
+    assert any(words["level.down"] in tip for tip in tips[-2:]), tips[-2:]
+
+    # a bar's tooltip: hidden until focused, then shown and on screen (first, middle, last)
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    for index in (0, days // 2, days - 1):
+        bar = lists.first.locator("li.bar").nth(index)
+        tip = bar.locator(".tip")
+        box = await tip.bounding_box()
+        assert box is not None and box["width"] <= 1 and box["height"] <= 1, (index, box)
+        await bar.focus()
+        assert await bar.evaluate("e => e === document.activeElement")
+        await expect(tip).to_be_visible()
+        assert await tip.evaluate("e => getComputedStyle(e).clipPath") == "none"
+        box = await tip.bounding_box()
+        assert box is not None and box["width"] > 40 and box["height"] > 20, (index, box)
+        assert 0 <= box["x"] and box["x"] + box["width"] <= width, (index, box, width)
+        if phone:
+            assert await _overflow(page) is None, index
+        await bar.evaluate("e => e.blur()")
+
+    if phone:
+        assert await _overflow(page) is None
+
+
+async def _overflow(page: Page) -> str | None:
+    """None when nothing sticks out sideways; else the widths and the widest culprit."""
+    result: str | None = await page.evaluate(
+        """() => {
+            const doc = document.documentElement;
+            if (doc.scrollWidth <= window.innerWidth) return null;
+            let worst = null;
+            for (const e of document.body.querySelectorAll('*')) {
+                const r = e.getBoundingClientRect();
+                if (r.right > window.innerWidth + 0.5 && (!worst || r.right > worst.right))
+                    worst = {right: r.right, tag: e.tagName, cls: e.className};
+            }
+            return `scrollWidth ${doc.scrollWidth} > innerWidth ${window.innerWidth}: `
+                + JSON.stringify(worst);
+        }"""
+    )
+    return result
