@@ -1,5 +1,5 @@
 """`prober` command line: run, validate, check, report, import-results, export-static,
-notify-test, prune."""
+push-urls, notify-test, prune."""
 
 from __future__ import annotations
 
@@ -218,6 +218,34 @@ def cmd_export_static(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push_urls(args: argparse.Namespace) -> int:
+    from prober import push
+    from prober.config.monitors import PushMonitor
+    from prober.store.db import connect_raw, open_engine
+
+    config = _load(args)
+    monitors = [m for m in config.monitors if isinstance(m, PushMonitor)]
+    if not monitors:
+        print("no push monitors in the config")
+        return 0
+    open_engine(config.database_path).dispose()
+    conn = connect_raw(config.database_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        tokens = push.ensure_tokens(conn, monitors)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    settings = config.settings
+    host, port = settings.listen_host_port
+    base = settings.public_url or f"http://{host}:{port}"
+    for monitor_id, url in push.urls(base, tokens).items():
+        print(f"{monitor_id}  {url}")
+    if not settings.public_url:
+        print("(set settings.public_url to print the address your jobs reach)", file=sys.stderr)
+    return 0
+
+
 def cmd_notify_test(args: argparse.Namespace) -> int:
     config = _load(args)
     notifier = next((n for n in config.notifiers if n.id == args.id), None)
@@ -283,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     static.add_argument("dir", metavar="DIR")
     static.set_defaults(func=cmd_export_static)
+
+    urls = sub.add_parser("push-urls", parents=[common], help="print each push monitor's URL")
+    urls.set_defaults(func=cmd_push_urls)
 
     notify = sub.add_parser(
         "notify-test", parents=[common], help="send a test alert through one notifier"

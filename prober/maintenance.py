@@ -105,6 +105,18 @@ def upcoming(
     return [w for w in found if to_ms(w.start) > at_ms]
 
 
+def next_fire(expr: str, after_ms: int, tz: dt.tzinfo) -> int:
+    """The first fire time of crontab `expr` (read as cron(8) reads it, in `tz`) strictly
+    after `after_ms`, in UTC ms. Push monitors with `cron` expect a ping there."""
+    schedule = _schedule(expr)
+    first = from_ms(after_ms, tz).date() - _DAY
+    for span in (8, 40, 400, 3000):  # a yearly job (or Feb 29) needs a longer look
+        found = [t for t in schedule.starts(first, first + span * _DAY, tz) if t > after_ms]
+        if found:
+            return min(found)
+    raise ValueError(f"cron {expr!r} never fires")
+
+
 def _occurrences(item: Maintenance, start_ms: int, end_ms: int, tz: dt.tzinfo) -> Spans:
     """The item's windows, merged where they overlap or touch: every one overlapping
     [start_ms, end_ms), whole, and perhaps a few more nearby."""

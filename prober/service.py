@@ -11,19 +11,21 @@ import signal
 
 from aiohttp import web
 
-from prober import history, metrics
+from prober import history, metrics, push
 from prober.alerts.dispatcher import Dispatcher
 from prober.alerts.outbox import Outbox, Routes
 from prober.canaries import Canaries
 from prober.checks.result import CheckResult, Outcome
 from prober.checks.session import open_shared
 from prober.config import Config
-from prober.config.monitors import ProbeMonitor, ProbingMonitor
+from prober.config.monitors import ProbeMonitor, ProbingMonitor, PushMonitor
+from prober.push import PushHub
 from prober.redact import Redactor
 from prober.scheduler import ProbeScheduler
-from prober.store.db import open_engine
+from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import NetworkChange, Observation, ResultWriter
+from prober.timeline import to_ms
 from statuspage.app import create_app
 from statuspage.health import Health
 
@@ -83,6 +85,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         outbox=Outbox(settings.location, Routes.of(config)),
     )
     writer.start()
+    hub = _push_hub(config, writer)
     probing = [m for m in config.monitors if isinstance(m, ProbeMonitor)]
     results = ResultLog(writer)
     redact = Redactor(config.secret_values())
@@ -103,7 +106,15 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             scheduler_running=lambda: scheduler.running, database_writable=writer.healthy
         )
         collectors = metrics.registry(dispatcher.delivery, [n.id for n in config.notifiers])
-        runner = web.AppRunner(create_app(config, health, collectors), access_log=None)
+        app = create_app(
+            config,
+            health,
+            collectors,
+            push_receiver=lambda token, action, query: hub.receive(
+                token, action, query, to_ms(dt.datetime.now(dt.UTC))
+            ),
+        )
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         host, port = settings.listen_host_port
         await web.TCPSite(runner, host, port).start()
@@ -123,12 +134,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         stats = asyncio.create_task(_report_stats(scheduler, results, writer, dispatcher))
         monthly = asyncio.create_task(_monthly_reports(config))
         alerts = asyncio.create_task(dispatcher.run(stop))
+        deadlines = asyncio.create_task(_push_deadlines(hub))
         try:
             await stop.wait()
         finally:
             log.info("stopping: finishing in-flight checks")
             stats.cancel()
             monthly.cancel()
+            deadlines.cancel()
             grace = max((m.timeout for m in probing), default=1.0)
             await scheduler.stop(grace)
             await runner.cleanup()
@@ -138,6 +151,41 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await asyncio.to_thread(writer.close)
     engine.dispose()
     log.info("stopped results_committed=%d", writer.committed)
+
+
+def _push_hub(config: Config, writer: ResultWriter) -> PushHub:
+    """Push monitors: tokens (made on first start), deadlines from their stored results."""
+    monitors = [m for m in config.monitors if isinstance(m, PushMonitor)]
+    conn = connect_raw(config.database_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        tokens = push.ensure_tokens(conn, monitors)
+        conn.execute("COMMIT")
+        last = push.last_results(conn, [m.id for m in monitors])
+    finally:
+        conn.close()
+
+    def submit(monitor: str, at: dt.datetime, result: CheckResult) -> None:
+        writer.submit(Observation(monitor, at, result))
+        level = logging.INFO if result.outcome is not Outcome.UP else logging.DEBUG
+        log.log(
+            level,
+            'push monitor=%s outcome=%s error="%s"',
+            monitor,
+            result.outcome.value,
+            result.error or "",
+        )
+
+    hub = PushHub(monitors, tokens, config.settings.timezone, submit)
+    hub.restore(last, to_ms(dt.datetime.now(dt.UTC)))
+    return hub
+
+
+async def _push_deadlines(hub: PushHub) -> None:
+    """Silence becomes `down` at each push monitor's deadline (checked every second)."""
+    while True:
+        hub.overdue(to_ms(dt.datetime.now(dt.UTC)))
+        await asyncio.sleep(1.0)
 
 
 async def _report_stats(

@@ -10,7 +10,7 @@ import importlib.resources
 import json
 import pathlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import jinja2
 import prometheus_client
@@ -30,6 +30,10 @@ HEALTH = web.AppKey("health", Health)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 METRICS = web.AppKey("metrics", prometheus_client.CollectorRegistry)
 PUBLISHER = web.AppKey("publisher", Publisher)
+# (token, action, query) -> (status, text): prober.push.PushHub, wired by prober.service
+PushReceiver = Callable[[str, str, Mapping[str, str]], tuple[int, str]]
+PUSH: web.AppKey[PushReceiver] = web.AppKey("push")
+PUSH_BODY_LIMIT = 4096  # bytes of a push request's body read (and dropped) at most
 
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
@@ -182,16 +186,33 @@ async def report(request: web.Request) -> web.Response:
     return await respond(request, ("report", month, fmt), render, types[fmt])
 
 
+async def push(request: web.Request) -> web.Response:
+    """A heartbeat: `/push/{token}`, `/start`, `/fail`, `/{exit_code}`; GET or POST."""
+    if request.can_read_body:  # a body carries nothing we use: read a little, drop it
+        await request.content.read(PUSH_BODY_LIMIT)
+    receive = request.app.get(PUSH)
+    if receive is None:
+        raise web.HTTPNotFound(text="not found\n")
+    status, text = receive(
+        request.match_info["token"], request.match_info.get("action", ""), request.query
+    )
+    return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = prometheus_client.generate_latest(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    problems = request.app[HEALTH].problems()
-    if problems:
-        return web.Response(status=503, text="unhealthy: " + "; ".join(problems) + "\n")
-    return web.Response(text="ok\n")
+    """The prober's own health as JSON: 200 when nothing is wrong, else 503. From memory
+    only (no database query): load balancers and dead-man's switches poll it."""
+    report = request.app[HEALTH].report()
+    return web.Response(
+        status=503 if report["problems"] else 200,
+        body=_json(report),
+        headers={"Content-Type": JSON, "Cache-Control": "no-store"},
+    )
 
 
 def create_app(
@@ -199,8 +220,11 @@ def create_app(
     health: Health,
     metrics_registry: prometheus_client.CollectorRegistry | None = None,
     publisher: Publisher | None = None,
+    push_receiver: PushReceiver | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[security_headers])
+    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    if push_receiver is not None:
+        app[PUSH] = push_receiver
     app[CONFIG] = config
     app[HEALTH] = health
     app[PUBLISHER] = publisher or Publisher(config)

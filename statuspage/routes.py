@@ -17,6 +17,9 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(path, views.feed_route(render, content_type))
     app.router.add_get(r"/badge/{id}/{kind:status|uptime|response}.svg", views.badge)
     app.router.add_get(r"/reports/{month}.{fmt:json|csv|html}", views.report)
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/push/{token}", views.push)
+        app.router.add_route(method, "/push/{token}/{action}", views.push)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/metrics", views.metrics)
     app.router.add_static("/static/", views.STATIC_DIR, name="static")

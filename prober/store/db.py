@@ -96,4 +96,5 @@ def _tables() -> list[type[SQLModel]]:
         tables.RollupHourRow,
         tables.RollupDayRow,
         tables.AlertRow,
+        tables.PushTokenRow,
     ]

@@ -15,17 +15,23 @@ outside the spans is unknown time.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import functools
+import itertools
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from zoneinfo import ZoneInfo
 
+from prober import maintenance
 from prober.checks.result import Outcome
 from prober.config.monitors import MonitorBase, ProbeMonitor, PushMonitor
 from prober.config.types import DownAfter
 from prober.incidents import Change, Opened, Resolved, Rule, Tracker, Transition
 from prober.store.tables import OUTCOMES_BY_CODE
+from prober.timeline import to_ms
 
-CRON_PUSH_COVER_S = 2 * 86_400.0  # a cron push monitor's coverage until its due times are known
+CRON_PUSH_COVER_S = 2 * 86_400.0  # a push monitor with neither period nor cron (never)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,6 +49,8 @@ class TrackSpec:
             cover = 2 * monitor.interval
         elif isinstance(monitor, PushMonitor) and monitor.period is not None:
             cover = monitor.period + monitor.grace
+        elif isinstance(monitor, PushMonitor) and monitor.cron is not None:
+            cover = cron_gap_s(monitor.cron, monitor.timezone or "UTC") + monitor.grace
         else:
             cover = CRON_PUSH_COVER_S
         rule = Rule(monitor.down_after, monitor.up_after)
@@ -57,6 +65,16 @@ class TrackSpec:
 # Told of every incident opened or resolved, inside the transaction that records it: the
 # alert outbox writes its rows there (live results and results replayed at start alike).
 OnIncident = Callable[[sqlite3.Connection, str, Opened | Resolved], None]
+
+
+@functools.lru_cache(maxsize=256)
+def cron_gap_s(expr: str, zone: str) -> float:
+    """The longest wait between two fire times of a crontab over its next dozen fires:
+    how long one ping of a cron push monitor covers (with its grace)."""
+    tz = ZoneInfo(zone)
+    at = to_ms(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    fires = [at := maintenance.next_fire(expr, at, tz) for _ in range(13)]
+    return max(b - a for a, b in itertools.pairwise(fires)) / 1000
 
 
 class _Track:

@@ -181,3 +181,12 @@ class AlertRow(SQLModel, table=True):
     sent_ms: int | None = None
     last_error: str | None = None
     data: str = "{}"  # JSON: since_ms, until_ms, cause, cert_expires_ms
+
+
+class PushTokenRow(SQLModel, table=True):
+    """Generated push tokens (a monitor's `token` in the config, when set, wins)."""
+
+    __tablename__ = "push_token"
+
+    monitor: str = Field(primary_key=True)  # slug
+    token: str  # secrets.token_urlsafe(24): 192 random bits
