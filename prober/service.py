@@ -26,6 +26,7 @@ from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import NetworkChange, Observation, ResultWriter
 from prober.timeline import to_ms
+from prober.watchdog import HeartbeatCollector, HeartbeatStats, LoopLag, heartbeat
 from statuspage.app import create_app
 from statuspage.health import Health
 
@@ -45,10 +46,12 @@ class ResultLog:
         self._writer = writer
         self._last: dict[str, Outcome] = {}
         self.count = 0
+        self.last_at: float | None = None  # epoch seconds of the newest result handed over
 
     def __call__(self, monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
         self._writer.submit(Observation(monitor.id, at, result))
         self.count += 1
+        self.last_at = at.timestamp()
         previous = self._last.get(monitor.id)
         self._last[monitor.id] = result.outcome
         news = (
@@ -102,10 +105,20 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         scheduler = ProbeScheduler(
             probing, shared, results, settings.max_concurrency, canaries=canaries
         )
+        loop_lag = LoopLag()
+        shortest = min((m.interval for m in probing), default=None)
         health = Health(
-            scheduler_running=lambda: scheduler.running, database_writable=writer.healthy
+            scheduler_running=lambda: scheduler.running,
+            database_writable=writer.healthy,
+            loop_lag=loop_lag.worst,
+            last_result_at=lambda: results.last_at,
+            writer_queue=writer.queue_depth,
+            alert_queue=lambda: dispatcher.delivery.queue_depth,
+            max_result_age=None if shortest is None else max(60.0, 3 * shortest),
         )
+        beats = HeartbeatStats()
         collectors = metrics.registry(dispatcher.delivery, [n.id for n in config.notifiers])
+        collectors.register(HeartbeatCollector(beats))
         app = create_app(
             config,
             health,
@@ -124,6 +137,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         # stalls at 10,000 monitors, measured in bench/).
         gc.collect()
         gc.freeze()
+        lag_task = asyncio.create_task(loop_lag.run())
+        url = settings.heartbeat_url.get_secret_value()
+        beat = asyncio.create_task(heartbeat(url, shared.session, health, stats=beats))
         log.info(
             "prober running monitors=%d listen=http://%s:%d database=%s",
             len(config.monitors),
@@ -139,6 +155,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             await stop.wait()
         finally:
             log.info("stopping: finishing in-flight checks")
+            beat.cancel()  # first: a stopping scheduler is not a reason to withhold
+            lag_task.cancel()
             stats.cancel()
             monthly.cancel()
             deadlines.cancel()

@@ -179,7 +179,9 @@ def test_run_serves_healthz_records_results_and_stops_on_sigterm(
                 break
             except OSError:
                 time.sleep(0.1)
-        assert body == "ok\n"
+        health = json.loads(body)
+        assert (health["status"], health["problems"]) == ("ok", [])
+        assert health["scheduler_running"] and health["database_writable"]
         assert headers["X-Content-Type-Options"] == "nosniff"
         time.sleep(3)
     finally:

@@ -162,6 +162,10 @@ class ResultWriter:
             self._queue.put(None)
             self._thread.join(timeout)
 
+    def queue_depth(self) -> int:
+        """Items waiting for the writer (results, mostly)."""
+        return self._queue.qsize()
+
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()

@@ -236,12 +236,28 @@ async def test_healthz_reports_each_problem(tmp_path: pathlib.Path, aiohttp_clie
         create_app(config, Health(lambda: True, lambda: True))
     )
     response = await healthy.get("/healthz")
-    assert (response.status, await response.text()) == (200, "ok\n")
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert await response.json() == {
+        "status": "ok",
+        "problems": [],
+        "scheduler_running": True,
+        "database_writable": True,
+        "loop_lag_ms": 0.0,
+        "last_result_age_s": None,
+        "writer_queue": 0,
+        "alert_queue": 0,
+    }
     sick: TestClient = await aiohttp_client(
         create_app(config, Health(lambda: False, lambda: False))
     )
     response = await sick.get("/healthz")
     assert response.status == 503
-    assert await response.text() == "unhealthy: scheduler not running; database not taking writes\n"
+    body = await response.json()
+    assert (body["status"], body["problems"]) == (
+        "unhealthy",
+        ["scheduler not running", "database not taking writes"],
+    )
+    assert (body["scheduler_running"], body["database_writable"]) == (False, False)
     css = await sick.get("/static/style.css")
     assert css.status == 200
