@@ -114,7 +114,7 @@ class Chart:
 
     @property
     def empty(self) -> bool:
-        return not (self.p50.path or self.p95.path)
+        return not (self.p50.path or self.p95.path or self.p50.dots or self.p95.dots)
 
     @property
     def middle(self) -> float:

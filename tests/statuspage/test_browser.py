@@ -30,6 +30,7 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
+from playwright.async_api import Error as PlaywrightError
 
 from prober.config.load import Config
 from statuspage.app import create_app
@@ -64,6 +65,11 @@ PAGES = {  # name: (path, expected html[lang])
     "monitor-api": ("/monitors/api", "en"),
 }
 BACKGROUND = {"light": "rgb(246, 247, 249)", "dark": "rgb(13, 17, 23)"}  # --bg in style.css
+# by structure, not class names (the markup is kept short): in <ol class="bars">, each
+# <li> is a day's bar and its <span> the tooltip, which is also the bar's text equivalent
+BAR = ":scope > li"
+TIP = ":scope > li > span"
+LEVELS = ("up", "minor", "major", "down", "maintenance", "unknown")  # the bars' lvl-* classes
 HANGUL = re.compile("[\uac00-\ud7a3]")
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -80,7 +86,8 @@ class Site:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     config = write_world(tmp_path_factory.mktemp("browser"), dt.datetime.now(dt.UTC))
-    publisher = Publisher(config)
+    # one snapshot for the whole module: results go stale two intervals after write_world
+    publisher = Publisher(config, min_age=3600, max_age=3600)
     runner = web.AppRunner(create_app(config, Health(lambda: True, lambda: True), None, publisher))
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)
@@ -159,21 +166,22 @@ async def test_page_in_chromium(site: Site, name: str, size: str, scheme: str) -
         await page.route("**/*", trouble.route)
         response = await page.goto(site.base + path, wait_until="load")
         assert response is not None and response.status == 200
-        await _check(page, site, name, lang, phone, scheme)
+        # first, so a failing case leaves its picture too
         await page.screenshot(path=ARTIFACTS / f"{name}-{size}-{scheme}.png", full_page=True)
+        await _check(page, site, name, lang, phone, scheme)
         trouble.assert_none()
     finally:
         await context.close()
 
 
 async def _check(page: Page, site: Site, name: str, lang: str, phone: bool, scheme: str) -> None:
+    shot = f"{name}-{'phone' if phone else 'desktop'}-{scheme}"
     snapshot = await site.publisher.current()
     words = CATALOGUES[lang]
     days = site.config.settings.history_days
     assert await page.get_attribute("html", "lang") == lang
-    assert await page.locator("body").evaluate("b => getComputedStyle(b).backgroundColor") == (
-        BACKGROUND[scheme]
-    )
+    background = await page.locator("body").evaluate("b => getComputedStyle(b).backgroundColor")
+    assert background == BACKGROUND[scheme]  # the colour scheme took
     assert await page.locator("script").count() == 0
 
     if name.startswith("index"):
@@ -202,6 +210,7 @@ async def _check(page: Page, site: Site, name: str, lang: str, phone: bool, sche
     await expect(page.get_by_text(HOSTILE, exact=True).first).to_be_visible()
 
     # bars: exactly history_days per row, each with its words, and a label per row
+    colours = await _level_colours(page)
     lists = page.locator("ol.bars")
     assert await lists.count() == len(shown)
     for i, (_, monitor_name) in enumerate(shown):
@@ -209,13 +218,28 @@ async def _check(page: Page, site: Site, name: str, lang: str, phone: bool, sche
         label = words["bars.label"].format(name=monitor_name, days=days)
         assert await bars.get_attribute("aria-label") == label
         await expect(page.get_by_role("list", name=label, exact=True)).to_have_count(1)
-        assert await bars.locator("li.bar").count() == days
-        texts = await bars.locator("li.bar .tip").all_text_contents()
+        assert await bars.locator(BAR).count() == days
+        texts = await bars.locator(TIP).all_text_contents()
         assert len(texts) == days
         assert all(text.strip() for text in texts), texts
-        tab_stops = await bars.locator("li.bar").evaluate_all("els => els.map(e => e.tabIndex)")
+        # what assistive technology gets: each bar a list item with the day in words
+        spoken = _list_items(await bars.aria_snapshot())
+        assert len(spoken) == days and all(spoken), spoken
+        widths = await bars.locator(BAR).evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().width)"
+        )
+        assert min(widths) >= 1.5, widths  # 90 of them still show on a phone
+        # each bar painted in its level's colour (--c-LEVEL), not all in one grey
+        painted = await bars.locator(BAR).evaluate_all(
+            """els => els.map(e => [(e.className.match(/lvl-(\\w+)/) || [])[1],
+                                    getComputedStyle(e, '::before').backgroundColor])"""
+        )
+        assert all(level in colours for level, _ in painted), painted
+        wrong = [(n, level, got) for n, (level, got) in enumerate(painted) if got != colours[level]]
+        assert not wrong, (colours, wrong[:5], len(wrong))
+        tab_stops = await bars.locator(BAR).evaluate_all("els => els.map(e => e.tabIndex)")
         assert set(tab_stops) == {0}  # each bar is reachable with Tab
-    tips = await lists.first.locator("li.bar .tip").all_text_contents()
+    tips = _list_items(await lists.first.aria_snapshot())
     assert words["level.unknown"] in tips[0]  # before the history began
     assert words["level.unknown"] not in tips[-1], tips[-1]  # today has results
     # the incident's day (today, or yesterday just after midnight in Seoul)
@@ -224,8 +248,8 @@ async def _check(page: Page, site: Site, name: str, lang: str, phone: bool, sche
     # a bar's tooltip: hidden until focused, then shown and on screen (first, middle, last)
     width = page.viewport_size["width"] if page.viewport_size else 0
     for index in (0, days // 2, days - 1):
-        bar = lists.first.locator("li.bar").nth(index)
-        tip = bar.locator(".tip")
+        bar = lists.first.locator(BAR).nth(index)
+        tip = bar.locator(":scope > span")
         box = await tip.bounding_box()
         assert box is not None and box["width"] <= 1 and box["height"] <= 1, (index, box)
         await bar.focus()
@@ -234,13 +258,52 @@ async def _check(page: Page, site: Site, name: str, lang: str, phone: bool, sche
         assert await tip.evaluate("e => getComputedStyle(e).clipPath") == "none"
         box = await tip.bounding_box()
         assert box is not None and box["width"] > 40 and box["height"] > 20, (index, box)
-        assert 0 <= box["x"] and box["x"] + box["width"] <= width, (index, box, width)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, (index, box, width)
+        assert box["y"] >= 0, (index, box)
+        if index == days - 1:  # the tooltip at the right edge, for a human to look at
+            around = await bar.bounding_box()
+            assert around is not None
+            left = max(0, min(box["x"], around["x"]) - 8)
+            top = max(0, box["y"] - 8)
+            clip = {
+                "x": left,
+                "y": top,
+                "width": min(width, max(box["x"] + box["width"], around["x"] + 8) + 8) - left,
+                "height": around["y"] + around["height"] + 16 - top,
+            }
+            await page.screenshot(path=ARTIFACTS / f"{shot}-tip.png", clip=clip)
         if phone:
             assert await _overflow(page) is None, index
         await bar.evaluate("e => e.blur()")
 
     if phone:
         assert await _overflow(page) is None
+
+
+async def _level_colours(page: Page) -> dict[str, str]:
+    """Each day level's colour as the browser computes it: style.css's --c-LEVEL (#rrggbb)."""
+    found: dict[str, str] = await page.evaluate(
+        """levels => Object.fromEntries(levels.map(l => [l,
+            getComputedStyle(document.documentElement).getPropertyValue('--c-' + l).trim()]))""",
+        list(LEVELS),
+    )
+    colours = {}
+    for level, value in found.items():
+        assert re.fullmatch("#[0-9a-f]{6}", value), (level, value)
+        r, g, b = (int(value[i : i + 2], 16) for i in (1, 3, 5))
+        colours[level] = f"rgb({r}, {g}, {b})"
+    assert len(set(colours.values())) == len(LEVELS), colours
+    return colours
+
+
+def _list_items(aria: str) -> list[str]:
+    """The text of each `- listitem: ...` in an ARIA snapshot of a list."""
+    items = []
+    for line in aria.splitlines():
+        item = re.match(r"\s*- listitem(?: \"[^\"]*\")?:?(.*)$", line)
+        if item:
+            items.append(item.group(1).strip().strip('"'))
+    return items
 
 
 async def _overflow(page: Page) -> str | None:
@@ -260,3 +323,20 @@ async def _overflow(page: Page) -> str | None:
         }"""
     )
     return result
+
+
+async def test_requests_elsewhere_are_blocked_and_counted(site: Site) -> None:
+    """The guard the page tests rely on: it does catch and stop a request that leaves."""
+    context = await site.browser.new_context()
+    try:
+        page = await context.new_page()
+        trouble = Trouble()
+        trouble.watch(page)
+        await page.route("**/*", trouble.route)
+        await page.set_content('<img src="http://192.0.2.1/pixel.png" alt="">')
+        with pytest.raises(PlaywrightError, match="ERR_BLOCKED_BY_CLIENT"):
+            await page.goto("http://example.com/")
+        assert trouble.outside == ["http://192.0.2.1/pixel.png", "http://example.com/"]
+        assert len(trouble.failed) == 2
+    finally:
+        await context.close()
