@@ -246,6 +246,18 @@ def cmd_push_urls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    from prober import reload
+
+    config = _load(args)  # a config that does not validate is not sent: errors, exit 1
+    try:
+        pid = reload.send_reload(config)
+    except ProcessLookupError as exc:
+        raise UserError(str(exc)) from None
+    print(f"reload requested (pid {pid}); the running prober logs what changed")
+    return 0
+
+
 def cmd_notify_test(args: argparse.Namespace) -> int:
     config = _load(args)
     notifier = next((n for n in config.notifiers if n.id == args.id), None)
@@ -314,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     urls = sub.add_parser("push-urls", parents=[common], help="print each push monitor's URL")
     urls.set_defaults(func=cmd_push_urls)
+
+    reloading = sub.add_parser(
+        "reload", parents=[common], help="make the running prober re-read its config"
+    )
+    reloading.set_defaults(func=cmd_reload)
 
     notify = sub.add_parser(
         "notify-test", parents=[common], help="send a test alert through one notifier"

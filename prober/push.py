@@ -151,6 +151,25 @@ class PushHub:
         self._submit = submit
         self._zone = default
 
+    def reconfigure(
+        self, monitors: Iterable[PushMonitor], tokens: Mapping[str, str], now_ms: int
+    ) -> None:
+        """A reloaded config: unchanged monitors keep their deadline, runs and bucket; new
+        or changed ones expect their first ping from now; removed ones stop."""
+        default = self._zone
+        watches = {}
+        for m in monitors:
+            old = self._watches.get(m.id)
+            if old is not None and old.monitor == m:
+                watches[m.id] = old
+                continue
+            watch = _Watch(m, ZoneInfo(m.timezone) if m.timezone else default)
+            watch.refilled_ms = now_ms
+            watch.expect_after(now_ms)
+            watches[m.id] = watch
+        self._watches = watches
+        self._by_digest = {digest(tokens[mid]): mid for mid in watches if mid in tokens}
+
     def restore(self, last_results: Mapping[str, int], now_ms: int) -> None:
         """Deadlines from each monitor's newest stored result (ms); none: from now."""
         for mid, watch in self._watches.items():

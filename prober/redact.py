@@ -37,8 +37,15 @@ class Redactor:
     """Replaces every configured secret value (and URL passwords) in a text with ***."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
+        self._pattern: re.Pattern[str] | None = None
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        """The secrets of a reloaded config (the old ones are kept: they may still be in
+        texts made before the reload)."""
+        known = self._pattern.pattern.split("|") if self._pattern else []
+        values = sorted({*(re.escape(s) for s in secrets if s), *known}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(values)) if values else None
 
     def __call__(self, text: str) -> str:
         if self._pattern is not None:

@@ -95,23 +95,46 @@ class ProbeScheduler:
     def start(self) -> None:
         now = self._shared.clock.now()
         for monitor in self._monitors:
-            self._scheduler.add_job(
-                self._run,
-                IntervalTrigger(
-                    seconds=monitor.interval,
-                    start_date=next_due(monitor.id, monitor.interval, now),
-                    timezone=dt.UTC,
-                ),
-                args=[monitor],
-                id=monitor.id,
-                name=monitor.id,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(monitor.interval)),
-            )
+            self._add(monitor, now)
         self._scheduler.start()
         self.running = True
         log.info("scheduler started monitors=%d", len(self._monitors))
+
+    def _add(self, monitor: ProbingMonitor, now: dt.datetime) -> None:
+        self._scheduler.add_job(
+            self._run,
+            IntervalTrigger(
+                seconds=monitor.interval,
+                start_date=next_due(monitor.id, monitor.interval, now),
+                timezone=dt.UTC,
+            ),
+            args=[monitor],
+            id=monitor.id,
+            name=monitor.id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(monitor.interval)),
+            replace_existing=True,
+        )
+
+    def reconfigure(self, monitors: Sequence[ProbingMonitor]) -> tuple[int, int, int]:
+        """A reloaded config: new monitors start, removed ones stop, changed ones take their
+        new settings at their next run (on the same stable phase). A check in flight
+        finishes as it began. Returns (added, removed, changed)."""
+        old = {m.id: m for m in self._monitors}
+        new = {m.id: m for m in monitors}
+        now = self._shared.clock.now()
+        added = [m for mid, m in new.items() if mid not in old]
+        changed = [m for mid, m in new.items() if mid in old and old[mid] != m]
+        removed = [mid for mid in old if mid not in new]
+        for mid in removed:
+            if self.running:
+                self._scheduler.remove_job(mid)
+        for monitor in (*added, *changed):
+            if self.running:
+                self._add(monitor, now)
+        self._monitors = list(monitors)
+        return len(added), len(removed), len(changed)
 
     async def stop(self, grace: float) -> None:
         """No new runs; let in-flight checks finish within `grace`, then cancel the rest."""

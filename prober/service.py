@@ -7,11 +7,12 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import os
 import signal
 
 from aiohttp import web
 
-from prober import history, metrics, push
+from prober import history, metrics, push, reload
 from prober.alerts.dispatcher import Dispatcher
 from prober.alerts.outbox import Outbox, Routes
 from prober.canaries import Canaries
@@ -21,6 +22,7 @@ from prober.config import Config
 from prober.config.monitors import ProbeMonitor, ProbingMonitor, PushMonitor
 from prober.push import PushHub
 from prober.redact import Redactor
+from prober.reload import Reloader
 from prober.scheduler import ProbeScheduler
 from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
@@ -29,6 +31,7 @@ from prober.timeline import to_ms
 from prober.watchdog import HeartbeatCollector, HeartbeatStats, LoopLag, heartbeat
 from statuspage.app import create_app
 from statuspage.health import Health
+from statuspage.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +122,12 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         beats = HeartbeatStats()
         collectors = metrics.registry(dispatcher.delivery, [n.id for n in config.notifiers])
         collectors.register(HeartbeatCollector(beats))
+        publisher = Publisher(config)
         app = create_app(
             config,
             health,
             collectors,
+            publisher=publisher,
             push_receiver=lambda token, action, query: hub.receive(
                 token, action, query, to_ms(dt.datetime.now(dt.UTC))
             ),
@@ -151,9 +156,36 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         monthly = asyncio.create_task(_monthly_reports(config))
         alerts = asyncio.create_task(dispatcher.run(stop))
         deadlines = asyncio.create_task(_push_deadlines(hub))
+
+        async def apply(new: Config) -> None:
+            """The reloaded config, to every part that holds one."""
+            nonlocal probing
+            redact.update(new.secret_values())
+            specs = [TrackSpec.of(m) for m in new.monitors]
+            applied = await asyncio.to_thread(writer.reconfigure, specs, Routes.of(new))
+            if not applied:
+                log.error("reload: the result writer did not take the new monitors in time")
+            probing = [m for m in new.monitors if isinstance(m, ProbeMonitor)]
+            scheduler.reconfigure(probing)
+            dispatcher.reconfigure(new)
+            pushing = [m for m in new.monitors if isinstance(m, PushMonitor)]
+            tokens = await asyncio.to_thread(_tokens, new, pushing)
+            hub.reconfigure(pushing, tokens, to_ms(dt.datetime.now(dt.UTC)))
+            publisher.reconfigure(new)
+
+        reloader = Reloader(config, apply)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, reloader.request)
+        pid_file = reload.pid_path(config)
+        pid_file.write_text(f"{os.getpid()}\n")
         try:
             await stop.wait()
         finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGHUP)
+            await reloader.wait()
+            with contextlib.suppress(OSError):
+                pid_file.unlink()
             log.info("stopping: finishing in-flight checks")
             beat.cancel()  # first: a stopping scheduler is not a reason to withhold
             lag_task.cancel()
@@ -171,14 +203,23 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     log.info("stopped results_committed=%d", writer.committed)
 
 
-def _push_hub(config: Config, writer: ResultWriter) -> PushHub:
-    """Push monitors: tokens (made on first start), deadlines from their stored results."""
-    monitors = [m for m in config.monitors if isinstance(m, PushMonitor)]
+def _tokens(config: Config, monitors: list[PushMonitor]) -> dict[str, str]:
     conn = connect_raw(config.database_path)
     try:
         conn.execute("BEGIN IMMEDIATE")
         tokens = push.ensure_tokens(conn, monitors)
         conn.execute("COMMIT")
+        return tokens
+    finally:
+        conn.close()
+
+
+def _push_hub(config: Config, writer: ResultWriter) -> PushHub:
+    """Push monitors: tokens (made on first start), deadlines from their stored results."""
+    monitors = [m for m in config.monitors if isinstance(m, PushMonitor)]
+    tokens = _tokens(config, monitors)
+    conn = connect_raw(config.database_path)
+    try:
         last = push.last_results(conn, [m.id for m in monitors])
     finally:
         conn.close()

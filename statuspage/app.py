@@ -104,7 +104,7 @@ _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 def _lang(request: web.Request) -> str:
     wanted = request.query.get("lang", "")
-    return wanted if wanted in LANGUAGES else request.app[CONFIG].settings.language
+    return wanted if wanted in LANGUAGES else request.app[PUBLISHER].config.settings.language
 
 
 async def index(request: web.Request) -> web.Response:
@@ -170,7 +170,7 @@ async def badge(request: web.Request) -> web.Response:
 
 
 async def report(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
+    config = request.app[PUBLISHER].config  # the current one: a reload replaces it
     month, fmt = request.match_info["month"], request.match_info["fmt"]
     if not config.settings.public_reports or not _MONTH.match(month):
         raise web.HTTPNotFound(text="not found\n")

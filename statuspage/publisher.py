@@ -83,6 +83,15 @@ class Publisher:
         await self._rebuild()
 
     @property
+    def config(self) -> Config:
+        return self._config
+
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config: the next check rebuilds the snapshot from it."""
+        self._config = config
+        self._built_at = -float("inf")
+
+    @property
     def latest(self) -> Snapshot | None:
         """The current snapshot without waiting (for /metrics); None before the first."""
         return self._snapshot

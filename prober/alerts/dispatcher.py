@@ -79,9 +79,7 @@ class Dispatcher:
         max_parallel: int = 32,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._config = config
-        self._settings = config.settings
-        self._zone = ZoneInfo(config.settings.timezone)
+        self.reconfigure(config)
         self._path = path
         self._ctx = SendContext(session, send_timeout)
         self._redact = redact or Redactor(config.secret_values())
@@ -91,6 +89,19 @@ class Dispatcher:
         self._idle_s = idle_s
         self._clock = clock
         self._parallel = asyncio.Semaphore(max_parallel)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alerts-db")
+        self._conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
+        self.delivery = Delivery()
+
+    def reconfigure(self, config: Config) -> None:
+        """Notifiers, monitors, dependencies and maintenance from a (reloaded) config. Rows
+        already in the outbox stay; one whose notifier is gone is dropped at the next pass."""
+        self._config = config
+        self._settings = config.settings
+        self._zone = ZoneInfo(config.settings.timezone)
         self._notifiers = {n.id: n for n in config.notifiers}
         self._monitors = {m.id: m for m in config.monitors}
         self._parents = {m.id: tuple(m.depends_on) for m in config.monitors if m.depends_on}
@@ -98,12 +109,6 @@ class Dispatcher:
         for child, parents in self._parents.items():
             for parent in parents:
                 self._children[parent].append(child)
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alerts-db")
-        self._conn: sqlite3.Connection | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._woken = asyncio.Event()
-        self._sending: set[asyncio.Task[None]] = set()
-        self.delivery = Delivery()
 
     # -- the loop ---------------------------------------------------------------------
 

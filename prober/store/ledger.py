@@ -104,6 +104,14 @@ class Ledger:
         self._ids = ids
         self._tracks: dict[str, _Track] = {}
 
+    def replace(self, ids: dict[str, int], specs: Iterable[TrackSpec]) -> None:
+        """A reloaded config: new monitors, new rules. Call `load()` next: every tracker is
+        restored from the database under its (maybe new) rule, so a pending failure run is
+        judged by the new down_after at its next result, and an open incident stays open."""
+        self._ids = ids
+        self._specs = {s.slug: s for s in specs if s.slug in ids}
+        self._tracks = {}
+
     def load(self, conn: sqlite3.Connection) -> int:
         """Restore every monitor's tracker and coverage; replay results newer than the
         saved state (inside one transaction). Returns the number of results replayed."""

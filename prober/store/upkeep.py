@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from prober import timeline
@@ -82,6 +82,9 @@ class Upkeep:
         self._every = every_s
         self._next = time.monotonic() + every_s
         self._next_prune = time.monotonic() + 600.0  # not in the start-up rush
+
+    def set_monitors(self, monitor_ids: Iterable[int]) -> None:
+        self._monitor_ids = list(monitor_ids)
 
     def due(self) -> bool:
         return time.monotonic() >= self._next

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from zoneinfo import ZoneInfo
 
-from prober.alerts.outbox import Outbox
+from prober.alerts.outbox import Outbox, Routes
 from prober.checks.result import CheckResult
 from prober.incidents import Change, Opened, Resolved
 from prober.store.db import connect_raw
@@ -84,6 +84,15 @@ class NetworkChange:
     at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """A reloaded config, applied by the writer thread between two transactions."""
+
+    specs: list[TrackSpec]
+    routes: Routes | None
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
 class ResultWriter:
     def __init__(
         self,
@@ -105,9 +114,9 @@ class ResultWriter:
         self._heartbeat_every = heartbeat_every
         self._linger = linger
         self._last_heartbeat = -math.inf
-        self._queue: queue.SimpleQueue[Observation | NetworkChange | threading.Event | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[
+            Observation | NetworkChange | Reconfigure | threading.Event | None
+        ] = queue.SimpleQueue()
         self._outbox = outbox
         self.on_alert = on_alert  # called after a commit that added alerts (any thread)
         self._thread = threading.Thread(target=self._loop, name="result-writer", daemon=True)
@@ -150,6 +159,15 @@ class ResultWriter:
     def submit(self, obs: Observation | NetworkChange) -> None:
         """Never blocks: the event loop hands over and moves on."""
         self._queue.put(obs)
+
+    def reconfigure(
+        self, specs: list[TrackSpec], routes: Routes | None, timeout: float = 60.0
+    ) -> bool:
+        """New monitors and rules (a reloaded config), applied in the writer thread after
+        what was submitted before. Blocks until applied; call it from a worker thread."""
+        item = Reconfigure(specs, routes)
+        self._queue.put(item)
+        return item.done.wait(timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed."""
@@ -204,8 +222,35 @@ class ResultWriter:
         observations = [i for i in items if isinstance(i, Observation | NetworkChange)]
         events = [i for i in items if isinstance(i, threading.Event)]
         self._commit(conn, observations, events)
+        for item in items:
+            if isinstance(item, Reconfigure):
+                self._reconfigure(conn, item)
         self._maintain(conn)
         return None not in items
+
+    def _reconfigure(self, conn: sqlite3.Connection, item: Reconfigure) -> None:
+        assert self._ledger is not None
+        assert self._upkeep is not None
+        delay = 0.1
+        while True:  # like a commit: retried until the database takes it
+            try:
+                self._ids, self._location_id = register(
+                    conn, self._location, [(s.slug, s.type) for s in item.specs]
+                )
+                self._specs = list(item.specs)
+                self._ledger.replace(self._ids, self._specs)
+                self._ledger.load(conn)
+                break
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                log.error("applying the reloaded config failed, retrying: %s", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._upkeep.set_monitors(self._ids[s.slug] for s in self._specs)
+        if self._outbox is not None and item.routes is not None:
+            self._outbox.routes = item.routes
+        item.done.set()
 
     def _maintain(self, conn: sqlite3.Connection) -> None:
         if self._upkeep is None or not self._upkeep.due():
