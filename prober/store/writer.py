@@ -7,6 +7,7 @@ visible to /healthz. kill -9 loses only results not yet committed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -106,7 +107,13 @@ class ResultWriter:
         retention_days: int = 90,
         outbox: Outbox | None = None,
         on_alert: Callable[[], None] | None = None,
+        connect: Callable[[pathlib.Path], sqlite3.Connection] = connect_raw,
+        max_waiting: int = 200_000,
     ) -> None:
+        self._connect = connect
+        self._max_waiting = max_waiting  # results held in memory while the disk is full
+        self._dropping = False
+        self.dropped = 0
         self._path = path
         self._location = location
         self._specs = list(monitors)
@@ -157,7 +164,19 @@ class ResultWriter:
         self._thread.start()
 
     def submit(self, obs: Observation | NetworkChange) -> None:
-        """Never blocks: the event loop hands over and moves on."""
+        """Never blocks: the event loop hands over and moves on. While the database cannot
+        be written, results wait here, up to `max_waiting` (then the newest are dropped,
+        counted and logged, so a full disk cannot also exhaust the memory)."""
+        if self._queue.qsize() >= self._max_waiting and isinstance(obs, Observation):
+            self.dropped += 1
+            if not self._dropping:
+                self._dropping = True
+                log.error(
+                    "%d results wait for the database; dropping new ones until it recovers",
+                    self._max_waiting,
+                )
+            return
+        self._dropping = False
         self._queue.put(obs)
 
     def reconfigure(
@@ -192,19 +211,31 @@ class ResultWriter:
         return self.alive and self.last_error is None and time.monotonic() - self.last_ok < within
 
     def _loop(self) -> None:
-        conn = connect_raw(self._path)
+        self._conn = self._connect(self._path)
         try:
-            while self._run_once(conn):
+            while self._run_once():
                 pass
         finally:
-            conn.close()
+            self._conn.close()
 
-    def _run_once(self, conn: sqlite3.Connection) -> bool:
+    def _reopen(self) -> sqlite3.Connection:
+        """A fresh connection after a failed write (a full or remounted disk, a replaced
+        file): the next attempt starts clean."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        try:
+            self._conn = self._connect(self._path)
+        except sqlite3.Error as exc:
+            log.error("reopening the database failed, retrying: %s", exc)
+        return self._conn
+
+    def _run_once(self) -> bool:
+        conn = self._conn
         try:
             first = self._queue.get(timeout=self._heartbeat_every)
         except queue.Empty:
             self._commit(conn, [], [])
-            self._maintain(conn)
+            self._maintain(self._conn)
             return True
         items = [first]
         # Linger a moment so results finishing together share one transaction: at 10,000
@@ -224,8 +255,8 @@ class ResultWriter:
         self._commit(conn, observations, events)
         for item in items:
             if isinstance(item, Reconfigure):
-                self._reconfigure(conn, item)
-        self._maintain(conn)
+                self._reconfigure(self._conn, item)
+        self._maintain(self._conn)
         return None not in items
 
     def _reconfigure(self, conn: sqlite3.Connection, item: Reconfigure) -> None:
@@ -301,15 +332,25 @@ class ResultWriter:
                 self._ledger_stale = False
                 break
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                 if self.last_error is None:
-                    log.error("writing %d results failed, retrying: %s", len(rows), exc)
+                    log.error(
+                        "database writes failing (%s): %s; probing goes on, %d results wait"
+                        " in memory and are written when it recovers",
+                        _why(exc),
+                        exc,
+                        len(rows) + self._queue.qsize(),
+                    )
                 self.last_error = str(exc)
                 time.sleep(delay)  # the writer's own thread: the event loop is not blocked
                 delay = min(delay * 2, 5.0)
+                conn = self._reopen()
         if self.last_error is not None:
-            log.info("database writes recovered")
+            log.warning(
+                "database writes recovered; %d results wait to be written", self._queue.qsize()
+            )
         self.last_error = None
         self.last_ok = time.monotonic()
         self.committed += len(rows)
@@ -342,6 +383,17 @@ class ResultWriter:
     ) -> None:
         if self._outbox is not None:
             self._outbox.incident(conn, slug, change, round(time.time() * 1000))
+
+
+def _why(exc: sqlite3.Error) -> str:
+    text = str(exc).lower()
+    if "full" in text:
+        return "the disk is full"
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only"
+    if "locked" in text or "busy" in text:
+        return "the database is locked by another process"
+    return "a database error"
 
 
 def _log_change(monitor: str, change: Change) -> None:
