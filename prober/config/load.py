@@ -240,6 +240,17 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 ("settings", "database"),
                 f"PROBER_DATABASE: {_describe(exc.errors()[0], Settings, ())}",
             )
+    listen = env.get("PROBER_LISTEN")
+    if settings is not None and listen:  # containers listen on 0.0.0.0 whatever the file says
+        try:
+            Settings(listen=listen)
+        except ValidationError as exc:
+            out.add(
+                ("settings", "listen"),
+                f"PROBER_LISTEN: {_describe(exc.errors()[0], Settings, ())}",
+            )
+        else:
+            settings = settings.model_copy(update={"listen": listen})
 
     monitor_ids = _cross_check(out, raw_monitors=monitors, notifiers=notifiers, data=data)
     for i, window in enumerate(maintenance):
