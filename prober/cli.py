@@ -1,5 +1,5 @@
 """`prober` command line: run, validate, check, report, import-results, export-static,
-push-urls, notify-test, prune."""
+push-urls, notify-test, prune, backup."""
 
 from __future__ import annotations
 
@@ -58,7 +58,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prober.service import serve  # the web stack loads only for `run`
 
     config = _load(args)
-    logs.setup(Redactor(config.secret_values()), logging.DEBUG if args.verbose else logging.INFO)
+    logs.setup(
+        Redactor(config.secret_values()),
+        logging.DEBUG if args.verbose else logging.INFO,
+        log_format=args.log_format,
+    )
     asyncio.run(serve(config))
     return 0
 
@@ -208,6 +212,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from prober.backup import backup
+
+    config = _load(args)
+    stats = backup(config, pathlib.Path(args.file), force=args.force)
+    print(stats.summary())
+    return 0
+
+
 def cmd_export_static(args: argparse.Namespace) -> int:
     from statuspage.export import export
 
@@ -292,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="scheduler + status page in one process")
     run.add_argument("-v", "--verbose", action="store_true", help="log every result")
+    run.add_argument("--log-format", choices=logs.FORMATS, default="text", help="default: text")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", parents=[common], help="check the config")
@@ -340,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune = sub.add_parser("prune", parents=[common], help="delete raw results past retention")
     prune.set_defaults(func=cmd_prune)
+
+    backups = sub.add_parser(
+        "backup", parents=[common], help="copy the database safely, even while `run` writes"
+    )
+    backups.add_argument("file", metavar="FILE")
+    backups.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    backups.set_defaults(func=cmd_backup)
     return parser
 
 

@@ -81,7 +81,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
 
     settings = config.settings
-    engine = open_engine(config.database_path)
+    engine = open_engine(config.database_path, check=True)  # quick_check, then upgrade
     writer = ResultWriter(
         config.database_path,
         settings.location,

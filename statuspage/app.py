@@ -48,6 +48,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 CACHE_CONTROL = "public, max-age=10"
+PREPARE_BEFORE_LISTEN = 2000  # monitors: up to this many, the page is built before listening
 # static/ in the source tree; statuspage/static inside the wheel (see pyproject.toml)
 STATIC_DIR = pathlib.Path(str(importlib.resources.files("statuspage.static")))
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -242,12 +243,18 @@ async def _refresh(app: web.Application) -> AsyncIterator[None]:
     publisher = app[PUBLISHER]
     lang, env = app[CONFIG].settings.language, app[TEMPLATES]
     publisher.warm(("/", lang), lambda s: pages.render_index(s, lang, env), HTML)
-    await publisher.start()  # the first visitor is served from memory too
+    # A small page is ready before the server listens, so the first visitor is served
+    # from memory too. A big one (10,000 monitors: ~25 s) is built in the background, so
+    # the prober starts probing at once; the first visitors wait for that build.
+    first = asyncio.create_task(publisher.start())
+    if len(app[CONFIG].monitors) <= PREPARE_BEFORE_LISTEN:
+        await first
     task = asyncio.create_task(publisher.run())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for running in (first, task):
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
     await publisher.close()
 
 
