@@ -120,8 +120,7 @@ def test_deploy_doc_uses_only_commands_that_exist() -> None:
     choices = next(
         a.choices for a in parser._actions if a.dest == "command" and a.choices is not None
     )
-    # `prober backup` is being added alongside this document; drop it here once cli.py has it.
-    known = set(choices) | {"backup"}
+    known = set(choices)
     fenced = re.findall(r"^```\w*\n(.*?)^```", DEPLOY, flags=re.MULTILINE | re.DOTALL)
     spans = re.findall(r"`([^`\n]+)`", re.sub(r"^```.*?^```", "", DEPLOY, flags=re.M | re.S))
     code = re.sub(r"(^|\s)#.*", "", "\n".join(fenced + spans))  # comments are prose
