@@ -358,7 +358,7 @@ class Dispatcher:
             outbox.set_state(conn, ids, FAILED, error=why, only_from=SENDING)
             self.delivery.failed[nid] += 1
             log.error(
-                "alert failed for good notifier=%s kind=%s events=%d attempts=%d error=%s",
+                "alert failed for good notifier=%s kind=%s events=%d attempts=%d error=\"%s\"",
                 nid, message.kind, len(rows), attempts, why,
             )  # fmt: skip
             return
@@ -370,7 +370,7 @@ class Dispatcher:
         )
         self.delivery.retried[nid] += 1
         log.warning(
-            "alert failed, retrying in %.0fs notifier=%s kind=%s events=%d attempt=%d error=%s",
+            "alert failed, retrying in %.0fs notifier=%s kind=%s events=%d attempt=%d error=\"%s\"",
             delay, nid, message.kind, len(rows), attempts, reason,
         )  # fmt: skip
 
