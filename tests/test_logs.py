@@ -41,7 +41,7 @@ def config(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Config:
             [[notifiers]]
             id = "hook"
             type = "webhook"
-            url = "https://hooks.example.com/prober"
+            url = "http://127.0.0.1:9/prober"
             secret = "${HOOK_SECRET}"
 
             [[monitors]]
@@ -82,10 +82,10 @@ def emit_everything() -> None:
     )
     log.warning(f"alert failed notifier=hook secret={HOOK_SECRET} password={PASSWORD}")
     try:
-        raise RuntimeError(f"request to https://ops:{PASSWORD}@example.com/ ({HOOK_SECRET})")
+        raise RuntimeError(f"request to https://ops:{PASSWORD}@127.0.0.1:9/ ({HOOK_SECRET})")
     except RuntimeError:
         log.exception("monitor=%s check raised (a prober bug)", "api")
-    log.info("url=https://user:hunter2-pw@example.com/x done=1", stack_info=True)
+    log.info("url=https://user:hunter2-pw@127.0.0.1:9/x done=1", stack_info=True)
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -133,8 +133,8 @@ def test_json_lines_parse_with_their_fields(
     crash = entries[2]
     assert (crash["level"], crash["monitor"]) == ("ERROR", "api")
     assert crash["exc"].startswith("Traceback (most recent call last):")
-    assert "RuntimeError: request to https://ops:***@example.com/ (***)" in crash["exc"]
-    assert entries[3]["url"] == "https://user:***@example.com/x"
+    assert "RuntimeError: request to https://ops:***@127.0.0.1:9/ (***)" in crash["exc"]
+    assert entries[3]["url"] == "https://user:***@127.0.0.1:9/x"
     assert entries[3]["stack"].startswith("Stack (most recent call last):")
 
 
