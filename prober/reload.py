@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
 import os
 import pathlib
@@ -26,7 +25,6 @@ from prober.config.monitors import ProbeMonitor
 log = logging.getLogger(__name__)
 
 RESTART_ONLY = ("listen", "database", "location", "timezone", "max_concurrency", "retention_days")
-Apply = Callable[[Config], "asyncio.Future[None] | None"]
 
 
 def pid_path(config: Config) -> pathlib.Path:
@@ -116,7 +114,3 @@ def keep_restart_only(running: Config, new: Config) -> Config:
         log.warning("reload: %s changed; these take effect at the next restart", ", ".join(differ))
     settings = new.settings.model_copy(update={k: getattr(running.settings, k) for k in differ})
     return dataclasses.replace(new, settings=settings, database_url=running.database_url)
-
-
-def now_ms() -> int:
-    return int(dt.datetime.now(dt.UTC).timestamp() * 1000)

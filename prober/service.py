@@ -169,7 +169,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             scheduler.reconfigure(probing)
             dispatcher.reconfigure(new)
             pushing = [m for m in new.monitors if isinstance(m, PushMonitor)]
-            tokens = await asyncio.to_thread(_tokens, new, pushing)
+            tokens, _ = await asyncio.to_thread(_tokens, new, pushing)
             hub.reconfigure(pushing, tokens, to_ms(dt.datetime.now(dt.UTC)))
             publisher.reconfigure(new)
 
@@ -203,13 +203,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     log.info("stopped results_committed=%d", writer.committed)
 
 
-def _tokens(config: Config, monitors: list[PushMonitor]) -> dict[str, str]:
+def _tokens(config: Config, monitors: list[PushMonitor]) -> tuple[dict[str, str], dict[str, int]]:
+    """Each push monitor's token (made on first use) and its newest stored result."""
     conn = connect_raw(config.database_path)
     try:
         conn.execute("BEGIN IMMEDIATE")
         tokens = push.ensure_tokens(conn, monitors)
         conn.execute("COMMIT")
-        return tokens
+        return tokens, push.last_results(conn, [m.id for m in monitors])
     finally:
         conn.close()
 
@@ -217,12 +218,7 @@ def _tokens(config: Config, monitors: list[PushMonitor]) -> dict[str, str]:
 def _push_hub(config: Config, writer: ResultWriter) -> PushHub:
     """Push monitors: tokens (made on first start), deadlines from their stored results."""
     monitors = [m for m in config.monitors if isinstance(m, PushMonitor)]
-    tokens = _tokens(config, monitors)
-    conn = connect_raw(config.database_path)
-    try:
-        last = push.last_results(conn, [m.id for m in monitors])
-    finally:
-        conn.close()
+    tokens, last = _tokens(config, monitors)
 
     def submit(monitor: str, at: dt.datetime, result: CheckResult) -> None:
         writer.submit(Observation(monitor, at, result))

@@ -69,7 +69,9 @@ def _build(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapsh
     now_ms = reader.now_ms
     public = [m for m in config.monitors if m.public]
     in_maintenance = {m.id for m in public if maintenance.active(config.maintenance, m.id, now, tz)}
-    views = [_monitor(reader, m, m.id in in_maintenance) for m in public]
+    today = timeline.from_ms(reader.now_ms, tz).date()
+    days = _day_bounds(reader, today - dt.timedelta(days=settings.history_days - 1), today)
+    views = [_monitor(reader, m, m.id in in_maintenance, days) for m in public]
     groups: dict[str, list[MonitorView]] = {}
     for view in views:
         groups.setdefault(view.group, []).append(view)
@@ -96,12 +98,15 @@ def _build(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapsh
     )
 
 
-def _monitor(reader: Reader, monitor: MonitorBase, maintained: bool) -> MonitorView:
+def _monitor(
+    reader: Reader,
+    monitor: MonitorBase,
+    maintained: bool,
+    day_bounds: list[tuple[dt.date, int, int]],
+) -> MonitorView:
     tz, now_ms = reader.tz, reader.now_ms
     settings = reader.config.settings
-    today = timeline.from_ms(now_ms, tz).date()
-    first_day = today - dt.timedelta(days=settings.history_days - 1)
-    first_ms = timeline.to_ms(timeline.local_midnight(first_day, tz))
+    first_ms = day_bounds[0][1]
     start_ms = min(first_ms, now_ms - WINDOWS["90d"])
     stored = reader.stored(monitor, start_ms, now_ms)
     incident_spans = reader.incident_spans(stored)
@@ -124,7 +129,7 @@ def _monitor(reader: Reader, monitor: MonitorBase, maintained: bool) -> MonitorV
         else _unknown_day(day, (hi - lo) / 1000)
         if _outside(known, lo, hi) and hi > lo
         else _day(day, lo, hi, stored, incident_spans, target)
-        for day, lo, hi in _day_bounds(reader, first_day, today)
+        for day, lo, hi in day_bounds
     )
     mid = reader.ids.get(monitor.id)
     last = _last_result(reader, mid)
@@ -177,16 +182,12 @@ def _monitor(reader: Reader, monitor: MonitorBase, maintained: bool) -> MonitorV
 
 
 def _day_bounds(reader: Reader, first: dt.date, today: dt.date) -> list[tuple[dt.date, int, int]]:
-    """(day, start_ms, end_ms) of each local day, today ending now: once per build, kept
-    on the reader, not once per monitor."""
-    cached: list[tuple[dt.date, int, int]] | None = getattr(reader, "page_days", None)
-    if cached is None:
-        cached = []
-        for day in timeline.days_between(first, today + dt.timedelta(days=1)):
-            lo, hi = (timeline.to_ms(t) for t in timeline.day_bounds(day, reader.tz))
-            cached.append((day, lo, min(hi, reader.now_ms)))
-        reader.page_days = cached  # type: ignore[attr-defined]
-    return cached
+    """(day, start_ms, end_ms) of each local day shown, today ending now."""
+    found = []
+    for day in timeline.days_between(first, today + dt.timedelta(days=1)):
+        lo, hi = (timeline.to_ms(t) for t in timeline.day_bounds(day, reader.tz))
+        found.append((day, lo, min(hi, reader.now_ms)))
+    return found
 
 
 def _edges(spans: Spans) -> list[int]:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.net import free_port
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -31,12 +33,6 @@ def prober(
         timeout=60,
         env={**os.environ, **(env or {})},
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ import tomllib
 import urllib.request
 
 import pytest
+
+from tests.support.net import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -283,12 +284,6 @@ class Replay:
         mapped["PROBER_DATABASE"] = "sqlite:///" + str(self.host(database))
         mapped["PROBER_LISTEN"] = listen
         return mapped
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def healthcheck_command() -> list[str]:

@@ -19,6 +19,7 @@ from prober import logs
 from prober.config import Config, load_config
 from prober.logs import pairs
 from prober.redact import Redactor
+from tests.support.net import free_port
 
 TOKEN = "tok-7c1e9a55d0b34f2e"  # from the environment, like a real deployment's
 HEADER = f"Bearer {TOKEN}"  # a header's whole value is the secret
@@ -165,7 +166,7 @@ def test_pairs(message: str, expected: dict[str, str]) -> None:
 
 def test_run_writes_json_lines(tmp_path: pathlib.Path) -> None:
     """`prober run --log-format json`, as a user starts it: every line parses."""
-    port = _free_port()
+    port = free_port()
     (tmp_path / "monitors.toml").write_text(
         textwrap.dedent(
             f"""
@@ -204,11 +205,3 @@ def test_run_writes_json_lines(tmp_path: pathlib.Path) -> None:
     )
     assert bad.returncode == 2
     assert "invalid choice: 'xml'" in bad.stderr
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -10,7 +10,6 @@ import datetime as dt
 import os
 import pathlib
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from prober.checks.result import CheckResult
 from prober.config.monitors import PushMonitor
 from prober.push import BURST, PushHub
 from prober.timeline import to_ms
+from tests.support.net import free_port
 
 SEOUL = ZoneInfo("Asia/Seoul")
 T0 = to_ms(dt.datetime(2026, 11, 23, 1, 0, tzinfo=SEOUL))
@@ -158,15 +158,8 @@ def test_tokens_generated_once_kept_and_config_wins(tmp_path: pathlib.Path) -> N
 # -- the routes and the whole process ---------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_prober_run_receives_pings_and_records_silence(tmp_path: pathlib.Path) -> None:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "monitors.toml"
     config.write_text(f"""
 [settings]

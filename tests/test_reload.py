@@ -7,7 +7,6 @@ import asyncio
 import os
 import pathlib
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,14 +16,8 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from prober.cli import main
+from tests.support.net import free_port
 from tests.support.sink import Sink, running_sink
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @asynccontextmanager
@@ -40,7 +33,7 @@ async def targets() -> AsyncIterator[str]:
     app.router.add_get("/fine", fine)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield f"http://127.0.0.1:{port}"
@@ -99,7 +92,7 @@ async def test_reload_adds_removes_changes_and_keeps_state(tmp_path: pathlib.Pat
     db = tmp_path / "data" / "prober.db"
     log = tmp_path / "run.log"
     async with targets() as base, running_sink() as sink:
-        listen = _free_port()
+        listen = free_port()
         _write(config, base, sink, listen, [("api", "broken", "1s"), ("old", "fine", "1s")])
         with log.open("w") as err:
             process = subprocess.Popen(

@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import logging
 import pathlib
-import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +26,7 @@ from prober.store.writer import Observation, ResultWriter
 from prober.watchdog import HeartbeatCollector, HeartbeatStats, LoopLag, heartbeat
 from statuspage.app import create_app
 from statuspage.health import Health
+from tests.support.net import free_port
 from tests.support.sink import running_sink
 
 SECRET = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -62,13 +62,6 @@ async def _beating(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 async def test_pings_stop_while_the_database_refuses_writes_and_resume_after(
@@ -120,7 +113,7 @@ async def test_a_failed_ping_is_logged_once_and_never_with_the_url(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    url = f"http://user:pw-{SECRET}@127.0.0.1:{_closed_port()}/ping/{SECRET}?token={SECRET}"
+    url = f"http://user:pw-{SECRET}@127.0.0.1:{free_port()}/ping/{SECRET}?token={SECRET}"
     stats = HeartbeatStats()
     async with _beating(url, Health(lambda: True, lambda: True), stats, every=0.05):
         await _until(lambda: stats.failed >= 4)

@@ -6,7 +6,6 @@ import asyncio
 import os
 import pathlib
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,14 +14,8 @@ from contextlib import asynccontextmanager, contextmanager
 
 from aiohttp import web
 
+from tests.support.net import free_port
 from tests.support.sink import Sink, running_sink
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @asynccontextmanager
@@ -34,7 +27,7 @@ async def failing_target() -> AsyncIterator[str]:
     app.router.add_get("/", handler)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield f"http://127.0.0.1:{port}/"
@@ -46,7 +39,7 @@ def _config(tmp_path: pathlib.Path, target: str, sink: Sink) -> pathlib.Path:
     path = tmp_path / "monitors.toml"
     path.write_text(f"""
 [settings]
-listen = "127.0.0.1:{_free_port()}"
+listen = "127.0.0.1:{free_port()}"
 database = "sqlite:///{tmp_path / "prober.db"}"
 alert_group_wait = "2s"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import urllib.request
 import pytest
 
 from prober.config import ConfigError, load_config
+from tests.support.net import free_port
 
 CONFIG = textwrap.dedent(
     """\
@@ -159,16 +159,10 @@ def test_validate_prints_the_variable_and_exits_1(tmp_path: pathlib.Path) -> Non
     assert ok.returncode == 0, ok.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_run_listens_where_prober_listen_says(tmp_path: pathlib.Path) -> None:
     """The file says one port, the environment another: `prober run` serves on the latter."""
-    port = _free_port()
-    _write(tmp_path, CONFIG.replace("127.0.0.1:8080", f"127.0.0.1:{_free_port()}"))
+    port = free_port()
+    _write(tmp_path, CONFIG.replace("127.0.0.1:8080", f"127.0.0.1:{free_port()}"))
     env = {
         **os.environ,
         "PROBER_LISTEN": f"127.0.0.1:{port}",
