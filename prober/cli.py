@@ -55,15 +55,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from prober.service import serve  # the web stack loads only for `run`
+    from prober.runtime import probe  # the web stack loads only for `run`
 
+    early = probe.EarlyStop()  # first: a SIGTERM from here on ends in exit 0
     config = _load(args)
-    logs.setup(
-        Redactor(config.secret_values()),
-        logging.DEBUG if args.verbose else logging.INFO,
-        log_format=args.log_format,
-    )
-    asyncio.run(serve(config))
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logs.setup(Redactor(config.secret_values()), level, log_format=args.log_format)
+    probe.run(config, log_level=level, log_format=args.log_format, early=early)
     return 0
 
 

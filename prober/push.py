@@ -180,6 +180,10 @@ class PushHub:
                 watch.due_ms = now_ms
                 watch.why += " (the deadline passed while the prober was stopped)"
 
+    def digests(self) -> frozenset[bytes]:
+        """The SHA-256 digests of every token taken (the web process pre-checks with them)."""
+        return frozenset(self._by_digest)
+
     def receive(self, token: str, action: str, query: Mapping[str, str], now_ms: int) -> Answer:
         mid = self._by_digest.get(digest(token))
         if mid is None:

@@ -11,6 +11,7 @@ import json
 import pathlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Protocol
 
 import jinja2
 import prometheus_client
@@ -19,19 +20,27 @@ from aiohttp import web
 from prober import history
 from prober.config import Config
 from statuspage import api, badges, feeds, pages
-from statuspage.health import Health
 from statuspage.i18n import LANGUAGES
 from statuspage.metrics import add_to
 from statuspage.publisher import Publisher, Render
 from statuspage.snapshot import Snapshot
 
+
+class HealthReport(Protocol):
+    """What /healthz shows: statuspage.health.Health, or the probing process's report
+    relayed by the web process (prober.runtime.web.Remote)."""
+
+    def report(self) -> dict[str, object]: ...
+
+
 CONFIG = web.AppKey("config", Config)
-HEALTH = web.AppKey("health", Health)
+HEALTH: web.AppKey[HealthReport] = web.AppKey("health")
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 METRICS = web.AppKey("metrics", prometheus_client.CollectorRegistry)
 PUBLISHER = web.AppKey("publisher", Publisher)
-# (token, action, query) -> (status, text): prober.push.PushHub, wired by prober.service
-PushReceiver = Callable[[str, str, Mapping[str, str]], tuple[int, str]]
+# (token, action, query) -> (status, text): prober.runtime.web.PushGate, which forwards
+# to prober.push.PushHub in the probing process; tests may pass a plain function
+PushReceiver = Callable[[str, str, Mapping[str, str]], tuple[int, str] | Awaitable[tuple[int, str]]]
 PUSH: web.AppKey[PushReceiver] = web.AppKey("push")
 PUSH_BODY_LIMIT = 4096  # bytes of a push request's body read (and dropped) at most
 
@@ -194,9 +203,10 @@ async def push(request: web.Request) -> web.Response:
     receive = request.app.get(PUSH)
     if receive is None:
         raise web.HTTPNotFound(text="not found\n")
-    status, text = receive(
+    answer = receive(
         request.match_info["token"], request.match_info.get("action", ""), request.query
     )
+    status, text = answer if isinstance(answer, tuple) else await answer
     return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
 
 
@@ -218,7 +228,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(
     config: Config,
-    health: Health,
+    health: HealthReport,
     metrics_registry: prometheus_client.CollectorRegistry | None = None,
     publisher: Publisher | None = None,
     push_receiver: PushReceiver | None = None,

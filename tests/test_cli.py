@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.net import free_port
+from tests.support.proc import until
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -179,7 +180,7 @@ def test_run_serves_healthz_records_results_and_stops_on_sigterm(
         assert (health["status"], health["problems"]) == ("ok", [])
         assert health["scheduler_running"] and health["database_writable"]
         assert headers["X-Content-Type-Options"] == "nosniff"
-        time.sleep(3)
+        until(lambda: _count_results(tmp_path / "db" / "prober.db") >= 2)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
@@ -193,6 +194,16 @@ def test_run_serves_healthz_records_results_and_stops_on_sigterm(
     assert len(rows) >= 2
     assert {name for _, name in rows} == {"test-box"}
     assert {outcome for outcome, _ in rows} == {1}  # up
+
+
+def _count_results(db: pathlib.Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT count(*) FROM result").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        conn.close()
 
 
 def test_shipped_example_config_is_valid_and_loopback_only() -> None:

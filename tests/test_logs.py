@@ -6,11 +6,9 @@ import json
 import logging
 import pathlib
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +18,7 @@ from prober.config import Config, load_config
 from prober.logs import pairs
 from prober.redact import Redactor
 from tests.support.net import free_port
+from tests.support.proc import ProberRun
 
 TOKEN = "tok-7c1e9a55d0b34f2e"  # from the environment, like a real deployment's
 HEADER = f"Bearer {TOKEN}"  # a header's whole value is the secret
@@ -72,7 +71,7 @@ def _restore_logging() -> Iterator[None]:
 def emit_everything() -> None:
     """Log lines carrying the secrets every way code might: in arguments, in the message
     itself, in an exception's text and its traceback, in a URL's password."""
-    log = logging.getLogger("prober.service")
+    log = logging.getLogger("prober.runtime.probe")
     log.info(
         'monitor=%s type=%s outcome=%s latency_ms=%.0f error="%s"',
         "api",
@@ -120,7 +119,7 @@ def test_json_lines_parse_with_their_fields(
     assert result == {
         "ts": result["ts"],
         "level": "INFO",
-        "logger": "prober.service",
+        "logger": "prober.runtime.probe",
         "msg": 'monitor=api type=http outcome=down latency_ms=5003 error="saw "401" for'
         ' Authorization: ***"',
         "monitor": "api",
@@ -141,10 +140,10 @@ def test_json_lines_parse_with_their_fields(
 
 def test_text_lines_keep_their_shape(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
     logs.setup(Redactor(config.secret_values()), logging.INFO)
-    logging.getLogger("prober.service").info("stopped results_committed=%d", 12)
+    logging.getLogger("prober.runtime.probe").info("stopped results_committed=%d", 12)
     (line,) = capsys.readouterr().err.splitlines()
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO prober\.service: stopped results_committed=12",
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO prober\.runtime\.probe: stopped results_committed=12",
         line,
     )
 
@@ -184,24 +183,26 @@ def test_run_writes_json_lines(tmp_path: pathlib.Path) -> None:
             """
         )
     )
-    command = [sys.executable, "-m", "prober", "run", "--log-format", "json"]
-    proc = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr
+    run = ProberRun(["run", "--log-format", "json"], tmp_path)
+    run.wait_for('"outcome": "down"')  # the closed port's first result is logged
+    assert run.stop() == 0, run.log
+    stderr = run.log
     # Config warnings are printed as plain lines before logging starts (cli._load).
     lines = [line for line in stderr.splitlines() if not line.startswith("warning: ")]
     entries = [json.loads(line) for line in lines]
     by_msg = {e["msg"].split(" ")[0]: e for e in entries}
     assert by_msg["prober"]["monitors"] == "1"
-    assert by_msg["prober"]["logger"] == "prober.service"
+    assert by_msg["prober"]["logger"] == "prober.runtime.probe"
     down = next(e for e in entries if e.get("monitor") == "closed")
     assert (down["level"], down["outcome"]) == ("INFO", "down")
     assert "results_committed" in entries[-1]
 
     bad = subprocess.run(
-        [*command[:-1], "xml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "prober", "run", "--log-format", "xml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 2
     assert "invalid choice: 'xml'" in bad.stderr

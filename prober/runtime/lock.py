@@ -1,0 +1,46 @@
+"""One `prober run` per database: an exclusive lock on the pid file beside it.
+
+Two probers on one SQLite file would both record results and both send every alert. The
+lock is `flock` on `<database>.pid`, which also holds the running pid (`prober reload`
+reads it). The kernel drops the lock when its process dies, however it dies, so a stale
+file left by kill -9 is simply taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pathlib
+
+from prober.errors import UserError
+
+
+class RunLock:
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, database: pathlib.Path) -> None:
+        """Take the lock and write our pid, or raise UserError naming the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(
+                f"another prober run (pid {holder}) is using {database}; stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None

@@ -1,0 +1,368 @@
+"""`prober run`: the probing process, and the web process it supervises.
+
+This process owns what decides verdicts and must never wait on a visitor: the scheduler
+and its checks, the result writer thread, the alert dispatcher, push deadlines, canaries,
+the dead-man's-switch heartbeat and reloads. It binds the public listening socket and
+hands it to a web process (prober.runtime.web) that serves everything a visitor can ask
+for, pushes and /healthz included, and talks back through prober.runtime.control.
+
+Start-up order matters: signals first (SIGTERM at any moment ends in exit 0), then the
+run lock (one `prober run` per database), the database check, the socket (a busy port is
+one line, exit 1), and only then the parts that run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gc
+import logging
+import pathlib
+import signal
+import socket
+import tempfile
+import threading
+
+import prometheus_client
+from aiohttp import web
+
+from prober import push
+from prober.alerts.dispatcher import Dispatcher
+from prober.alerts.outbox import Outbox, Routes
+from prober.canaries import Canaries
+from prober.checks.result import CheckResult, Outcome
+from prober.checks.session import open_shared
+from prober.config import Config
+from prober.config.monitors import ProbeMonitor, ProbingMonitor, PushMonitor
+from prober.errors import UserError
+from prober.logs import LogFormat
+from prober.metrics import registry as metrics_registry
+from prober.push import PushHub
+from prober.redact import Redactor
+from prober.reload import Reloader, pid_path
+from prober.runtime import control
+from prober.runtime.lock import RunLock
+from prober.runtime.supervisor import WebProcess
+from prober.runtime.web import Launch
+from prober.scheduler import ProbeScheduler
+from prober.store.db import connect_raw, open_engine
+from prober.store.ledger import TrackSpec
+from prober.store.writer import NetworkChange, Observation, ResultWriter
+from prober.timeline import to_ms
+from prober.watchdog import HeartbeatCollector, HeartbeatStats, LoopLag, heartbeat
+from statuspage.health import Health
+
+log = logging.getLogger(__name__)
+
+STATS_EVERY = 60.0
+BACKLOG = 1024
+FIRST_PAGE_WAIT = 30.0  # seconds
+
+
+class EarlyStop:
+    """SIGTERM / SIGINT before the event loop takes them over: remembered, not fatal.
+
+    Installed first thing by `prober run`, so a signal during imports, config loading or
+    the database check ends the run cleanly (exit 0) instead of killing it half-started."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.requested.set())
+
+
+class ResultLog:
+    """Hands results to the writer; logs a monitor when its outcome changes.
+
+    A first result that is up is not news: 10,000 monitors starting must not mean
+    10,000 log lines. A first result that is anything else is logged.
+    """
+
+    def __init__(self, writer: ResultWriter) -> None:
+        self._writer = writer
+        self._last: dict[str, Outcome] = {}
+        self.count = 0
+        self.last_at: float | None = None  # epoch seconds of the newest result handed over
+
+    def __call__(self, monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
+        self._writer.submit(Observation(monitor.id, at, result))
+        self.count += 1
+        self.last_at = at.timestamp()
+        previous = self._last.get(monitor.id)
+        self._last[monitor.id] = result.outcome
+        news = (
+            result.outcome is not Outcome.UP if previous is None else previous is not result.outcome
+        )
+        level = logging.INFO if news else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                'monitor=%s type=%s outcome=%s latency_ms=%.0f error="%s"',
+                monitor.id,
+                monitor.type,
+                result.outcome.value,
+                result.latency_ms,
+                result.error or "",
+            )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The public listening socket, or a one-line UserError (a busy port, a bad address)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise UserError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
+def run(
+    config: Config,
+    *,
+    log_level: int = logging.INFO,
+    log_format: LogFormat = "text",
+    early: EarlyStop | None = None,
+) -> None:
+    """`prober run` until SIGTERM / SIGINT. Raises UserError when it cannot start."""
+    if early is not None and early.requested.is_set():
+        return
+    lock = RunLock(pid_path(config))
+    lock.acquire(config.database_path)
+    try:
+        if early is not None and early.requested.is_set():
+            return
+        engine = open_engine(config.database_path, check=True)  # quick_check, then upgrade
+        try:
+            host, port = config.settings.listen_host_port
+            with bind(host, port) as sock:
+                asyncio.run(serve(config, sock, log_level, log_format, early))
+        finally:
+            engine.dispose()
+    finally:
+        lock.release()
+
+
+async def serve(
+    config: Config,
+    sock: socket.socket,
+    log_level: int = logging.INFO,
+    log_format: LogFormat = "text",
+    early: EarlyStop | None = None,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if early is not None and early.requested.is_set():
+        stop.set()
+
+    settings = config.settings
+    writer = ResultWriter(
+        config.database_path,
+        settings.location,
+        [TrackSpec.of(m) for m in config.monitors],
+        timezone=settings.timezone,
+        retention_days=settings.retention_days,
+        outbox=Outbox(settings.location, Routes.of(config)),
+    )
+    writer.start()
+    hub = _push_hub(config, writer)
+    probing = [m for m in config.monitors if isinstance(m, ProbeMonitor)]
+    results = ResultLog(writer)
+    redact = Redactor(config.secret_values())
+    reloader: Reloader | None = None
+    async with open_shared(redact=redact) as shared:
+        dispatcher = Dispatcher(config, config.database_path, shared.session, redact=redact)
+        writer.on_alert = dispatcher.wake
+        canaries = Canaries(
+            settings.canaries,
+            shared,
+            on_change=lambda failing: writer.submit(
+                NetworkChange(failing, dt.datetime.now(dt.UTC))
+            ),
+        )
+        scheduler = ProbeScheduler(
+            probing, shared, results, settings.max_concurrency, canaries=canaries
+        )
+        loop_lag = LoopLag()
+        shortest = min((m.interval for m in probing), default=None)
+        health = Health(
+            scheduler_running=lambda: scheduler.running,
+            database_writable=writer.healthy,
+            loop_lag=loop_lag.worst,
+            last_result_at=lambda: results.last_at,
+            writer_queue=writer.queue_depth,
+            alert_queue=lambda: dispatcher.delivery.queue_depth,
+            max_result_age=None if shortest is None else max(60.0, 3 * shortest),
+        )
+        beats = HeartbeatStats()
+        collectors = metrics_registry(dispatcher.delivery, [n.id for n in config.notifiers])
+        collectors.register(HeartbeatCollector(beats))
+
+        def web_state() -> control.WebState:
+            current = reloader.config if reloader is not None else config
+            return control.WebState(current, hub.digests())
+
+        with tempfile.TemporaryDirectory(prefix="prober-") as private:
+            control_path = pathlib.Path(private) / "control.sock"  # the directory is 0700
+            control_runner = web.AppRunner(
+                control.server(
+                    control.Handlers(
+                        state=web_state,
+                        push=lambda token, action, query: hub.receive(
+                            token, action, query, to_ms(dt.datetime.now(dt.UTC))
+                        ),
+                        health=health.report,
+                        metrics=lambda: prometheus_client.generate_latest(collectors),
+                        ready=lambda pid: site.serving(pid),
+                    )
+                ),
+                access_log=None,
+            )
+            await control_runner.setup()
+            await web.UnixSite(control_runner, str(control_path)).start()
+            site = WebProcess(
+                lambda: Launch(web_state(), sock.fileno(), control_path, log_level, log_format)
+            )
+            web_task = asyncio.create_task(site.run(stop))
+            await _first_page(site, stop)
+            scheduler.start()
+            # The config models and scheduler jobs live as long as the process: move them
+            # out of the collector's sight, or each full collection walks them all (150-290
+            # ms stalls at 10,000 monitors, measured in bench/).
+            gc.collect()
+            gc.freeze()
+            host, port = sock.getsockname()[:2]
+            log.info(
+                "prober running monitors=%d listen=http://%s database=%s",
+                len(config.monitors),
+                f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                config.database_path,
+            )
+            url = settings.heartbeat_url.get_secret_value()
+            tasks = [
+                asyncio.create_task(loop_lag.run()),
+                asyncio.create_task(heartbeat(url, shared.session, health, stats=beats)),
+                asyncio.create_task(_report_stats(scheduler, results, writer, dispatcher)),
+                asyncio.create_task(_push_deadlines(hub)),
+            ]
+            alerts = asyncio.create_task(dispatcher.run(stop))
+
+            async def apply(new: Config) -> None:
+                """The reloaded config, to every part that holds one."""
+                nonlocal probing
+                redact.update(new.secret_values())
+                specs = [TrackSpec.of(m) for m in new.monitors]
+                applied = await asyncio.to_thread(writer.reconfigure, specs, Routes.of(new))
+                if not applied:
+                    log.error("reload: the result writer did not take the new monitors in time")
+                probing = [m for m in new.monitors if isinstance(m, ProbeMonitor)]
+                scheduler.reconfigure(probing)
+                dispatcher.reconfigure(new)
+                pushing = [m for m in new.monitors if isinstance(m, PushMonitor)]
+                new_tokens, _ = await asyncio.to_thread(_tokens, new, pushing)
+                hub.reconfigure(pushing, new_tokens, to_ms(dt.datetime.now(dt.UTC)))
+                site.reload()
+
+            reloader = Reloader(config, apply)
+            loop.add_signal_handler(signal.SIGHUP, reloader.request)
+            try:
+                await stop.wait()
+            finally:
+                loop.remove_signal_handler(signal.SIGHUP)
+                await reloader.wait()
+                log.info("stopping: finishing in-flight checks")
+                for task in tasks:  # the heartbeat first: stopping is no reason to withhold
+                    task.cancel()
+                grace = max((m.timeout for m in probing), default=1.0)
+                await asyncio.gather(scheduler.stop(grace), web_task)
+                await control_runner.cleanup()
+                await alerts  # sends in flight finish and are recorded
+                gc.unfreeze()
+    await asyncio.to_thread(writer.close)
+    log.info("stopped results_committed=%d", writer.committed)
+
+
+async def _first_page(site: WebProcess, stop: asyncio.Event) -> None:
+    """Probing starts once the page answers (a monitor may watch the prober's own page),
+    or after FIRST_PAGE_WAIT whatever happens: a slow page never holds the checks back."""
+    waiting = [asyncio.ensure_future(site.ready.wait()), asyncio.ensure_future(stop.wait())]
+    done, _ = await asyncio.wait(waiting, timeout=FIRST_PAGE_WAIT, return_when="FIRST_COMPLETED")
+    for task in waiting:
+        task.cancel()
+    if not done:
+        log.warning("status page not ready after %.0f s; probing anyway", FIRST_PAGE_WAIT)
+
+
+def _tokens(config: Config, monitors: list[PushMonitor]) -> tuple[dict[str, str], dict[str, int]]:
+    """Each push monitor's token (made on first use) and its newest stored result."""
+    conn = connect_raw(config.database_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        tokens = push.ensure_tokens(conn, monitors)
+        conn.execute("COMMIT")
+        return tokens, push.last_results(conn, [m.id for m in monitors])
+    finally:
+        conn.close()
+
+
+def _push_hub(config: Config, writer: ResultWriter) -> PushHub:
+    """Push monitors: tokens (made on first start), deadlines from their stored results."""
+    monitors = [m for m in config.monitors if isinstance(m, PushMonitor)]
+    tokens, last = _tokens(config, monitors)
+
+    def submit(monitor: str, at: dt.datetime, result: CheckResult) -> None:
+        writer.submit(Observation(monitor, at, result))
+        level = logging.INFO if result.outcome is not Outcome.UP else logging.DEBUG
+        log.log(
+            level,
+            'push monitor=%s outcome=%s error="%s"',
+            monitor,
+            result.outcome.value,
+            result.error or "",
+        )
+
+    hub = PushHub(monitors, tokens, config.settings.timezone, submit)
+    hub.restore(last, to_ms(dt.datetime.now(dt.UTC)))
+    return hub
+
+
+async def _push_deadlines(hub: PushHub) -> None:
+    """Silence becomes `down` at each push monitor's deadline (checked every second)."""
+    while True:
+        hub.overdue(to_ms(dt.datetime.now(dt.UTC)))
+        await asyncio.sleep(1.0)
+
+
+async def _report_stats(
+    scheduler: ProbeScheduler, results: ResultLog, writer: ResultWriter, dispatcher: Dispatcher
+) -> None:
+    last = 0
+    while True:
+        await asyncio.sleep(STATS_EVERY)
+        p50, p99, worst = scheduler.lag.percentiles(50, 99, 100)
+        log.info(
+            "stats checks=%d rate=%.1f/s lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f"
+            " committed=%d alerts_sent=%d alerts_retried=%d alerts_failed=%d alerts_queued=%d",
+            results.count,
+            (results.count - last) / STATS_EVERY,
+            p50 * 1000,
+            p99 * 1000,
+            worst * 1000,
+            writer.committed,
+            dispatcher.delivery.sent.total(),
+            dispatcher.delivery.retried.total(),
+            dispatcher.delivery.failed.total(),
+            dispatcher.delivery.queue_depth,
+        )
+        last = results.count
