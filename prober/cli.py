@@ -55,9 +55,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from prober.runtime.signals import EarlyStop
+
+    early = EarlyStop()  # first: a SIGTERM from here on ends in exit 0
     from prober.runtime import probe  # the web stack loads only for `run`
 
-    early = probe.EarlyStop()  # first: a SIGTERM from here on ends in exit 0
     config = _load(args)
     level = logging.DEBUG if args.verbose else logging.INFO
     logs.setup(Redactor(config.secret_values()), level, log_format=args.log_format)

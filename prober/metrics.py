@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from prober.alerts.dispatcher import Delivery
+from prober.overload import Overload
 
 
 class AlertCollector(Collector):
@@ -35,7 +36,31 @@ class AlertCollector(Collector):
         )
 
 
-def registry(delivery: Delivery, notifiers: list[str]) -> CollectorRegistry:
+class OverloadCollector(Collector):
+    """Checks recorded `unknown` because the prober itself was late (`scheduler.overload`)."""
+
+    def __init__(self, overload: Overload) -> None:
+        self._overload = overload
+
+    def collect(self) -> Iterator[Metric]:
+        o = self._overload
+        yield CounterMetricFamily(
+            "prober_checks_overloaded",
+            "Checks recorded unknown, not down or degraded: the prober itself was late",
+            value=o.total,
+        )
+        yield GaugeMetricFamily(
+            "prober_overloaded",
+            "1 while checks are being recorded unknown because the prober is late",
+            value=1.0 if o.in_streak else 0.0,
+        )
+
+
+def registry(
+    delivery: Delivery, notifiers: list[str], overload: Overload | None = None
+) -> CollectorRegistry:
     found = CollectorRegistry(auto_describe=True)
     found.register(AlertCollector(delivery, notifiers))
+    if overload is not None:
+        found.register(OverloadCollector(overload))
     return found

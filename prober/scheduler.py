@@ -3,11 +3,15 @@
 APScheduler 3.x owns the timetable (one interval job per monitor, misfires coalesced,
 never two runs of one monitor at once). The hard deadline lives inside the job, so a hung
 target can never freeze a monitor; a watchdog above it catches our own bugs too.
+
+A check that fails or slows while the prober itself was late (a late start, the event loop
+stalled, no file descriptors) is recorded `unknown`, "prober overloaded" (prober.overload).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -15,6 +19,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -23,6 +28,7 @@ from prober.checks.context import Shared
 from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
 from prober.config.monitors import ProbingMonitor
+from prober.overload import Overload, Stalls, excuse
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +56,34 @@ def lateness(monitor_id: str, interval: float, started: dt.datetime) -> float:
     return rest - interval if rest > interval - 0.5 else rest
 
 
+def _nearest_rank(ordered: Sequence[float], ps: Sequence[float]) -> list[float]:
+    if not ordered:
+        return [0.0 for _ in ps]
+    n = len(ordered)
+    return [ordered[min(n, max(math.ceil(p / 100 * n), 1)) - 1] for p in ps]
+
+
 class LagStats:
     """Recent start lags, for the periodic log line and the benchmark."""
 
     def __init__(self, keep: int = 100_000) -> None:
         self._recent: deque[float] = deque(maxlen=keep)
+        self._period: list[float] = []  # since the last take_period()
         self.runs = 0
 
     def add(self, seconds: float) -> None:
         self._recent.append(seconds)
+        self._period.append(seconds)
         self.runs += 1
+
+    def take_period(self, *ps: float) -> list[float]:
+        """Percentiles of the starts since the last call (the stats line's minute)."""
+        period, self._period = self._period, []
+        return _nearest_rank(sorted(period), ps)
 
     def percentiles(self, *ps: float) -> list[float]:
         """Nearest rank over the recent window, one sort for all of them."""
-        ordered = sorted(self._recent)
-        if not ordered:
-            return [0.0 for _ in ps]
-        n = len(ordered)
-        return [ordered[min(n, max(math.ceil(p / 100 * n), 1)) - 1] for p in ps]
+        return _nearest_rank(sorted(self._recent), ps)
 
     def percentile(self, p: float) -> float:
         return self.percentiles(p)[0]
@@ -81,6 +97,8 @@ class ProbeScheduler:
         sink: ResultSink,
         max_concurrency: int = 500,
         canaries: Canaries | None = None,
+        overload_threshold: float = 0.5,
+        stalls: Stalls | None = None,
     ) -> None:
         self._monitors = list(monitors)
         self._shared = shared
@@ -88,14 +106,21 @@ class ProbeScheduler:
         self._canaries = canaries
         self._slots = asyncio.Semaphore(max_concurrency)
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        self._scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        self._due: dict[str, dt.datetime] = {}  # job id -> the run time just submitted
         self._in_flight: set[asyncio.Task[None]] = set()
         self.lag = LagStats()
         self.running = False
+        # seconds of the prober's own unavailability past which a failure is not judged
+        self.overload_threshold = overload_threshold
+        self.stalls = stalls if stalls is not None else Stalls()
+        self.overload = Overload()
 
     def start(self) -> None:
         now = self._shared.clock.now()
         for monitor in self._monitors:
             self._add(monitor, now)
+        self.stalls.start()
         self._scheduler.start()
         self.running = True
         log.info("scheduler started monitors=%d", len(self._monitors))
@@ -117,10 +142,19 @@ class ProbeScheduler:
             replace_existing=True,
         )
 
-    def reconfigure(self, monitors: Sequence[ProbingMonitor]) -> tuple[int, int, int]:
+    def _submitted(self, event: JobSubmissionEvent) -> None:
+        """APScheduler handed a run to the loop; its task starts after this returns."""
+        if event.scheduled_run_times:
+            self._due[event.job_id] = event.scheduled_run_times[-1]
+
+    def reconfigure(
+        self, monitors: Sequence[ProbingMonitor], overload_threshold: float | None = None
+    ) -> tuple[int, int, int]:
         """A reloaded config: new monitors start, removed ones stop, changed ones take their
         new settings at their next run (on the same stable phase). A check in flight
         finishes as it began. Returns (added, removed, changed)."""
+        if overload_threshold is not None:
+            self.overload_threshold = overload_threshold
         old = {m.id: m for m in self._monitors}
         new = {m.id: m for m in monitors}
         now = self._shared.clock.now()
@@ -128,6 +162,7 @@ class ProbeScheduler:
         changed = [m for mid, m in new.items() if mid in old and old[mid] != m]
         removed = [mid for mid in old if mid not in new]
         for mid in removed:
+            self._due.pop(mid, None)
             if self.running:
                 self._scheduler.remove_job(mid)
         for monitor in (*added, *changed):
@@ -141,6 +176,7 @@ class ProbeScheduler:
         if self.running:
             self._scheduler.shutdown(wait=False)
             self.running = False
+        self.stalls.stop()
         pending = set(self._in_flight)
         if pending:
             log.info("waiting for %d in-flight checks (up to %.0fs)", len(pending), grace)
@@ -149,15 +185,23 @@ class ProbeScheduler:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
+        self.overload.end_if_quiet(asyncio.get_running_loop().time(), force=True)
 
     async def _run(self, monitor: ProbingMonitor) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._in_flight.add(task)
+        loop = asyncio.get_running_loop()
+        due = self._due.pop(monitor.id, None)
         try:
             async with self._slots:
                 started = self._shared.clock.now()
-                self.lag.add(lateness(monitor.id, monitor.interval, started))
+                t0 = loop.time()
+                grid_late = lateness(monitor.id, monitor.interval, started)
+                self.lag.add(grid_late)
+                # Late against the run APScheduler submitted (the grid time in production;
+                # waiting for a slot counts): a run moved by hand is not late.
+                late = grid_late if due is None else (started - due).total_seconds()
                 try:
                     async with asyncio.timeout(monitor.timeout + WATCHDOG_SLACK):
                         result = await run_check(monitor, self._shared)
@@ -168,9 +212,35 @@ class ProbeScheduler:
                     result = CheckResult(
                         Outcome.UNKNOWN, monitor.timeout * 1000, error="internal error: watchdog"
                     )
+                result = self._judge_overload(monitor, result, late, t0, started)
             # Outside the slot: waiting on the canaries must not hold back other checks.
             if self._canaries is not None:
                 result = await self._canaries.judge(result)
             self._sink(monitor, started, result)
         finally:
             self._in_flight.discard(task)
+
+    def _judge_overload(
+        self,
+        monitor: ProbingMonitor,
+        result: CheckResult,
+        late: float,
+        t0: float,
+        started: dt.datetime,
+    ) -> CheckResult:
+        """`unknown` for a failure the prober's own lateness explains (DESIGN.md)."""
+        now = asyncio.get_running_loop().time()
+        self.overload.end_if_quiet(now)
+        if result.outcome not in (Outcome.DOWN, Outcome.DEGRADED):
+            return result
+        stalled = self.stalls.unavailable(t0, now, now)
+        reason = excuse(result, late, stalled, self.overload_threshold)
+        if reason is None:
+            return result
+        self.overload.record(monitor.id, reason, now, started)
+        details = {
+            **result.details,
+            "prober_late_ms": round(max(0.0, late) * 1000),
+            "prober_stalled_ms": round(stalled * 1000),
+        }
+        return dataclasses.replace(result, outcome=Outcome.UNKNOWN, error=reason, details=details)

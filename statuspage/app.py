@@ -30,7 +30,7 @@ class HealthReport(Protocol):
     """What /healthz shows: statuspage.health.Health, or the probing process's report
     relayed by the web process (prober.runtime.web.Remote)."""
 
-    def report(self) -> dict[str, object]: ...
+    def report(self) -> dict[str, object] | Awaitable[dict[str, object]]: ...
 
 
 CONFIG = web.AppKey("config", Config)
@@ -219,6 +219,8 @@ async def healthz(request: web.Request) -> web.Response:
     """The prober's own health as JSON: 200 when nothing is wrong, else 503. From memory
     only (no database query): load balancers and dead-man's switches poll it."""
     report = request.app[HEALTH].report()
+    if not isinstance(report, dict):
+        report = await report
     return web.Response(
         status=503 if report["problems"] else 200,
         body=_json(report),

@@ -26,6 +26,7 @@ class Figures:
     writer_queue: int
     alert_queue: int
     up_s: float  # since the Health was made: "no result yet" is only a problem after a while
+    overloaded_checks: int = 0  # recorded unknown: the prober itself was late (reported only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Health:
     last_result_at: Callable[[], float | None] | None = None
     writer_queue: Callable[[], int] | None = None
     alert_queue: Callable[[], int] | None = None
+    # checks recorded unknown since start because the prober itself was late (not a problem:
+    # the results say so; a stalled loop is judged by loop_lag)
+    overloaded_checks: Callable[[], int] | None = None
     # results older than this are a problem; None: nothing is probed, freshness not judged
     max_result_age: float | None = None
     max_loop_lag: float = MAX_LOOP_LAG_S
@@ -61,6 +65,7 @@ class Health:
             writer_queue=self.writer_queue() if self.writer_queue is not None else 0,
             alert_queue=self.alert_queue() if self.alert_queue is not None else 0,
             up_s=max(0.0, now - started),
+            overloaded_checks=self.overloaded_checks() if self.overloaded_checks is not None else 0,
         )
 
     def judge(self, f: Figures) -> list[str]:
@@ -105,4 +110,5 @@ class Health:
             "last_result_age_s": None if age is None else round(age, 1),
             "writer_queue": f.writer_queue,
             "alert_queue": f.alert_queue,
+            "overloaded_checks": f.overloaded_checks,
         }

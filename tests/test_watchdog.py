@@ -214,6 +214,7 @@ async def test_healthz_is_json_and_turns_503_for_each_problem(
         "last_result_age_s": 30.0,
         "writer_queue": 7,
         "alert_queue": 2,
+        "overloaded_checks": 0,
     }
 
     cases: list[tuple[Readings, str]] = [

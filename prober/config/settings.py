@@ -35,6 +35,8 @@ class Settings(StrictModel):
     public_reports: bool = False
     heartbeat_url: SecretStr = SecretStr("")
     max_concurrency: int = Field(default=500, ge=1)
+    # a failure while the prober itself was this late is recorded unknown, not down
+    overload_threshold: PositiveDuration = 0.5
 
     @field_validator("sla_target", mode="before")
     @classmethod

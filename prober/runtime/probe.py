@@ -21,7 +21,6 @@ import pathlib
 import signal
 import socket
 import tempfile
-import threading
 
 import prometheus_client
 from aiohttp import web
@@ -42,6 +41,7 @@ from prober.redact import Redactor
 from prober.reload import Reloader, pid_path
 from prober.runtime import control
 from prober.runtime.lock import RunLock
+from prober.runtime.signals import EarlyStop
 from prober.runtime.supervisor import WebProcess
 from prober.runtime.web import Launch
 from prober.scheduler import ProbeScheduler
@@ -49,7 +49,7 @@ from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import NetworkChange, Observation, ResultWriter
 from prober.timeline import to_ms
-from prober.watchdog import HeartbeatCollector, HeartbeatStats, LoopLag, heartbeat
+from prober.watchdog import HeartbeatCollector, HeartbeatStats, heartbeat
 from statuspage.health import Health
 
 log = logging.getLogger(__name__)
@@ -57,18 +57,6 @@ log = logging.getLogger(__name__)
 STATS_EVERY = 60.0
 BACKLOG = 1024
 FIRST_PAGE_WAIT = 30.0  # seconds
-
-
-class EarlyStop:
-    """SIGTERM / SIGINT before the event loop takes them over: remembered, not fatal.
-
-    Installed first thing by `prober run`, so a signal during imports, config loading or
-    the database check ends the run cleanly (exit 0) instead of killing it half-started."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.requested.set())
 
 
 class ResultLog:
@@ -192,21 +180,28 @@ async def serve(
             ),
         )
         scheduler = ProbeScheduler(
-            probing, shared, results, settings.max_concurrency, canaries=canaries
+            probing,
+            shared,
+            results,
+            settings.max_concurrency,
+            canaries=canaries,
+            overload_threshold=settings.overload_threshold,
         )
-        loop_lag = LoopLag()
         shortest = min((m.interval for m in probing), default=None)
         health = Health(
             scheduler_running=lambda: scheduler.running,
             database_writable=writer.healthy,
-            loop_lag=loop_lag.worst,
+            loop_lag=scheduler.stalls.worst,
             last_result_at=lambda: results.last_at,
             writer_queue=writer.queue_depth,
             alert_queue=lambda: dispatcher.delivery.queue_depth,
             max_result_age=None if shortest is None else max(60.0, 3 * shortest),
+            overloaded_checks=lambda: scheduler.overload.total,
         )
         beats = HeartbeatStats()
-        collectors = metrics_registry(dispatcher.delivery, [n.id for n in config.notifiers])
+        collectors = metrics_registry(
+            dispatcher.delivery, [n.id for n in config.notifiers], overload=scheduler.overload
+        )
         collectors.register(HeartbeatCollector(beats))
 
         def web_state() -> control.WebState:
@@ -251,7 +246,6 @@ async def serve(
             )
             url = settings.heartbeat_url.get_secret_value()
             tasks = [
-                asyncio.create_task(loop_lag.run()),
                 asyncio.create_task(heartbeat(url, shared.session, health, stats=beats)),
                 asyncio.create_task(_report_stats(scheduler, results, writer, dispatcher)),
                 asyncio.create_task(_push_deadlines(hub)),
@@ -267,7 +261,7 @@ async def serve(
                 if not applied:
                     log.error("reload: the result writer did not take the new monitors in time")
                 probing = [m for m in new.monitors if isinstance(m, ProbeMonitor)]
-                scheduler.reconfigure(probing)
+                scheduler.reconfigure(probing, new.settings.overload_threshold)
                 dispatcher.reconfigure(new)
                 pushing = [m for m in new.monitors if isinstance(m, PushMonitor)]
                 new_tokens, _ = await asyncio.to_thread(_tokens, new, pushing)
@@ -350,7 +344,7 @@ async def _report_stats(
     last = 0
     while True:
         await asyncio.sleep(STATS_EVERY)
-        p50, p99, worst = scheduler.lag.percentiles(50, 99, 100)
+        p50, p99, worst = scheduler.lag.take_period(50, 99, 100)  # this minute's starts
         log.info(
             "stats checks=%d rate=%.1f/s lag_p50_ms=%.1f lag_p99_ms=%.1f lag_max_ms=%.1f"
             " committed=%d alerts_sent=%d alerts_retried=%d alerts_failed=%d alerts_queued=%d",

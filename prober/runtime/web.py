@@ -58,16 +58,33 @@ class Launch:
 
 
 class Remote:
-    """The probing process's health report and metrics, polled every second, so a flood of
-    /healthz or /metrics requests costs the probing loop one request a second."""
+    """The probing process's health report and metrics, asked for at most once a second
+    (callers meanwhile share the answer), so a flood of /healthz or /metrics requests
+    costs the probing loop one request a second."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
         self._health: dict[str, object] = {}
         self._metrics = b""
         self._answered = time.monotonic()
+        self._asked = -POLL_EVERY
+        self._asking: asyncio.Future[None] | None = None
 
     async def refresh(self) -> None:
+        """A fresh answer unless the last one is under a second old."""
+        if time.monotonic() - self._asked < POLL_EVERY:
+            return
+        if self._asking is None:  # one question at a time; callers meanwhile share it
+            self._asking = asyncio.ensure_future(self._ask())
+        asking = self._asking
+        try:
+            await asyncio.shield(asking)
+        finally:
+            if self._asking is asking and asking.done():
+                self._asking = None
+
+    async def _ask(self) -> None:
+        self._asked = time.monotonic()
         try:
             health, metrics = await asyncio.gather(self._client.health(), self._client.metrics())
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -76,11 +93,13 @@ class Remote:
         self._health, self._metrics, self._answered = health, metrics, time.monotonic()
 
     async def run(self) -> None:
+        """Keep the metrics fresh (a Prometheus collector cannot wait)."""
         while True:
             await asyncio.sleep(POLL_EVERY)
             await self.refresh()
 
-    def report(self) -> dict[str, object]:
+    async def report(self) -> dict[str, object]:
+        await self.refresh()
         silent = time.monotonic() - self._answered
         if silent > SILENT_AFTER or not self._health:
             return {
@@ -142,7 +161,6 @@ async def serve(launch: Launch) -> None:
     registry.register(remote.collector())
     app = create_app(state.config, remote, registry, publisher, push_receiver=gate.receive)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await remote.refresh()
     await runner.setup()  # builds a small page before it listens: see statuspage.app
     await web.SockSite(runner, socket.socket(fileno=launch.listen_fd)).start()
 

@@ -247,6 +247,7 @@ async def test_healthz_reports_each_problem(tmp_path: pathlib.Path, aiohttp_clie
         "last_result_age_s": None,
         "writer_queue": 0,
         "alert_queue": 0,
+        "overloaded_checks": 0,
     }
     sick: TestClient = await aiohttp_client(
         create_app(config, Health(lambda: False, lambda: False))
