@@ -167,7 +167,7 @@ class Prober:
         await self.session.close()
 
     def submit(self, monitors: list[str], outcome: str) -> float:
-        from prober.checks.result import CheckResult, Outcome
+        from prober.results import CheckResult, Outcome
         from prober.store.writer import Observation
 
         at = dt.datetime.now(dt.UTC)

@@ -1,6 +1,7 @@
 """Status page benchmark: cold render and load against nginx serving the same bytes.
 
     .venv/bin/python bench/page.py [--monitors 100] [--days 90] [--no-docs] [--keep]
+    .venv/bin/python bench/page.py --refresh [--monitors 10000] [--days 90] [--seconds 60]
 
 Writes a CSV of one result a minute per monitor for the last `days` days up to now
 (outages, blips, unknown stretches; one monitor down right now, one degraded), imports it
@@ -14,6 +15,13 @@ http://127.0.0.1:9/, `interval = "1h"`, groups of 10) and measures, in one run:
   against the prober, then against a private nginx (one worker) serving the exact bytes
   the prober returned for `/` as a static file; `Accept-Encoding: identity` and gzip off,
   so both send the same body. Requests/s, p50/p99 latency, server CPU, ratio.
+`--refresh` measures the kept snapshot (statuspage.incremental) instead: a database of
+`monitors` x `days` written directly (coverage with a gap, incidents, transitions and
+tracker state for the whole period, hourly rollups for the last day, raw results for the
+last 3 hours at one a minute), then a writer process (the real ResultWriter) adds one
+result a minute per monitor (monitors/60 a second) with 5 monitors flapping (incidents
+opening and resolving) while this process refreshes every 5 s: CPU of the first build and
+of each refresh (thread CPU), and the memory the kept state holds beyond the snapshot.
 Only loopback. Every child runs in its own process group and is killed on exit, error,
 Ctrl-C or SIGTERM; the temporary folder is removed unless --keep.
 """
@@ -518,15 +526,220 @@ def run(children: Children, r: Run) -> None:
     r.results["in_process"] = in_process(config)
 
 
+# -- the kept snapshot (--refresh) -------------------------------------------------------
+
+FLAPPING = 5  # monitors m0011.. alternate 4 minutes down, 4 minutes up
+
+
+def refresh_config(path: pathlib.Path, monitors: int, days: int) -> None:
+    parts = [
+        '[settings]\ntitle = "Bench Status"\ndatabase = "sqlite:///prober.db"\n'
+        f'timezone = "Asia/Seoul"\nretention_days = 120\nhistory_days = {days}\n'
+    ]
+    parts += [
+        f'[[monitors]]\nid = "m{m:04d}"\nname = "Service {m}"\ngroup = "Group {m // 10:03d}"\n'
+        'type = "http"\nurl = "http://127.0.0.1:9/"\ninterval = "60s"\n'
+        for m in range(monitors)
+    ]
+    path.write_text("\n".join(parts))
+
+
+def synthesize(config_path: pathlib.Path, monitors: int, days: int, now_ms: int) -> None:
+    """Derived tables for `days`, rollups for a day, raw results for 3 hours."""
+    from prober.config import load_config
+    from prober.incidents import Tracker
+    from prober.results import Outcome
+    from prober.store import rollups
+    from prober.store.db import connect_raw, open_engine
+    from prober.store.ledger import TrackSpec
+    from prober.store.writer import register
+
+    hour, minute = 3_600_000, 60_000
+    config = load_config(config_path)
+    open_engine(config.database_path).dispose()
+    conn = connect_raw(config.database_path)
+    ids, loc = register(conn, config.settings.location, [(m.id, "http") for m in config.monitors])
+    rng = random.Random(7)
+    begin = now_ms - days * 86_400_000
+    raw_from = (now_ms - 3 * hour) // hour * hour
+    rolled = raw_from  # hours before are rolled up (synthetic), after are raw
+    conn.execute("BEGIN")
+    for m in config.monitors:
+        mid, spec = ids[m.id], TrackSpec.of(m)
+        phase = rng.randrange(minute)
+        last = (now_ms - phase) // minute * minute + phase - minute
+        gap = begin + rng.randrange(days * 86_400_000 - 6 * hour)
+        conn.execute("INSERT INTO coverage VALUES (?, ?, ?, ?)", (mid, loc, begin, gap))
+        conn.execute("INSERT INTO coverage VALUES (?, ?, ?, NULL)", (mid, loc, gap + 10 * minute))
+        conn.executemany(
+            "INSERT INTO transition VALUES (?, ?, ?, ?, ?)",
+            [(mid, loc, gap, "up", "unknown"), (mid, loc, gap + 10 * minute, "unknown", "up")],
+        )
+        for _ in range(rng.randint(0, 6)):
+            start = begin + rng.randrange(days * 86_400_000 - 6 * hour)
+            end = start + rng.choice((3, 5, 30, 90)) * minute
+            conn.execute(
+                "INSERT OR IGNORE INTO incident VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (mid, loc, start, start + 2 * minute, end, end, "timeout after 10s"),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO transition VALUES (?, ?, ?, ?, ?)",
+                [(mid, loc, start, "up", "down"), (mid, loc, end, "down", "up")],
+            )
+        tracker = Tracker(spec.rule)
+        tracker.step(last, Outcome.UP, None)
+        conn.execute(
+            "INSERT INTO monitor_state VALUES (?, ?, ?, ?)",
+            (mid, loc, last, json.dumps(tracker.to_dict())),
+        )
+        first_raw = last - (last - raw_from) // minute * minute
+        conn.executemany(
+            "INSERT INTO result (monitor_id, ts_ms, location_id, outcome, latency_us)"
+            " VALUES (?, ?, ?, 1, ?)",
+            [
+                (mid, ts, loc, rng.randint(15_000, 250_000))
+                for ts in range(first_raw, last + 1, minute)
+            ],
+        )
+        for h in range(rolled - 26 * hour, rolled, hour):
+            hist = rollups.Histogram(
+                {rng.randint(15, 99): 30, rng.randint(100, 250) // 10 * 10: 30}
+            )
+            conn.execute(
+                "INSERT INTO rollup_hour (monitor_id, location_id, hour_ms, up, degraded, down,"
+                " unknown, lat_count, lat_sum_us, lat_min_us, lat_max_us, hist)"
+                " VALUES (?, ?, ?, 60, 0, 0, 0, 60, 6000000, 15000, 250000, ?)",
+                (mid, loc, h, hist.to_json()),
+            )
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_until_ms', ?)", (str(rolled),)
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def writer_process(config_path: pathlib.Path) -> None:
+    """One result a minute per monitor, on its own phase, until killed."""
+    from prober.config import load_config
+    from prober.results import CheckResult, Outcome
+    from prober.store.ledger import TrackSpec
+    from prober.store.writer import Observation, ResultWriter
+
+    config = load_config(config_path)
+    writer = ResultWriter(
+        config.database_path, config.settings.location, [TrackSpec.of(m) for m in config.monitors]
+    )
+    writer.start()
+    ids = [m.id for m in config.monitors]
+    flapping = set(ids[11 : 11 + FLAPPING])
+    per_tick = max(1, len(ids) // 600)  # 600 ticks of 0.1 s a minute
+    at = 0
+    tick = time.monotonic()
+    print("ready", flush=True)
+    while True:
+        now = dt.datetime.now(dt.UTC)
+        for m in ids[at : at + per_tick]:
+            down = m in flapping and (now.minute // 4) % 2 == 0
+            result = (
+                CheckResult(Outcome.DOWN, 10.0, error="timeout")
+                if down
+                else CheckResult(Outcome.UP, float(random.randint(15, 250)))
+            )
+            writer.submit(Observation(m, now, result))
+        at = (at + per_tick) % len(ids)
+        tick += 0.1
+        time.sleep(max(0.0, tick - time.monotonic()))
+
+
+def refresh_bench(monitors: int, days: int, seconds: int, keep: bool) -> None:
+    import threading
+    import tracemalloc
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prober.config import load_config
+    from prober.store.db import connect_raw
+    from statuspage.incremental import Incremental
+
+    work = pathlib.Path(tempfile.mkdtemp(prefix="prober-refresh-"))
+    config_path = work / "monitors.toml"
+    refresh_config(config_path, monitors, days)
+    log(f"synthesizing {monitors} monitors x {days} days in {work}")
+    begun = time.perf_counter()
+    synthesize(config_path, monitors, days, int(time.time() * 1000))
+    log(f"database in {time.perf_counter() - begun:.0f}s")
+    config = load_config(config_path)
+    children = Children()
+    pool = ThreadPoolExecutor(1)  # the snapshot thread, as in the Publisher
+
+    def timed(state: Incremental, conn: sqlite3.Connection) -> tuple[float, float, bool]:
+        t0, w0 = time.thread_time(), time.perf_counter()
+        state.refresh(conn, config, dt.datetime.now(dt.UTC))
+        return time.thread_time() - t0, time.perf_counter() - w0, state.full
+
+    try:
+        with terminate_as_interrupt():
+            proc = children.start(
+                [sys.executable, __file__, "--writer", str(config_path)],
+                stdout=subprocess.PIPE,
+            )
+            assert proc.stdout is not None
+            proc.stdout.readline()  # "ready": its ledger has loaded
+            time.sleep(2)  # wait for the first batches (results flowing)
+            conn = connect_raw(config.database_path)
+            state = Incremental()
+            cpu, wall, full = pool.submit(timed, state, conn).result()
+            log(f"first build: {cpu * 1000:.0f} ms CPU ({wall * 1000:.0f} ms wall), full={full}")
+            steady: list[float] = []
+            fulls = 0
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                time.sleep(5)
+                c, w, f = pool.submit(timed, state, conn).result()
+                fulls += f
+                steady.append(c)
+                log(f"refresh: {c * 1000:.1f} ms CPU ({w * 1000:.1f} ms wall) full={f}")
+            children.stop_all()
+            # memory: the kept state and its snapshot, then the snapshot alone
+            tracemalloc.start()
+            fresh = Incremental()
+            snap = pool.submit(fresh.refresh, conn, config, dt.datetime.now(dt.UTC)).result()
+            both = tracemalloc.get_traced_memory()[0]
+            del fresh
+            alone = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            conn.close()
+            steady.sort()
+            log(
+                f"RESULT monitors={monitors} days={days} first_build_cpu_ms={cpu * 1000:.0f} "
+                f"refresh_cpu_ms median={steady[len(steady) // 2] * 1000:.1f} "
+                f"max={steady[-1] * 1000:.1f} n={len(steady)} full_refreshes={fulls} "
+                f"snapshot_mb={alone / 1e6:.1f} kept_state_mb={(both - alone) / 1e6:.1f} "
+                f"monitors_shown={len(snap.monitors)} threads={threading.active_count()}"
+            )
+    finally:
+        children.stop_all()
+        pool.shutdown()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--writer":
+        writer_process(pathlib.Path(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--monitors", type=int, default=100)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--no-docs", action="store_true", help="do not update BENCHMARKS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--wrk-seconds", type=int, default=WRK["seconds"], help=argparse.SUPPRESS)
+    parser.add_argument("--refresh", action="store_true", help="the kept snapshot's cost")
+    parser.add_argument("--seconds", type=int, default=60, help="--refresh: steady state")
     args = parser.parse_args()
     WRK["seconds"] = args.wrk_seconds
+    if args.refresh:
+        refresh_bench(args.monitors, args.days, args.seconds, args.keep)
+        return
 
     ensure_tools()
     OUT.mkdir(parents=True, exist_ok=True)

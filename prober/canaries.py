@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
 from prober.config.monitors import HttpMonitor, ProbingMonitor, TcpMonitor
 from prober.redact import redact_url
+from prober.results import CheckResult, Outcome
 
 log = logging.getLogger(__name__)
 

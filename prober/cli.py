@@ -20,7 +20,6 @@ from prober.alerts import channels
 from prober.alerts.channels import NotifyError, SendContext
 from prober.alerts.dispatcher import notify_test_message
 from prober.canaries import Canaries
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
 from prober.checks.session import open_shared
 from prober.config import Config, ConfigError, load_config
@@ -28,6 +27,7 @@ from prober.config.monitors import ProbeMonitor, ProbingMonitor
 from prober.config.settings import Notifier
 from prober.errors import UserError
 from prober.redact import Redactor
+from prober.results import CheckResult, Outcome
 
 
 class UsageError(Exception):

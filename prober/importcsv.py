@@ -35,9 +35,9 @@ from itertools import pairwise, starmap
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from prober.checks.result import Outcome
 from prober.isotime import DAY_MS, MAX_MS, MIN_MS, isoformat_ms
 from prober.isotime import common_pieces as _common_pieces
+from prober.results import Outcome
 from prober.store.tables import OUTCOME_CODES
 
 if TYPE_CHECKING:

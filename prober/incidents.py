@@ -35,8 +35,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from prober.checks.result import Outcome
 from prober.config.types import DownAfter
+from prober.results import Outcome
 
 Sample = tuple[int, Outcome, str | None]
 

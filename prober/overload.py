@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from prober.checks.result import CheckResult, Outcome
+from prober.results import CheckResult, Outcome
 
 log = logging.getLogger(__name__)
 

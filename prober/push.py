@@ -31,9 +31,9 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from prober import maintenance
-from prober.checks.result import CheckResult, Outcome
 from prober.config.durations import format_duration
 from prober.config.monitors import PushMonitor
+from prober.results import CheckResult, Outcome
 from prober.timeline import from_ms
 
 log = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from prober.canaries import Canaries
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
 from prober.config.monitors import ProbingMonitor
 from prober.overload import Overload, Stalls, excuse
+from prober.results import CheckResult, Outcome
 
 log = logging.getLogger(__name__)
 

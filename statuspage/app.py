@@ -42,6 +42,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 # to prober.push.PushHub in the probing process; tests may pass a plain function
 PushReceiver = Callable[[str, str, Mapping[str, str]], tuple[int, str] | Awaitable[tuple[int, str]]]
 PUSH: web.AppKey[PushReceiver] = web.AppKey("push")
+BEFORE_SCRAPE: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("before_scrape")
 PUSH_BODY_LIMIT = 4096  # bytes of a push request's body read (and dropped) at most
 
 HTML = "text/html; charset=utf-8"
@@ -211,6 +212,9 @@ async def push(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    before = request.app.get(BEFORE_SCRAPE)
+    if before is not None:  # the web process asks the probing process for its families
+        await before()
     body = prometheus_client.generate_latest(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
@@ -234,8 +238,11 @@ def create_app(
     metrics_registry: prometheus_client.CollectorRegistry | None = None,
     publisher: Publisher | None = None,
     push_receiver: PushReceiver | None = None,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    if before_scrape is not None:
+        app[BEFORE_SCRAPE] = before_scrape
     if push_receiver is not None:
         app[PUSH] = push_receiver
     app[CONFIG] = config

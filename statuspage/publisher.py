@@ -1,12 +1,14 @@
 """The current Snapshot, and every body rendered from it: built once per change of data.
 
 A burst of visitors never reaches the database or the templates: requests are answered
-from memory. The snapshot is rebuilt in the background when the database changed
+from memory. The snapshot is refreshed in the background when the database changed
 (SQLite's `PRAGMA data_version` moves on every commit by another connection) and the
 current one is at least `min_age` old, or when it is `max_age` old whatever happened
-(times on the page move on: "last updated", stale results, maintenance starting). Each
-body (a page in one language, a JSON document, a feed, a badge) is rendered on first
-request after a rebuild, once, in a worker thread, and kept with its gzip form and ETag.
+(times on the page move on: "last updated", stale results, maintenance starting). A
+refresh reads only what changed since the last one (statuspage.incremental); the first,
+and any after a config reload or a rewrite of history (import, prune), reads everything.
+Each body (a page in one language, a JSON document, a feed, a badge) is rendered on first
+request after a refresh, once, in a worker thread, and kept with its gzip form and ETag.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable, Hashable
 
 from prober.config import Config
 from prober.store.db import connect_raw
-from statuspage.build import build_snapshot
+from statuspage.incremental import Incremental
 from statuspage.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,10 @@ class Rendered:
 Render = Callable[[Snapshot], str | bytes | None]
 
 
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class Publisher:
     def __init__(
         self,
@@ -55,6 +61,7 @@ class Publisher:
         max_age: float = 60.0,
         check_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
         self._config = config
         self._path: pathlib.Path = config.database_path
@@ -62,6 +69,8 @@ class Publisher:
         self._max_age = max_age
         self._check_every = check_every
         self._clock = clock
+        self._wall = wall
+        self._state = Incremental()  # used on the snapshot thread only
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snapshot")
         self._conn: sqlite3.Connection | None = None
         self._snapshot: Snapshot | None = None
@@ -87,7 +96,8 @@ class Publisher:
         return self._config
 
     def reconfigure(self, config: Config) -> None:
-        """A reloaded config: the next check rebuilds the snapshot from it."""
+        """A reloaded config: the next check rebuilds the snapshot from it (all of it: the
+        kept state belongs to the old config)."""
         self._config = config
         self._built_at = -float("inf")
 
@@ -129,8 +139,9 @@ class Publisher:
         self._executor.shutdown(wait=True)
 
     async def _due(self) -> bool:
-        # A build costs CPU the requests would like (about 2.5 ms per monitor): never
-        # spend more than a tenth of the time building, however many monitors there are.
+        # A refresh costs CPU the requests would like: never spend more than a tenth of the
+        # time refreshing, however many monitors there are. The cost is that of the last
+        # incremental refresh; a full build (start, reload, import) is rare and not a pace.
         spacing = 10 * self._build_seconds
         age = self._clock() - self._built_at
         if self._snapshot is None or age >= max(self._max_age, spacing):
@@ -154,24 +165,27 @@ class Publisher:
     async def _build(self) -> Snapshot:
         loop = asyncio.get_running_loop()
         started = self._clock()
-        snapshot, version = await loop.run_in_executor(self._executor, self._read)
+        snapshot, version, full = await loop.run_in_executor(self._executor, self._read)
         self._snapshot, self._data_version = snapshot, version
         self._built_at = started
         self._version += 1
         self._bodies = {k: v for k, v in self._bodies.items() if k[0] == self._version}  # type: ignore[index]
         self.builds += 1
-        self._build_seconds = self._clock() - started
-        log.debug("status page snapshot built seconds=%.3f", self._build_seconds)
+        seconds = self._clock() - started
+        if not full:
+            self._build_seconds = seconds
+        log.debug("status page snapshot built seconds=%.3f full=%s", seconds, full)
         for key, render, content_type in self._warm:
             await self.rendered(key, render, content_type)
         return snapshot
 
-    def _read(self) -> tuple[Snapshot, int]:
+    def _read(self) -> tuple[Snapshot, int, bool]:
         """On the snapshot thread: the data version, then the snapshot (so a commit in
-        between makes the next check rebuild, never miss)."""
+        between makes the next check refresh, never miss). Also whether it read all."""
         version = self._read_version()
         assert self._conn is not None
-        return build_snapshot(self._conn, self._config, dt.datetime.now(dt.UTC)), version
+        snapshot = self._state.refresh(self._conn, self._config, self._wall())
+        return snapshot, version, self._state.full
 
     def _read_version(self) -> int:
         if self._conn is None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from prober import cli
-from prober.checks.result import CheckResult, Outcome
+from prober.results import CheckResult, Outcome
 from prober.store import queries
 from prober.store.db import check_integrity, open_engine
 from prober.store.ledger import TrackSpec

@@ -19,8 +19,8 @@ from aiohttp import web
 
 from prober.canaries import Canaries
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome, down
 from prober.config.monitors import ProbingMonitor
+from prober.results import CheckResult, Outcome, down
 from prober.scheduler import ProbeScheduler
 from tests.support.hostile import closed_port
 from tests.support.monitors import monitor

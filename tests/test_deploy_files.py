@@ -161,7 +161,7 @@ def test_compose_matches_the_dockerfile_and_the_unit() -> None:
     assert "healthcheck:" not in COMPOSE, "the image's HEALTHCHECK is inherited"
     service = unit()["Service"]
     assert f"stop_grace_period: {service['TimeoutStopSec']}s" in COMPOSE
-    assert service["MemoryMax"].lower() == "256m"
+    assert service["MemoryMax"].lower() == "512m"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")

@@ -10,7 +10,6 @@ import json
 
 import pytest
 
-from prober.checks.result import Outcome
 from prober.config.durations import parse_duration
 from prober.config.types import DownAfter
 from prober.incidents import (
@@ -26,6 +25,7 @@ from prober.incidents import (
     Transition,
     derive,
 )
+from prober.results import Outcome
 
 MIN = 60_000
 _OUTCOMES = {"U": Outcome.UP, "G": Outcome.DEGRADED, "D": Outcome.DOWN, "?": Outcome.UNKNOWN}

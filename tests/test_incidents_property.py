@@ -9,7 +9,6 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prober.checks.result import Outcome
 from prober.config.types import DownAfter
 from prober.incidents import (
     Derivation,
@@ -22,6 +21,7 @@ from prober.incidents import (
     Transition,
     derive,
 )
+from prober.results import Outcome
 
 _ERRORS = [None, "", "timeout", "status 503 not in [200]"]
 _GAPS = st.integers(min_value=1, max_value=200_000)

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome, down
 from prober.clock import SystemClock
 from prober.config.monitors import ProbingMonitor
 from prober.metrics import OverloadCollector
 from prober.overload import Overload, Stalls, excuse
+from prober.results import CheckResult, Outcome, down
 from prober.scheduler import ProbeScheduler
 from statuspage.health import Health
 from tests.support.hostile import closed_port

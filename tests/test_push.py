@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 
 from prober import push
-from prober.checks.result import CheckResult
 from prober.config.monitors import PushMonitor
 from prober.push import BURST, PushHub
+from prober.results import CheckResult
 from prober.timeline import to_ms
 from tests.support.net import free_port
 

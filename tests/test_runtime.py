@@ -196,6 +196,10 @@ def test_web_process_is_restarted_and_leaves_with_its_parent(
         assert status == 404
         status, health = _get(f"http://127.0.0.1:{listen}/healthz")
         assert status == 200 and b'"scheduler_running":true' in health
+        status, scraped = _get(f"http://127.0.0.1:{listen}/metrics")
+        assert status == 200
+        assert b"prober_checks_overloaded_total 0.0" in scraped  # the probing process's
+        assert b"probe_success{" in scraped  # and the page's own
         # kill -9 of the parent: the web process goes too, and frees the port.
         run.stop(signal.SIGKILL)
         until(lambda: not _alive(second), within=15)

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.config.monitors import ProbingMonitor
+from prober.results import CheckResult, Outcome
 from prober.scheduler import ProbeScheduler, lateness, next_due, phase_offset
 from tests.support.monitors import monitor
 

@@ -18,8 +18,8 @@ import prometheus_client
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from prober.checks.result import CheckResult, Outcome
 from prober.config.load import load_config
+from prober.results import CheckResult, Outcome
 from prober.store.db import open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prober.checks import dns, http, tcp, tls
-from prober.checks.result import CheckResult
+from prober.results import CheckResult
 
 CheckFn = Callable[[Any, Any], Awaitable[CheckResult]]
 

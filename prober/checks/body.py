@@ -7,8 +7,8 @@ import json
 import aiohttp
 import regex
 
-from prober.checks.result import AssertionResult
 from prober.config.monitors import HttpMonitor
+from prober.results import AssertionResult
 
 CHUNK = 64 * 1024
 _SNIPPET = 60

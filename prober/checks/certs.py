@@ -10,7 +10,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from prober.checks.result import Certificate
+from prober.results import Certificate
 
 _ENCODING_DER = 2  # _ssl.ENCODING_DER; public as ssl.ENCODING_DER only on newer Pythons
 

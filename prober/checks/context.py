@@ -8,9 +8,9 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from prober.checks.result import Phases
 from prober.clock import Clock
 from prober.redact import Redactor
+from prober.results import Phases
 
 if TYPE_CHECKING:
     import aiohttp

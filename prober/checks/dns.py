@@ -25,10 +25,10 @@ import dns.reversename
 
 from prober.checks.context import CheckContext
 from prober.checks.dnsanswer import missing, read_answer
-from prober.checks.result import AssertionResult, CheckResult, Outcome, down
 from prober.config.durations import format_duration
 from prober.config.monitors import DnsMonitor
 from prober.config.types import parse_host_port
+from prober.results import AssertionResult, CheckResult, Outcome, down
 
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: no IP fragmentation; bigger -> TC -> TCP
 

@@ -19,8 +19,8 @@ from prober.checks import body as body_mod
 from prober.checks.certs import describe_verify_error, earliest_expiry, peer_chain
 from prober.checks.context import CheckContext
 from prober.checks.netguard import Guard, current_guard
-from prober.checks.result import Certificate, CheckResult, Outcome, down
 from prober.config.monitors import HttpMonitor
+from prober.results import Certificate, CheckResult, Outcome, down
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 

@@ -8,9 +8,9 @@ import logging
 
 from prober.checks import CHECKS
 from prober.checks.context import PHASE_WORDS, CheckContext, PhaseTimer, Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.config.durations import format_duration
 from prober.config.monitors import ProbingMonitor
+from prober.results import CheckResult, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import asyncio
 
 from prober.checks import tls
 from prober.checks.context import CheckContext
-from prober.checks.result import Certificate, CheckResult, Outcome, down
 from prober.config.durations import format_duration
 from prober.config.monitors import TcpMonitor
+from prober.results import Certificate, CheckResult, Outcome, down
 
 MAX_EXPECT = 64 * 1024
 PREVIEW = 60  # characters of the reply quoted in an error

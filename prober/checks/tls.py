@@ -18,8 +18,8 @@ from typing import Any
 
 from prober.checks.certs import describe_verify_error, earliest_expiry, peer_chain
 from prober.checks.context import CheckContext
-from prober.checks.result import Certificate, CheckResult, Outcome, down
 from prober.config.monitors import TlsMonitor
+from prober.results import Certificate, CheckResult, Outcome, down
 
 CLOSE_GRACE = 0.5  # seconds a peer gets to finish a polite close before it is dropped
 DEADLINE_MARGIN = 0.05  # our own waits end this much before the caller's deadline

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported in judge(): prober.checks imports this package at load
-    from prober.checks.result import AssertionResult
+    from prober.results import AssertionResult
 
 _RANGE = re.compile(r"([1-5])xx|(\d{3})\s*-\s*(\d{3})|(\d{3})", re.IGNORECASE)
 
@@ -84,7 +84,7 @@ class JsonAssertion:
     expected: Any = None
 
     def judge(self, document: Any) -> AssertionResult:
-        from prober.checks.result import AssertionResult
+        from prober.results import AssertionResult
 
         actual = _walk(document, self.path)
         name = f"json {self.text}"

@@ -29,7 +29,6 @@ from prober import push
 from prober.alerts.dispatcher import Dispatcher
 from prober.alerts.outbox import Outbox, Routes
 from prober.canaries import Canaries
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.session import open_shared
 from prober.config import Config
 from prober.config.monitors import ProbeMonitor, ProbingMonitor, PushMonitor
@@ -39,6 +38,7 @@ from prober.metrics import registry as metrics_registry
 from prober.push import PushHub
 from prober.redact import Redactor
 from prober.reload import Reloader, pid_path
+from prober.results import CheckResult, Outcome
 from prober.runtime import control
 from prober.runtime.lock import RunLock
 from prober.runtime.signals import EarlyStop

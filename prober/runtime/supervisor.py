@@ -58,6 +58,11 @@ class WebProcess:
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
+            if not stop.is_set() and proc.returncode == 0:
+                # It exits 0 only on SIGTERM: most likely everyone is being stopped (a
+                # terminal's Ctrl-C, systemd's control group); give our own signal a moment.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
             if stop.is_set():
                 await self._terminate(proc, exited)
                 return

@@ -43,7 +43,7 @@ from statuspage.publisher import Publisher
 log = logging.getLogger(__name__)
 
 NICENESS = 10  # visitors wait for CPU before a check does
-POLL_EVERY = 1.0  # seconds between reads of the probing process's health and metrics
+POLL_EVERY = 1.0  # seconds: the probing process's health and metrics are asked at most this often
 SILENT_AFTER = 5.0  # seconds without an answer before /healthz says the prober is gone
 MONTHLY_EVERY = 3600.0
 
@@ -91,12 +91,6 @@ class Remote:
             log.debug("probing process did not answer: %s", exc)
             return
         self._health, self._metrics, self._answered = health, metrics, time.monotonic()
-
-    async def run(self) -> None:
-        """Keep the metrics fresh (a Prometheus collector cannot wait)."""
-        while True:
-            await asyncio.sleep(POLL_EVERY)
-            await self.refresh()
 
     async def report(self) -> dict[str, object]:
         await self.refresh()
@@ -159,7 +153,14 @@ async def serve(launch: Launch) -> None:
     publisher = Publisher(state.config)
     registry = prometheus_client.CollectorRegistry()
     registry.register(remote.collector())
-    app = create_app(state.config, remote, registry, publisher, push_receiver=gate.receive)
+    app = create_app(
+        state.config,
+        remote,
+        registry,
+        publisher,
+        push_receiver=gate.receive,
+        before_scrape=remote.refresh,
+    )
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()  # builds a small page before it listens: see statuspage.app
     await web.SockSite(runner, socket.socket(fileno=launch.listen_fd)).start()
@@ -175,10 +176,7 @@ async def serve(launch: Launch) -> None:
         log.info("status page: config reloaded")
 
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
-    tasks = [
-        asyncio.create_task(remote.run()),
-        asyncio.create_task(_monthly_reports(publisher)),
-    ]
+    tasks = [asyncio.create_task(_monthly_reports(publisher))]
     await client.ready(os.getpid())
     try:
         await stop.wait()

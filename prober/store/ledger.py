@@ -24,14 +24,34 @@ from collections.abc import Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from prober import maintenance
-from prober.checks.result import Outcome
 from prober.config.monitors import MonitorBase, ProbeMonitor, PushMonitor
 from prober.config.types import DownAfter
 from prober.incidents import Change, Opened, Resolved, Rule, Tracker, Transition
+from prober.results import Outcome
 from prober.store.tables import OUTCOMES_BY_CODE
 from prober.timeline import to_ms
 
 CRON_PUSH_COVER_S = 2 * 86_400.0  # a push monitor with neither period nor cron (never)
+
+# meta key: a counter bumped by every write that rewrites derived history rather than
+# appending to it (an import's rebuild, a prune, a replay at load that changed something).
+# A reader that keeps derived state between reads (the status page) starts over when it
+# moves; live results never bump it.
+REWRITES_KEY = "rewrites"
+
+
+def mark_rewritten(conn: sqlite3.Connection) -> None:
+    """Bump `meta.rewrites`, inside the caller's transaction (or on its own)."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, '1')"
+        " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        (REWRITES_KEY,),
+    )
+
+
+def rewrites(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (REWRITES_KEY,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,7 +135,7 @@ class Ledger:
     def load(self, conn: sqlite3.Connection) -> int:
         """Restore every monitor's tracker and coverage; replay results newer than the
         saved state (inside one transaction). Returns the number of results replayed."""
-        replayed = 0
+        replayed = changed = 0
         loc = self._location_id
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -152,9 +172,14 @@ class Ledger:
                     track.last_ts = last[0]
                     track.last_known = OUTCOMES_BY_CODE[last[1]] is not Outcome.UNKNOWN
                 for ts_ms, code, error in pending:
-                    self._step(conn, track, ts_ms, OUTCOMES_BY_CODE[code], error, coverage=False)
+                    steps = self._step(
+                        conn, track, ts_ms, OUTCOMES_BY_CODE[code], error, coverage=False
+                    )
+                    changed += len(steps)
                     replayed += 1
                 self._save_state(conn, track)
+            if changed:  # transitions or incidents written with no new result behind them
+                mark_rewritten(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -263,6 +288,7 @@ def rebuild(
     """Re-derive one monitor's transitions, incidents, coverage and state from all of its
     results (time-ordered (ts_ms, outcome code, error)), inside the caller's transaction:
     what an import does, and exactly what live ingestion would have produced."""
+    mark_rewritten(conn)
     for table in ("transition", "incident", "coverage", "monitor_state"):
         conn.execute(
             f"DELETE FROM {table} WHERE monitor_id = ? AND location_id = ?",  # noqa: S608

@@ -11,7 +11,7 @@ import sqlalchemy
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from prober.checks.result import Outcome
+from prober.results import Outcome
 from prober.store.tables import OUTCOMES_BY_CODE, MonitorRow, ResultRow
 
 

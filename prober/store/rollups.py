@@ -27,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from prober import timeline
-from prober.checks.result import Outcome
+from prober.results import Outcome
 from prober.store.tables import OUTCOME_CODES
 
 HOUR_MS = 3_600_000
@@ -331,6 +331,36 @@ def from_raw(
     the part of a window not rolled up yet."""
     groups = conn.execute(_HOUR_GROUPS, (monitor_id, start_ms, end_ms, location_id))
     return combine(_hour_rollup(hour) for _, hour in itertools.groupby(groups, _hour_of))
+
+
+# _HOUR_GROUPS for many monitors at once, each from its own start: the key (monitor_id,
+# ts_ms, location_id) serves each monitor's range (one SEARCH per json_each row).
+_MANY_HOUR_GROUPS = f"""
+SELECT r.monitor_id, r.ts_ms - r.ts_ms % {HOUR_MS} AS hour_ms, r.outcome, count(*),
+  count(r.latency_us), sum(r.latency_us), min(r.latency_us), max(r.latency_us),
+  group_concat({BUCKET_SQL.replace("latency_us", "r.latency_us")})
+FROM json_each(?) AS j
+JOIN result AS r ON r.monitor_id = j.value ->> 0 AND r.ts_ms >= j.value ->> 1
+WHERE r.ts_ms < ? AND r.location_id = ?
+GROUP BY r.monitor_id, hour_ms, r.outcome
+ORDER BY r.monitor_id, hour_ms
+"""  # noqa: S608  (constants only; values are bound)
+
+
+def from_raw_hours(
+    conn: sqlite3.Connection, starts: dict[int, int], location_id: int, end_ms: int
+) -> dict[int, dict[int, Rollup]]:
+    """`from_raw` of every UTC hour with results in [starts[monitor], end_ms), for many
+    monitors in one query: {monitor_id: {hour_ms: rollup}}. Each start is an hour's."""
+    found: dict[int, dict[int, Rollup]] = {}
+    if not starts:
+        return found
+    groups = conn.execute(
+        _MANY_HOUR_GROUPS, (json.dumps(list(starts.items())), end_ms, location_id)
+    )
+    for (mid, hour_ms), rows in itertools.groupby(groups, lambda g: (g[0], g[1])):
+        found.setdefault(mid, {})[hour_ms] = _hour_rollup(g[1:] for g in rows)
+    return found
 
 
 def _local_midnight_ms(day: dt.date, tz: ZoneInfo) -> int:

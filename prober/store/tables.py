@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
-from prober.checks.result import Outcome
+from prober.results import Outcome
 
 # Bump with a step in prober/store/migrations.py (MIGRATIONS[n]: n-1 -> n) and a test there.
 SCHEMA_VERSION = 2

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from prober import timeline
 from prober.alerts import outbox
 from prober.store import rollups
+from prober.store.ledger import mark_rewritten
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class Upkeep:
         cutoff = now_ms - self._retention_ms
         deleted = rollups.prune(conn, self._location_id, cutoff, self._monitor_ids)
         outbox.forget(conn, cutoff)  # alerts sent (or given up) as long ago as pruned results
+        if deleted:
+            mark_rewritten(conn)  # readers keeping state start over (statuspage.incremental)
         if deleted and cutoff // HOUR_MS * HOUR_MS > pruned_before(conn):
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from prober.alerts.outbox import Outbox, Routes
-from prober.checks.result import CheckResult
 from prober.incidents import Change, Opened, Resolved
+from prober.results import CheckResult
 from prober.store.db import connect_raw
 from prober.store.ledger import Ledger, TrackSpec
 from prober.store.tables import OUTCOME_CODES

@@ -15,9 +15,9 @@ import aiohttp
 
 from prober.alerts.dispatcher import Dispatcher
 from prober.alerts.outbox import Outbox, Routes
-from prober.checks.result import Certificate, CheckResult, Outcome
 from prober.config import Config
 from prober.config.load import load_config
+from prober.results import Certificate, CheckResult, Outcome
 from prober.store.db import open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import NetworkChange, Observation, ResultWriter

@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from prober.checks.result import Certificate, Outcome
+from prober.results import Certificate, Outcome
 from tests.alerts.rig import Rig, alert_rows, settle, write_config
 from tests.support.sink import Sink, running_sink
 

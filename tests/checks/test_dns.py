@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
+from prober.results import CheckResult, Outcome
 from tests.support.dnsserver import Behaviour, DnsServer
 from tests.support.monitors import monitor
 

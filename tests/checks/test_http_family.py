@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 
 from prober.checks.context import Shared
-from prober.checks.result import Outcome
 from prober.checks.runner import run_check
+from prober.results import Outcome
 from tests.support.monitors import monitor
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
+from prober.results import CheckResult, Outcome
 from tests.support import hostile
 from tests.support.hostile import finishes_within, peak_memory, serve
 from tests.support.monitors import monitor

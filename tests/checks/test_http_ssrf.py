@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestServer
 
 from prober.checks.context import Shared
 from prober.checks.netguard import IpAddress
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
 from prober.checks.session import open_shared
+from prober.results import CheckResult, Outcome
 from tests.support.hostile import finishes_within
 from tests.support.monitors import monitor
 

@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
+from prober.results import CheckResult, Outcome
 from tests.support.monitors import monitor
 from tests.support.pki import CA_NAME, Pki
 

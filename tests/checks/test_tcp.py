@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
 from prober.checks.tcp import MAX_EXPECT
+from prober.results import CheckResult, Outcome
 from tests.support.hostile import closed_port, finishes_within
 from tests.support.monitors import monitor
 from tests.support.pki import CA_NAME, Pki, StreamServer, banner, echo, hold

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from prober.checks.context import Shared
-from prober.checks.result import CheckResult, Outcome
 from prober.checks.runner import run_check
+from prober.results import CheckResult, Outcome
 from tests.support.hostile import closed_port, finishes_within
 from tests.support.monitors import monitor
 from tests.support.pki import CA_NAME, Pki, StreamServer, deaf_after_handshake, hold, sni_router

@@ -11,9 +11,9 @@ import pathlib
 import pytest
 from aiohttp.test_utils import TestClient
 
-from prober.checks.result import Certificate, CheckResult, Outcome
 from prober.config import load_config
 from prober.config.load import Config
+from prober.results import Certificate, CheckResult, Outcome
 from prober.store.db import open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter

@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from prober.checks.result import CheckResult, Outcome
 from prober.config import load_config
 from prober.config.load import Config
+from prober.results import CheckResult, Outcome
 from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter

@@ -14,10 +14,10 @@ import xml.etree.ElementTree as ET
 import feedparser
 import markupsafe
 
-from prober.checks.result import Certificate, CheckResult, Outcome
 from prober.cli import main
 from prober.config import load_config
 from prober.config.load import Config
+from prober.results import Certificate, CheckResult, Outcome
 from prober.store.db import open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter

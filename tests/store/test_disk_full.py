@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from prober.checks.result import CheckResult, Outcome
+from prober.results import CheckResult, Outcome
 from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.schema import CreateTable
 
-from prober.checks.result import CheckResult, Outcome
 from prober.config.types import DownAfter
 from prober.incidents import Rule, derive
+from prober.results import CheckResult, Outcome
 from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec, rebuild
 from prober.store.tables import OUTCOME_CODES
@@ -175,7 +175,7 @@ def _schema(conn: sqlite3.Connection) -> None:
 
     from prober.store import tables
 
-    for table in (tables.TransitionRow, tables.IncidentRow, tables.CoverageRow):
+    for table in (tables.TransitionRow, tables.IncidentRow, tables.CoverageRow, tables.MetaRow):
         ddl = str(CreateTable(SQLModel.metadata.tables[table.__tablename__]))  # type: ignore[attr-defined]
         conn.execute(ddl)
     conn.execute(

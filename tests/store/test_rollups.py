@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prober.checks.result import Outcome
+from prober.results import Outcome
 from prober.store.db import connect_raw, open_engine
 from prober.store.rollups import (
     BUCKET_SQL,

@@ -14,7 +14,7 @@ import time
 import pytest
 import sqlalchemy
 
-from prober.checks.result import AssertionResult, Certificate, CheckResult, Outcome, Phases
+from prober.results import AssertionResult, Certificate, CheckResult, Outcome, Phases
 from prober.store import queries
 from prober.store.db import SchemaError, open_engine
 from prober.store.ledger import TrackSpec
@@ -139,7 +139,7 @@ def test_kill_9_loses_no_committed_result(tmp_path: pathlib.Path) -> None:
     script = textwrap.dedent(
         f"""
         import datetime as dt, pathlib, sys, time
-        from prober.checks.result import CheckResult, Outcome
+        from prober.results import CheckResult, Outcome
         from prober.store.db import open_engine
         from prober.store.ledger import TrackSpec
         from prober.store.writer import Observation, ResultWriter

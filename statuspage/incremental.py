@@ -1,0 +1,673 @@
+"""The Snapshot kept between refreshes: each refresh reads only what changed.
+
+`build.build_snapshot` reads every public monitor's 90 days on every call. `Incremental`
+gives the very same Snapshot (tests compare them with ==) from state it keeps:
+
+- per monitor, its coverage, incidents and maintenance as a `Tally` (cumulative monitored,
+  down and maintained ms at each edge), so any window's accounting is a few binary
+  searches giving the integers `timeline.account` gives; its closed day bars; its last
+  result, last transition and 24 hourly latency points; and its last MonitorView with the
+  time until which that view stays exact if no data arrives (`until`);
+- what changed is read in one query: every monitor's results newer than the newest one it
+  has seen (json_each of (monitor, last seen) joined to the result key). Only monitors with
+  new results can have new transitions, incidents or coverage (the ledger writes them with
+  their result); their `monitor_state.as_of_ms` and newest coverage span say whether they
+  did, and only then are coverage, incidents and transitions read again. Their unrolled
+  latency hours are read again from raw results, in one query.
+- a refresh re-reads the whole database (a full build) when `meta.rewrites` moved (imports,
+  prune, a replay at load that changed something: `prober.store.ledger.mark_rewritten`), a
+  monitor was registered, or the config changed.
+
+Assumes, as the scheduler guarantees, that one monitor's results arrive in time order
+(one check at a time): a result older than one already seen is not read until the next
+full build. Hours rolled up since the last refresh keep the points read from their raw
+results (the same rows give the same rollup).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import sqlite3
+from array import array
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from prober import maintenance, timeline
+from prober.config import Config
+from prober.config.monitors import MonitorBase, ProbeMonitor
+from prober.redact import public_text
+from prober.store import rollups, upkeep
+from prober.store.ledger import TrackSpec, rewrites
+from prober.timeline import Spans
+from statuspage.build import (
+    _OUTCOME_STATE,
+    DAY_MS,
+    HOUR_MS,
+    UPCOMING,
+    WINDOWS,
+    _edges,
+    _inside,
+    _Last,
+    _level,
+    _maintenance,
+    _outside,
+    _overall,
+    _quiet_day,
+    _unknown_day,
+)
+from statuspage.snapshot import (
+    DayLevel,
+    DayView,
+    Group,
+    IncidentView,
+    LatencyPoint,
+    MonitorView,
+    Snapshot,
+    State,
+)
+
+FAR = 1 << 53  # "until further notice": the end of an open span or incident
+MON, DOWN, MAINT = 1, 2, 4  # a Tally segment's rate: monitored, down (and monitored), maintained
+MAINT_AHEAD_MS = 8 * DAY_MS  # maintenance spans are expanded this far past now
+
+
+class Tally:
+    """A monitor's time, cut at every edge of its known, incident and maintained spans:
+    monitored / down / maintained ms before each edge, summed. `window()` is then
+    `timeline.account` in three binary searches, in the same integers."""
+
+    __slots__ = ("down", "edges", "maint", "mon", "rate")
+
+    def __init__(self, known: Spans, incidents: Spans, maintained: Spans) -> None:
+        kd, idd, md = _edges(known), _edges(incidents), _edges(maintained)
+        points = sorted({*kd, *idd, *md})
+        rate = bytearray(len(points))
+        for i, at in enumerate(points):
+            if bisect.bisect_right(md, at) % 2:
+                rate[i] = MAINT
+            elif bisect.bisect_right(kd, at) % 2:
+                rate[i] = MON | (DOWN if bisect.bisect_right(idd, at) % 2 else 0)
+        mon, down, maint = array("q", [0]), array("q", [0]), array("q", [0])
+        for i in range(1, len(points)):
+            width, r = points[i] - points[i - 1], rate[i - 1]
+            mon.append(mon[-1] + (width if r & MON else 0))
+            down.append(down[-1] + (width if r & DOWN else 0))
+            maint.append(maint[-1] + (width if r & MAINT else 0))
+        self.edges = array("q", points)
+        self.rate = bytes(rate)
+        self.mon, self.down, self.maint = mon, down, maint
+
+    def sums(self, t: int, reach: int) -> tuple[int, int, int]:
+        """(monitored, down, maintained) ms before t, nothing known from `reach` on: one
+        binary search for the monitored and down sums (cut at reach), one for maintained."""
+        edges, rate = self.edges, self.rate
+        cut = min(t, reach)
+        i = bisect.bisect_right(edges, cut) - 1
+        if i < 0:
+            mon = down = 0
+        else:
+            r, width = rate[i], cut - edges[i]
+            mon = self.mon[i] + (width if r & MON else 0)
+            down = self.down[i] + (width if r & DOWN else 0)
+        if cut != t:
+            i = bisect.bisect_right(edges, t) - 1
+        if i < 0:
+            return mon, down, 0
+        return mon, down, self.maint[i] + (t - edges[i] if rate[i] & MAINT else 0)
+
+    def window(self, lo: int, hi: int, reach: int) -> tuple[int, int, int]:
+        """(monitored, down, maintained) ms in [lo, hi); nothing is known from `reach` on
+        (the open coverage span's end)."""
+        m0, d0, t0 = self.sums(lo, reach)
+        m1, d1, t1 = self.sums(hi, reach)
+        return max(0, m1 - m0), max(0, d1 - d0), t1 - t0
+
+    def rate_at(self, t: int, reach: int) -> int:
+        i = bisect.bisect_right(self.edges, t) - 1
+        r = self.rate[i] if i >= 0 else 0
+        return r & MAINT if t >= reach else r
+
+    def next_change(self, t: int, reach: int) -> int:
+        """The first time after t where rate_at may differ."""
+        i = bisect.bisect_right(self.edges, t)
+        found = self.edges[i] if i < len(self.edges) else FAR
+        return min(found, reach) if t < reach else found
+
+
+class _Kept:
+    """One public monitor's kept state."""
+
+    __slots__ = (
+        "as_of",
+        "closed",
+        "closed_key",
+        "cover_ms",
+        "inc_views",
+        "incidents",
+        "kedges",
+        "known",
+        "last",
+        "latency",
+        "maint_key",
+        "mid",
+        "monitor",
+        "newest_span",
+        "oedges",
+        "open_start",
+        "seen",
+        "since_ms",
+        "stamp",
+        "tally",
+        "target",
+        "until",
+        "view",
+    )
+
+    def __init__(self, monitor: MonitorBase, mid: int | None, target: float, key: tuple[int, ...]):
+        self.monitor = monitor
+        self.mid = mid
+        self.cover_ms = TrackSpec.of(monitor).cover_ms
+        self.target = target
+        self.maint_key = key
+        self.last: _Last | None = None
+        self.seen = -1  # the newest result's ts_ms read so far
+        self.as_of: int | None = None
+        self.newest_span: tuple[int, int | None] | None = None
+        self.since_ms: int | None = None
+        self.known = Spans.empty()  # the open span reaches FAR here; see reach()
+        self.open_start: int | None = None
+        self.incidents: list[tuple[int, int | None]] = []
+        self.inc_views: list[tuple[int, int | None, IncidentView]] = []  # newest first
+        self.tally = Tally(Spans.empty(), Spans.empty(), Spans.empty())
+        self.kedges: list[int] = []
+        self.oedges: list[int] = []
+        self.stamp = 0  # bumps with every new tally
+        self.closed: tuple[DayView, ...] = ()
+        self.closed_key: tuple[object, ...] | None = None
+        self.latency: dict[int, LatencyPoint] = {}
+        self.view: MonitorView | None = None
+        self.until = 0  # the view is exact before this time unless data arrives
+
+    def reach(self) -> int:
+        """Where the open coverage span ends (FAR: no open span), as Reader.stored says."""
+        if self.open_start is None:
+            return FAR
+        base = self.last.ts_ms if self.last is not None and self.last.ts_ms else self.open_start
+        return base + self.cover_ms
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Now:
+    """What every monitor's view shares at one refresh."""
+
+    ms: int
+    tz: ZoneInfo
+    days: list[tuple[dt.date, int, int]]  # (day, start_ms, end_ms), today ending now
+    today_end: int  # the next local midnight
+    hours: list[int]  # the 24 latency hours, oldest first
+    points: dict[int, LatencyPoint]  # an empty point per hour
+    until: int  # next hour or local midnight, whichever first
+
+
+class Incremental:
+    """Keeps the status page's Snapshot; `refresh` reads what changed since the last call."""
+
+    def __init__(self) -> None:
+        self._config: Config | None = None
+        self._kept: list[_Kept] = []
+        self._rewrites = -1
+        self._max_mid: int | None = None
+        self._location_id: int | None = None
+        self._rolled = 0
+        self._maint: dict[tuple[int, ...], tuple[Spans, int]] = {}
+        self._incidents: tuple[IncidentView, ...] = ()
+        self._incident_lists: list[tuple[IncidentView, ...]] = []
+        self.full = False  # whether the last refresh read everything
+        self.full_builds = 0
+
+    def refresh(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
+        """The Snapshot `build_snapshot(conn, config, now)` gives, in one read transaction."""
+        conn.execute("BEGIN")
+        try:
+            return self._refresh(conn, config, now)
+        finally:
+            conn.execute("ROLLBACK")
+
+    # -- what changed ---------------------------------------------------------------------
+
+    def _refresh(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
+        tz = ZoneInfo(config.settings.timezone)
+        at = self._now(config, now, tz)
+        counter = rewrites(conn)
+        (max_mid,) = conn.execute("SELECT max(id) FROM monitor").fetchone()
+        self.full = (
+            config is not self._config or counter != self._rewrites or max_mid != self._max_mid
+        )
+        if self.full:
+            self._start_over(conn, config, tz)
+            self._rewrites, self._max_mid = counter, max_mid
+            self.full_builds += 1
+        horizon = min(at.days[0][1], at.ms - WINDOWS["90d"])
+        self._expand_maintenance(config, tz, horizon, at.ms)
+        rolled = upkeep.rolled_until(conn)
+        changed = self._read_results(conn, at.ms)  # kept index -> first new ts_ms
+        self._read_derived(conn, changed, horizon, tz)
+        self._read_latency(conn, changed, at, rolled)
+        self._rolled = rolled
+        return self._snapshot(config, now, at, tz)
+
+    def _now(self, config: Config, now: dt.datetime, tz: ZoneInfo) -> _Now:
+        now_ms = timeline.to_ms(now)
+        today = timeline.from_ms(now_ms, tz).date()
+        first = today - dt.timedelta(days=config.settings.history_days - 1)
+        days = []
+        for day in timeline.days_between(first, today + dt.timedelta(days=1)):
+            lo, hi = (timeline.to_ms(t) for t in timeline.day_bounds(day, tz))
+            days.append((day, lo, min(hi, now_ms)))
+        today_end = timeline.to_ms(timeline.day_bounds(today, tz)[1])
+        end = now_ms // HOUR_MS * HOUR_MS + HOUR_MS
+        hours = list(range(end - 24 * HOUR_MS, end, HOUR_MS))
+        points = {
+            h: LatencyPoint(hour=timeline.from_ms(h, tz), p50_ms=None, p95_ms=None, avg_ms=None)
+            for h in hours
+        }
+        return _Now(now_ms, tz, days, today_end, hours, points, min(end, today_end))
+
+    def _start_over(self, conn: sqlite3.Connection, config: Config, tz: ZoneInfo) -> None:
+        self._config = config
+        row = conn.execute(
+            "SELECT id FROM location WHERE name = ?", (config.settings.location,)
+        ).fetchone()
+        self._location_id = row[0] if row else None
+        ids = {slug: mid for mid, slug in conn.execute("SELECT id, slug FROM monitor")}
+        self._maint = {}
+        self._kept = []
+        for m in config.monitors:
+            if not m.public:
+                continue
+            key = tuple(
+                i for i, item in enumerate(config.maintenance) if maintenance.applies(item, m.id)
+            )
+            target = m.sla_target or config.settings.sla_target
+            self._kept.append(_Kept(m, ids.get(m.id), target, key))
+        self._incident_lists = [() for _ in self._kept]
+        self._incidents = ()
+        self._rolled = 0
+
+    def _expand_maintenance(self, config: Config, tz: ZoneInfo, horizon: int, now_ms: int) -> None:
+        """Maintenance spans per set of items, from horizon to MAINT_AHEAD_MS past now;
+        expanded again (and those monitors' tallies redone) a day before they run out."""
+        stale = set()
+        for k in self._kept:
+            if not k.maint_key:
+                continue
+            found = self._maint.get(k.maint_key)
+            if found is None or found[1] - DAY_MS <= now_ms:
+                items = [config.maintenance[i] for i in k.maint_key]
+                end = now_ms + MAINT_AHEAD_MS
+                self._maint[k.maint_key] = (
+                    maintenance.spans(items, None, horizon, end, tz),
+                    end,
+                )
+                stale.add(k.maint_key)
+        if stale:
+            for k in self._kept:
+                if k.maint_key in stale:
+                    self._retally(k)
+
+    def _maintained(self, k: _Kept) -> Spans:
+        return self._maint[k.maint_key][0] if k.maint_key else Spans.empty()
+
+    def _read_results(self, conn: sqlite3.Connection, now_ms: int) -> dict[int, int]:
+        """Every monitor's results newer than the newest seen: the last one kept, the first
+        one's time returned (by kept index)."""
+        loc = self._location_id
+        by_mid = {k.mid: i for i, k in enumerate(self._kept) if k.mid is not None}
+        changed: dict[int, int] = {}
+        if loc is None or not by_mid:
+            return changed
+        if self.full:  # only the last result of each: the rest is read as rollups
+            for i, k in enumerate(self._kept):
+                if k.mid is None:
+                    continue
+                row = conn.execute(
+                    "SELECT ts_ms, outcome, latency_us, status_code, cert_expiry FROM result"
+                    " WHERE monitor_id = ? AND location_id = ? ORDER BY ts_ms DESC LIMIT 1",
+                    (k.mid, loc),
+                ).fetchone()
+                k.last = None if row is None else _Last(*row)
+                k.seen = -1 if row is None else row[0]
+                changed[i] = -FAR  # every hour of its latency is read
+            return changed
+        seen = json.dumps([[k.mid, k.seen] for k in self._kept if k.mid is not None])
+        rows = conn.execute(
+            "SELECT r.monitor_id, r.ts_ms, r.outcome, r.latency_us, r.status_code,"
+            " r.cert_expiry FROM json_each(?) AS j JOIN result AS r"
+            " ON r.monitor_id = j.value ->> 0 AND r.ts_ms > j.value ->> 1"
+            " WHERE r.location_id = ? ORDER BY r.monitor_id, r.ts_ms",
+            (seen, loc),
+        ).fetchall()
+        for mid, group in itertools.groupby(rows, lambda r: r[0]):
+            found = list(group)
+            i = by_mid[mid]
+            k = self._kept[i]
+            changed[i] = found[0][1]
+            k.last = _Last(*found[-1][1:])
+            k.seen = found[-1][1]
+            k.view = None
+        return changed
+
+    def _read_derived(
+        self, conn: sqlite3.Connection, changed: dict[int, int], horizon: int, tz: ZoneInfo
+    ) -> None:
+        """Coverage, incidents and the last transition of the monitors whose saved tracker
+        state or newest coverage span moved (all of them after a start over)."""
+        loc = self._location_id
+        if loc is None or not changed:
+            return
+        mids = json.dumps([self._kept[i].mid for i in changed])
+        marks = {
+            mid: (as_of, (start, end) if start is not None else None)
+            for mid, as_of, start, end in conn.execute(
+                "SELECT j.value, s.as_of_ms, c.start_ms, c.end_ms FROM json_each(?) AS j"
+                " LEFT JOIN monitor_state AS s ON s.monitor_id = j.value AND s.location_id = ?"
+                " LEFT JOIN coverage AS c ON c.monitor_id = j.value AND c.location_id = ?"
+                " AND c.start_ms = (SELECT max(start_ms) FROM coverage WHERE monitor_id ="
+                " j.value AND location_id = ?)",
+                (mids, loc, loc, loc),
+            )
+        }
+        moved = []
+        for i in changed:
+            k = self._kept[i]
+            as_of, newest = marks.get(k.mid, (None, None))
+            if self.full or as_of != k.as_of or newest != k.newest_span:
+                k.as_of, k.newest_span = as_of, newest
+                moved.append(k)
+        if not moved:
+            return
+        by_mid = {k.mid: k for k in moved if k.mid is not None}
+        for k in moved:
+            k.known, k.open_start, k.incidents, k.since_ms = Spans.empty(), None, [], None
+        mids = json.dumps(list(by_mid))
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for mid, start, end in conn.execute(
+            "SELECT c.monitor_id, c.start_ms, c.end_ms FROM json_each(?) AS j"
+            " JOIN coverage AS c ON c.monitor_id = j.value AND c.location_id = ?"
+            " WHERE c.end_ms IS NULL OR c.end_ms > ?",
+            (mids, loc, horizon),
+        ):
+            if end is None:
+                by_mid[mid].open_start = start
+            spans.setdefault(mid, []).append((start, FAR if end is None else end))
+        causes: dict[int, list[str]] = {}
+        for mid, start, end, cause in conn.execute(
+            "SELECT i.monitor_id, i.start_ms, i.end_ms, i.cause FROM json_each(?) AS j"
+            " JOIN incident AS i ON i.monitor_id = j.value AND i.location_id = ?"
+            " WHERE i.end_ms IS NULL OR i.end_ms > ? ORDER BY i.monitor_id, i.start_ms",
+            (mids, loc, horizon),
+        ):
+            by_mid[mid].incidents.append((start, end))
+            causes.setdefault(mid, []).append(cause)
+        for mid, ts in conn.execute(
+            "SELECT j.value, (SELECT max(ts_ms) FROM transition WHERE monitor_id = j.value"
+            " AND location_id = ?) FROM json_each(?) AS j",
+            (loc, mids),
+        ):
+            by_mid[mid].since_ms = ts
+        for mid, k in by_mid.items():
+            k.known = Spans.of(spans.get(mid, []))
+            why = causes.get(mid, [])
+            m = k.monitor
+            k.inc_views = [
+                (
+                    start,
+                    end,
+                    IncidentView(
+                        id=f"{m.id}-{start}",
+                        monitor_id=m.id,
+                        monitor_name=m.display_name,
+                        start=timeline.from_ms(start, tz),
+                        end=None if end is None else timeline.from_ms(end, tz),
+                        duration_seconds=None if end is None else (end - start) / 1000,
+                        cause=public_text(cause),
+                    ),
+                )
+                for (start, end), cause in reversed(list(zip(k.incidents, why, strict=True)))
+            ]
+            self._retally(k)
+
+    def _retally(self, k: _Kept) -> None:
+        incidents = Spans.of((s, FAR if e is None else e) for s, e in k.incidents)
+        maintained = self._maintained(k)
+        k.tally = Tally(k.known, incidents, maintained)
+        k.kedges = _edges(k.known)
+        k.oedges = _edges(incidents | maintained)
+        k.stamp += 1
+        k.view = None
+
+    def _read_latency(
+        self, conn: sqlite3.Connection, changed: dict[int, int], at: _Now, rolled: int
+    ) -> None:
+        """The latency hours of monitors with new results, from the hour of the first new
+        one: rollups for hours rolled up, raw results after (as build._latency)."""
+        loc = self._location_id
+        if loc is None or not changed:
+            return
+        start, end = at.hours[0], at.hours[-1] + HOUR_MS
+        split = max(start, min(end, rolled))
+        rolled_mids: dict[int, int] = {}
+        raw: dict[int, int] = {}
+        for i, first in changed.items():
+            k = self._kept[i]
+            assert k.mid is not None
+            begin = max(start, first - first % HOUR_MS)
+            for h in [h for h in k.latency if h < start or h >= begin]:
+                del k.latency[h]
+            if begin < split:
+                rolled_mids[k.mid] = begin
+            raw[k.mid] = max(begin, split)
+        by_mid = {k.mid: k for k in (self._kept[i] for i in changed) if k.mid is not None}
+        if rolled_mids:
+            lo = min(rolled_mids.values())
+            for r in rollups.read_hours(conn, list(rolled_mids), lo, split):
+                if r.location_id == loc and r.hour_ms >= rolled_mids[r.monitor_id]:
+                    by_mid[r.monitor_id].latency[r.hour_ms] = _point(r, at.points[r.hour_ms])
+        for mid, hours in rollups.from_raw_hours(conn, raw, loc, end).items():
+            kept = by_mid[mid]
+            for hour_ms, raw_hour in hours.items():
+                kept.latency[hour_ms] = _point(raw_hour, at.points[hour_ms])
+
+    # -- the snapshot ---------------------------------------------------------------------
+
+    def _snapshot(self, config: Config, now: dt.datetime, at: _Now, tz: ZoneInfo) -> Snapshot:
+        settings = config.settings
+        groups: dict[str, list[MonitorView]] = {}
+        states = []
+        newest = None
+        incidents_moved = False
+        for i, k in enumerate(self._kept):
+            if k.view is None or at.ms >= k.until or k.view.days[-1].date != at.days[-1][0]:
+                k.view, k.until = self._view(k, at)
+                if k.view.incidents is not self._incident_lists[i]:
+                    incidents_moved = incidents_moved or (
+                        k.view.incidents != self._incident_lists[i]
+                    )
+                    self._incident_lists[i] = k.view.incidents
+            view = k.view
+            groups.setdefault(view.group, []).append(view)
+            states.append(view.state)
+            if k.last is not None and (newest is None or k.last.ts_ms > newest):
+                newest = k.last.ts_ms
+        if incidents_moved or self.full:
+            # as build.py: newest first, ties in config order (a stable sort)
+            starts = [(-s, v) for k in self._kept for s, _, v in k.inc_views]
+            shown = {id(v) for lst in self._incident_lists for v in lst}
+            starts = [p for p in starts if id(p[1]) in shown]
+            starts.sort(key=lambda p: p[0])
+            self._incidents = tuple(v for _, v in starts)
+        public = [k.monitor for k in self._kept]
+        freshest = min((k.cover_ms for k in self._kept), default=0)
+        stale = bool(public) and (newest is None or at.ms - newest > freshest)
+        names = {m.id: m.display_name for m in public}
+        return Snapshot(
+            title=settings.title,
+            public_url=settings.public_url,
+            language=settings.language,
+            timezone=settings.timezone,
+            generated_at=now.astimezone(tz),
+            last_result_at=None if newest is None else timeline.from_ms(newest, tz),
+            stale=stale,
+            overall=_overall(states),
+            groups=tuple(Group(name, tuple(members)) for name, members in groups.items()),
+            incidents=self._incidents,
+            maintenance_active=_maintenance(config, names, now, now, tz, running=True),
+            maintenance_upcoming=_maintenance(
+                config, names, now, now + UPCOMING, tz, running=False
+            ),
+            history_days=settings.history_days,
+        )
+
+    def _view(self, k: _Kept, at: _Now) -> tuple[MonitorView, int]:
+        """The monitor's view at `at`, and the time before which it stays exact."""
+        now = at.ms
+        until = at.until
+        reach = k.reach()
+        tally = k.tally
+        lead = tally.rate_at(now, reach)
+        lead_next = tally.next_change(now, reach)
+        uptime: dict[str, float | None] = {}
+        m1, d1, _ = tally.sums(now, reach)
+        for name, length in WINDOWS.items():
+            lo = now - length
+            m0, d0, _ = tally.sums(lo, reach)
+            mon, down = max(0, m1 - m0), max(0, d1 - d0)
+            uptime[name] = 100 * (mon - down) / mon if mon else None
+            if tally.rate_at(lo, reach) & (MON | DOWN) == lead & (MON | DOWN):
+                until = min(until, lead_next, tally.next_change(lo, reach) + length)
+            else:
+                until = now + 1
+        kedges = k.kedges
+        if reach < FAR:  # the open span ends at reach, not at FAR
+            kedges = [*kedges[:-1], reach]
+        days = self._closed(k, at, reach, kedges)
+        day, lo, hi = at.days[-1]
+        if hi <= lo:  # now is local midnight: the edges as the full build clips them, at now
+            today = _bar(k, day, lo, hi, reach, _clip(kedges, now), _clip(k.oedges, now))
+            until = now + 1
+        else:
+            today = _bar(k, day, lo, hi, reach, kedges, k.oedges)
+            until = min(until, lead_next) if today is _quiet_day(day) else now + 1
+        last = k.last
+        stale = last is not None and now - last.ts_ms > k.cover_ms
+        if last is not None and not stale:
+            until = min(until, last.ts_ms + k.cover_ms + 1)
+        for start, _ in k.incidents:
+            if start >= now:
+                until = min(until, start + 1)
+        first_ms = at.days[0][1]
+        open_incident = any(end is None and start < now for start, end in k.incidents)
+        m = k.monitor
+        if lead & MAINT:
+            state = State.MAINTENANCE
+        elif last is None or stale:
+            state = State.UNKNOWN
+        elif open_incident:
+            state = State.DOWN
+        else:
+            state = _OUTCOME_STATE[last.outcome]
+        tz = at.tz
+        view = MonitorView(
+            id=m.id,
+            name=m.display_name,
+            group=m.group,
+            description=m.description,
+            type=str(getattr(m, "type", "")),
+            state=state,
+            since=None if k.since_ms is None else timeline.from_ms(k.since_ms, tz),
+            checked_at=None if last is None else timeline.from_ms(last.ts_ms, tz),
+            stale=stale,
+            interval_seconds=m.interval if isinstance(m, ProbeMonitor) else k.cover_ms / 1000,
+            latency_ms=None if last is None or last.latency_us is None else last.latency_us / 1000,
+            status_code=None if last is None else last.status_code,
+            cert_expires=None
+            if last is None or last.cert_expiry is None
+            else dt.datetime.fromtimestamp(last.cert_expiry, tz),
+            uptime=uptime,
+            days=(*days, today),
+            latency=()
+            if k.mid is None or self._location_id is None
+            else tuple(k.latency.get(h) or at.points[h] for h in at.hours),
+            incidents=tuple(
+                v for s, e, v in k.inc_views if s < now and (e is None or e > first_ms)
+            ),
+        )
+        return view, max(until, now + 1)
+
+    def _closed(self, k: _Kept, at: _Now, reach: int, kedges: list[int]) -> tuple[DayView, ...]:
+        """Every day bar but today's: kept while the tally stays, shifted at midnight."""
+        days = at.days[:-1]
+        if not days:
+            return ()
+        today_lo = at.days[-1][1]
+        key = (k.stamp, reach if reach < today_lo else None)
+        prev = k.closed_key
+        if prev is not None and prev[1:] == key and prev[0] == days[0][0]:
+            return k.closed
+        if prev is not None and prev[1:] == key and prev[0] == days[0][0] - dt.timedelta(days=1):
+            k.closed = (*k.closed[1:], _bar(k, *days[-1], reach, kedges, k.oedges))
+        else:
+            k.closed = tuple(_bar(k, day, lo, hi, reach, kedges, k.oedges) for day, lo, hi in days)
+        k.closed_key = (days[0][0], *key)
+        return k.closed
+
+
+def _point(r: rollups.Rollup, empty: LatencyPoint) -> LatencyPoint:
+    if r.lat_count:
+        p50, p95 = r.hist.percentiles(50, 95)
+    else:
+        p50 = p95 = None
+    avg = r.mean_latency_ms
+    if p50 is None and p95 is None and avg is None:
+        return empty
+    return LatencyPoint(hour=empty.hour, p50_ms=p50, p95_ms=p95, avg_ms=avg)
+
+
+def _clip(edges: Sequence[int], end: int) -> list[int]:
+    pairs = [(a, min(b, end)) for a, b in zip(edges[::2], edges[1::2], strict=True) if a < end]
+    return [e for pair in pairs for e in pair]
+
+
+def _bar(
+    k: _Kept,
+    day: dt.date,
+    lo: int,
+    hi: int,
+    reach: int,
+    kedges: list[int],
+    oedges: list[int],
+) -> DayView:
+    """build._monitor's day bar, with the tally for the accounting."""
+    if _outside(oedges, lo, hi):
+        if _inside(kedges, lo, hi):
+            return _quiet_day(day)
+        if _outside(kedges, lo, hi) and hi > lo:
+            return _unknown_day(day, (hi - lo) / 1000)
+    if hi <= lo:
+        return DayView(day, DayLevel.UNKNOWN, None, 0.0, 0.0, 0.0, 0)
+    mon, down, maint = k.tally.window(lo, hi, reach)
+    uptime = 100 * (mon - down) / mon if mon else None
+    count = sum(1 for start, end in k.incidents if start < hi and (end is None or end > lo))
+    return DayView(
+        date=day,
+        level=_level(uptime, maint / 1000, k.target),
+        uptime_percent=uptime,
+        downtime_seconds=down / 1000,
+        maintenance_seconds=maint / 1000,
+        unknown_seconds=(hi - lo - mon - maint) / 1000,
+        incidents=count,
+    )

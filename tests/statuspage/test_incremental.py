@@ -1,0 +1,267 @@
+"""The kept snapshot equals a full build at every step, whatever was written in between."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import pathlib
+import sqlite3
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from prober import history
+from prober.config import load_config
+from prober.config.load import Config
+from prober.results import CheckResult, Outcome
+from prober.store.db import connect_raw, open_engine
+from prober.store.ledger import TrackSpec
+from prober.store.upkeep import Upkeep
+from prober.store.writer import Observation, ResultWriter
+from prober.timeline import to_ms
+from statuspage.build import build_snapshot
+from statuspage.incremental import Incremental
+from statuspage.publisher import Publisher
+from statuspage.snapshot import Snapshot, State
+
+SEOUL = ZoneInfo("Asia/Seoul")  # local midnight is 15:00 UTC
+START = dt.datetime(2026, 11, 18, 0, 0, tzinfo=dt.UTC)
+T1 = dt.datetime(2026, 11, 20, 14, 0, tzinfo=dt.UTC)
+MINUTE = dt.timedelta(minutes=1)
+CONFIG = """
+[settings]
+timezone = "Asia/Seoul"
+history_days = 3
+retention_days = 1
+
+[[monitors]]
+id = "a"
+name = "Alpha"
+group = "G"
+type = "http"
+url = "http://127.0.0.1:9/"
+
+[[monitors]]
+id = "hidden"
+type = "http"
+url = "http://127.0.0.1:9/"
+public = false
+
+[[monitors]]
+id = "b"
+type = "http"
+url = "http://127.0.0.1:9/"
+
+[[monitors]]
+id = "c"
+group = "G"
+type = "tcp"
+host = "127.0.0.1"
+port = 9
+
+[[maintenance]]
+title = "Swap disks"
+monitors = ["b", "hidden"]
+start = "2026-11-20T14:30:00Z"
+end = "2026-11-20T15:30:00Z"
+"""
+RELOADED = CONFIG.replace('name = "Alpha"', 'name = "Alpha 2"') + (
+    '\n[[monitors]]\nid = "d"\ntype = "http"\nurl = "http://127.0.0.1:9/"\n'
+)
+UP, DOWN = CheckResult(Outcome.UP, 40.0), CheckResult(Outcome.DOWN, 3.0, error="refused")
+
+
+class World:
+    """A real database written by the real writer; snapshots kept and built in full."""
+
+    def __init__(self, tmp: pathlib.Path) -> None:
+        self.tmp = tmp
+        (tmp / "monitors.toml").write_text(CONFIG)
+        self.config: Config = load_config(tmp / "monitors.toml")
+        open_engine(self.config.database_path).dispose()
+        self.writer = self._writer()
+        self.kept = Incremental()
+        self.conn = connect_raw(self.config.database_path)
+        self.other = connect_raw(self.config.database_path)
+
+    def _writer(self) -> ResultWriter:
+        specs = [TrackSpec.of(m) for m in self.config.monitors]
+        writer = ResultWriter(self.config.database_path, "default", specs)
+        writer.start()
+        return writer
+
+    def feed(
+        self, start: dt.datetime, end: dt.datetime, *, skip: tuple[str, ...] = (), **results: str
+    ) -> None:
+        """One result a minute for every monitor in [start, end); `results` maps a monitor to
+        "down" (default: up); `skip` writes nothing for those."""
+        at = start
+        while at < end:
+            for m in ("a", "hidden", "b", "c"):
+                if m not in skip:
+                    result = DOWN if results.get(m) == "down" else UP
+                    self.writer.submit(Observation(m, at, result))
+            at += MINUTE
+        assert self.writer.flush(30)
+
+    def check(self, now: dt.datetime, *, full: bool = False) -> Snapshot:
+        kept = self.kept.refresh(self.conn, self.config, now)
+        assert self.kept.full is full
+        expected = build_snapshot(self.other, self.config, now)
+        for got, want in zip(kept.monitors, expected.monitors, strict=True):
+            for field in got.__dataclass_fields__:
+                assert getattr(got, field) == getattr(want, field), (got.id, field)
+        assert kept == expected
+        return kept
+
+    def close(self) -> None:
+        self.writer.close()
+        self.conn.close()
+        self.other.close()
+
+
+@pytest.fixture
+def world(tmp_path: pathlib.Path) -> Iterator[World]:
+    w = World(tmp_path)
+    w.feed(START, START + dt.timedelta(hours=27))  # up to 2026-11-19 03:00
+    w.feed(START + dt.timedelta(hours=27), START + dt.timedelta(hours=28), skip=("c",))
+    w.feed(START + dt.timedelta(hours=28), dt.datetime(2026, 11, 19, 12, 0, tzinfo=dt.UTC))
+    w.feed(
+        dt.datetime(2026, 11, 19, 12, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 19, 12, 30, tzinfo=dt.UTC),
+        a="down",
+    )
+    w.feed(dt.datetime(2026, 11, 19, 12, 30, tzinfo=dt.UTC), T1)
+    yield w
+    w.close()
+
+
+def test_steps_match_a_full_build(world: World) -> None:
+    first = world.check(T1 + dt.timedelta(seconds=30), full=True)
+    assert world.kept.full_builds == 1
+    # time passes, nothing written
+    world.check(T1 + dt.timedelta(seconds=50))
+    # new results: state, checked_at, latency and today's bar move on
+    world.feed(T1, T1 + 10 * MINUTE)
+    now = T1 + dt.timedelta(minutes=10, seconds=5)
+    snap = world.check(now)
+    a = snap.monitor("a")
+    assert a is not None and first.monitor("a") is not None
+    assert a.checked_at == T1 + 9 * MINUTE
+    # an incident opens (back-dated to the first failure) and resolves
+    world.feed(T1 + 10 * MINUTE, T1 + 16 * MINUTE, a="down")
+    snap = world.check(T1 + dt.timedelta(minutes=16, seconds=1))
+    a = snap.monitor("a")
+    assert a is not None and a.state is State.DOWN
+    assert snap.incidents[0].end is None
+    world.feed(T1 + 16 * MINUTE, T1 + 20 * MINUTE)
+    snap = world.check(T1 + dt.timedelta(minutes=20, seconds=1))
+    assert snap.incidents[0].end is not None
+    # a coverage gap: c stays silent past its coverage (stale), then comes back
+    world.feed(T1 + 20 * MINUTE, T1 + 30 * MINUTE, skip=("c",))
+    snap = world.check(T1 + dt.timedelta(minutes=30, seconds=1))
+    c = snap.monitor("c")
+    assert c is not None and c.stale
+    world.feed(T1 + 30 * MINUTE, T1 + 34 * MINUTE)
+    world.check(T1 + dt.timedelta(minutes=34))
+    # maintenance starts (14:30 UTC) and runs over local midnight (15:00 UTC)
+    world.feed(T1 + 34 * MINUTE, T1 + 60 * MINUTE)
+    midnight = dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC)
+    snap = world.check(midnight)  # exactly midnight: today is an empty day
+    assert snap.monitor("b") is not None
+    world.feed(midnight, midnight + 6 * MINUTE)
+    snap = world.check(midnight + dt.timedelta(minutes=6, seconds=1))
+    assert snap.monitors[0].days[-1].date == dt.date(2026, 11, 21)
+    # upkeep rolls an hour up (14:00-15:00 UTC): its latency points now come from rollups
+    loc, mids = _ids(world.other)
+    Upkeep(loc, mids, SEOUL, grace_s=60, retention_days=1).run(
+        world.other, to_ms(midnight + 2 * MINUTE)
+    )
+    world.check(midnight + dt.timedelta(minutes=6, seconds=30))
+    world.feed(midnight + 6 * MINUTE, midnight + 70 * MINUTE)
+    world.check(midnight + dt.timedelta(minutes=70))
+
+
+def test_config_reload(world: World) -> None:
+    world.check(T1, full=True)
+    world.feed(T1, T1 + 5 * MINUTE)
+    (world.tmp / "monitors.toml").write_text(RELOADED)
+    world.config = load_config(world.tmp / "monitors.toml")
+    snap = world.check(T1 + 5 * MINUTE, full=True)
+    assert [m.id for m in snap.monitors] == ["a", "c", "b", "d"]
+    world.feed(T1 + 5 * MINUTE, T1 + 8 * MINUTE)
+    world.check(T1 + 8 * MINUTE)
+
+
+def test_import_and_prune_force_a_full_build(world: World) -> None:
+    world.check(T1, full=True)
+    world.check(T1 + MINUTE)
+    world.writer.close()
+    # the prober is stopped (long enough for an import to be allowed)
+    world.other.execute("DELETE FROM meta WHERE key = 'heartbeat'")
+    csv = world.tmp / "history.csv"
+    rows = [
+        f"c,{(START + dt.timedelta(hours=27, minutes=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},down,,x"
+        for i in range(30)
+    ]
+    csv.write_text("monitor,timestamp,outcome,latency_ms,error\n" + "\n".join(rows) + "\n")
+    history.import_results(world.config, csv, now=T1 + MINUTE)
+    snap = world.check(T1 + 2 * MINUTE, full=True)
+    assert any(i.monitor_id == "c" for i in snap.incidents)  # the imported outage
+    world.check(T1 + 3 * MINUTE)
+    assert history.prune(world.config, now=T1 + 3 * MINUTE) > 0
+    world.check(T1 + 4 * MINUTE, full=True)
+    world.writer = world._writer()  # closed by the fixture
+
+
+def test_publisher_refreshes_incrementally_and_on_reload(world: World) -> None:
+    clock = {"now": T1}
+
+    async def scenario() -> None:
+        publisher = Publisher(
+            world.config, min_age=0, max_age=0, check_every=0.001, wall=lambda: clock["now"]
+        )
+        await publisher.start()
+        assert publisher.latest == build_snapshot(world.other, world.config, T1)
+        runner = asyncio.create_task(publisher.run())
+        try:
+            world.feed(T1, T1 + 3 * MINUTE)
+            clock["now"] = T1 + 3 * MINUTE
+            builds, deadline = publisher.builds, asyncio.get_running_loop().time() + 10
+            while publisher.builds < builds + 2:  # one that began after the writes
+                assert asyncio.get_running_loop().time() < deadline, "no refresh"
+                await asyncio.sleep(0.001)
+            await _settled(publisher, world, 3)
+            (world.tmp / "monitors.toml").write_text(RELOADED)
+            world.config = load_config(world.tmp / "monitors.toml")
+            publisher.reconfigure(world.config)
+            await _settled(publisher, world, 4)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await publisher.close()
+
+    asyncio.run(scenario())
+
+
+async def _settled(publisher: Publisher, world: World, monitors: int) -> None:
+    """Wait (bounded) until the publisher shows `monitors` monitors and its snapshot equals
+    a full build at its `now`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        latest = publisher.latest
+        assert latest is not None
+        if len(latest.monitors) == monitors:
+            assert latest == build_snapshot(world.other, world.config, latest.generated_at)
+            return
+        builds = publisher.builds
+        while publisher.builds == builds:
+            assert loop.time() < deadline, "no refresh"
+            await asyncio.sleep(0.001)
+
+
+def _ids(conn: sqlite3.Connection) -> tuple[int, list[int]]:
+    (loc,) = conn.execute("SELECT id FROM location WHERE name = 'default'").fetchone()
+    return loc, [mid for (mid,) in conn.execute("SELECT id FROM monitor")]
