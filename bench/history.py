@@ -109,14 +109,14 @@ def db_bytes(path: pathlib.Path) -> int:
 
 def in_process_report(config: pathlib.Path, month: str) -> float:
     sys.path.insert(0, str(ROOT))
-    from prober import history
     from prober.config import load_config
+    from prober.report import monthly
 
     loaded = load_config(str(config))
     best = float("inf")
     for _ in range(3):
         begun = time.perf_counter()
-        history.report(loaded, month, "json")
+        monthly.report(loaded, month, "json")
         best = min(best, time.perf_counter() - begun)
     return best
 

@@ -145,7 +145,8 @@ def _as_text(monitor_id: str, result: CheckResult) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from prober import history, timeline
+    from prober import timeline
+    from prober.report import monthly
 
     config = _load(args)
     try:
@@ -155,7 +156,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for monitor_id in args.monitor:
         if config.monitor(monitor_id) is None:
             raise UsageError(_unknown_monitor(config, monitor_id))
-    text = history.report(config, args.month, args.format, monitors=args.monitor)
+    text = monthly.report(config, args.month, args.format, monitors=args.monitor)
     if args.output:
         out = pathlib.Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)

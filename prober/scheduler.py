@@ -172,11 +172,16 @@ class ProbeScheduler:
         return len(added), len(removed), len(changed)
 
     async def stop(self, grace: float) -> None:
-        """No new runs; let in-flight checks finish within `grace`, then cancel the rest."""
-        if self.running:
-            self._scheduler.shutdown(wait=False)
+        """No new runs; let in-flight checks finish within `grace`, then cancel the rest.
+
+        APScheduler is paused first and shut down last: its executor's shutdown cancels
+        the checks it is still running, which must be allowed to finish and be recorded."""
+        was_running = self.running
+        if was_running:
+            self._scheduler.pause()
             self.running = False
-        self.stalls.stop()
+            for _ in range(3):  # runs submitted just before the pause get to start
+                await asyncio.sleep(0)
         pending = set(self._in_flight)
         if pending:
             log.info("waiting for %d in-flight checks (up to %.0fs)", len(pending), grace)
@@ -185,6 +190,9 @@ class ProbeScheduler:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
+        if was_running:
+            self._scheduler.shutdown(wait=False)
+        self.stalls.stop()
         self.overload.end_if_quiet(asyncio.get_running_loop().time(), force=True)
 
     async def _run(self, monitor: ProbingMonitor) -> None:

@@ -17,8 +17,8 @@ import jinja2
 import prometheus_client
 from aiohttp import web
 
-from prober import history
 from prober.config import Config
+from prober.report import monthly
 from statuspage import api, badges, feeds, pages
 from statuspage.i18n import LANGUAGES
 from statuspage.metrics import add_to
@@ -191,7 +191,7 @@ async def report(request: web.Request) -> web.Response:
     types = {"json": JSON, "csv": "text/csv; charset=utf-8", "html": HTML}
 
     def render(s: Snapshot) -> str:
-        text = history.report(config, month, fmt, monitors=public, now=s.generated_at)
+        text = monthly.report(config, month, fmt, monitors=public, now=s.generated_at)
         return text.translate(_JSON_ESCAPES) if fmt == "json" else text
 
     return await respond(request, ("report", month, fmt), render, types[fmt])

@@ -290,18 +290,18 @@ def test_a_bad_file_imports_nothing_and_names_each_line(project: pathlib.Path) -
 
 
 def test_last_months_report_is_written_once_beside_the_database(imported: pathlib.Path) -> None:
-    from prober import history
     from prober.config import load_config
+    from prober.report import monthly
 
     config = load_config(str(imported / "monitors.toml"))
     first_of_november = dt.datetime(2026, 11, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    written = history.write_monthly(config, now=first_of_november)
+    written = monthly.write_monthly(config, now=first_of_november)
     reports = imported / "data" / "reports"
     assert sorted(p.name for p in written) == ["2026-10.csv", "2026-10.html", "2026-10.json"]
     assert json.loads((reports / "2026-10.json").read_text())["period"]["month"] == "2026-10"
-    assert history.write_monthly(config, now=first_of_november) == []  # already there
+    assert monthly.write_monthly(config, now=first_of_november) == []  # already there
     # a month before the first result: nothing to report
-    assert history.write_monthly(config, now=dt.datetime(2026, 9, 15, tzinfo=UTC)) == []
+    assert monthly.write_monthly(config, now=dt.datetime(2026, 9, 15, tzinfo=UTC)) == []
 
 
 def test_history_older_than_the_prune_line_is_refused(imported: pathlib.Path) -> None:

@@ -272,5 +272,5 @@ def test_sigterm_at_any_moment_exits_0(tmp_path: pathlib.Path, target: int, mome
     finally:
         code = run.stop()
     assert code == 0, run.log
-    assert "Traceback" not in run.log
+    assert "Traceback" not in run.log, run.log
     assert not (tmp_path / "data" / "prober.pid").exists()

@@ -289,11 +289,3 @@ def queue_depth(conn: sqlite3.Connection) -> int:
         "SELECT count(*) FROM alert WHERE state IN ('pending', 'sending')"
     ).fetchone()
     return int(n)
-
-
-def forget(conn: sqlite3.Connection, before_ms: int) -> int:
-    """Finished rows created before `before_ms` (kept as long as raw results)."""
-    return conn.execute(
-        "DELETE FROM alert WHERE state IN ('sent', 'failed', 'suppressed') AND created_ms < ?",
-        (before_ms,),
-    ).rowcount

@@ -155,13 +155,14 @@ async def serve(
         stop.set()
 
     settings = config.settings
+    outbox = Outbox(settings.location, Routes.of(config))
     writer = ResultWriter(
         config.database_path,
         settings.location,
         [TrackSpec.of(m) for m in config.monitors],
         timezone=settings.timezone,
         retention_days=settings.retention_days,
-        outbox=Outbox(settings.location, Routes.of(config)),
+        outbox=outbox,
     )
     writer.start()
     hub = _push_hub(config, writer)
@@ -257,7 +258,10 @@ async def serve(
                 nonlocal probing
                 redact.update(new.secret_values())
                 specs = [TrackSpec.of(m) for m in new.monitors]
-                applied = await asyncio.to_thread(writer.reconfigure, specs, Routes.of(new))
+                routes = Routes.of(new)
+                applied = await asyncio.to_thread(
+                    writer.reconfigure, specs, lambda: setattr(outbox, "routes", routes)
+                )
                 if not applied:
                     log.error("reload: the result writer did not take the new monitors in time")
                 probing = [m for m in new.monitors if isinstance(m, ProbeMonitor)]

@@ -32,10 +32,11 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from prober import history, logs
+from prober import logs
 from prober.logs import LogFormat
 from prober.push import ACTIONS, BURST, REFILL_PER_S, digest
 from prober.redact import Redactor
+from prober.report import monthly
 from prober.runtime.control import Client, WebState
 from statuspage.app import create_app
 from statuspage.publisher import Publisher
@@ -194,7 +195,7 @@ async def _monthly_reports(publisher: Publisher) -> None:
     await asyncio.sleep(30.0)  # not in the start-up rush
     while True:
         try:
-            written = await asyncio.to_thread(history.write_monthly, publisher.config)
+            written = await asyncio.to_thread(monthly.write_monthly, publisher.config)
         except Exception:  # a report must never take the page down
             log.exception("writing the monthly report failed; retrying in an hour")
         else:

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from prober import timeline
-from prober.alerts import outbox
 from prober.store import rollups
 from prober.store.ledger import mark_rewritten
 
@@ -117,7 +116,11 @@ class Upkeep:
         begun = time.monotonic()
         cutoff = now_ms - self._retention_ms
         deleted = rollups.prune(conn, self._location_id, cutoff, self._monitor_ids)
-        outbox.forget(conn, cutoff)  # alerts sent (or given up) as long ago as pruned results
+        # The outbox's finished rows (sent, given up) go with the results of their time.
+        conn.execute(
+            "DELETE FROM alert WHERE state IN ('sent', 'failed', 'suppressed') AND created_ms < ?",
+            (cutoff,),
+        )
         if deleted:
             mark_rewritten(conn)  # readers keeping state start over (statuspage.incremental)
         if deleted and cutoff // HOUR_MS * HOUR_MS > pruned_before(conn):

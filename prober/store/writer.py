@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Iterable
 from zoneinfo import ZoneInfo
 
-from prober.alerts.outbox import Outbox, Routes
 from prober.incidents import Change, Opened, Resolved
 from prober.results import CheckResult
 from prober.store.db import connect_raw
+from prober.store.hooks import EventHook
 from prober.store.ledger import Ledger, TrackSpec
 from prober.store.tables import OUTCOME_CODES
 from prober.store.upkeep import Upkeep
@@ -90,7 +90,7 @@ class Reconfigure:
     """A reloaded config, applied by the writer thread between two transactions."""
 
     specs: list[TrackSpec]
-    routes: Routes | None
+    then: Callable[[], None] | None  # run on the writer thread once applied (new alert routes)
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
@@ -105,7 +105,7 @@ class ResultWriter:
         linger: float = 0.1,
         timezone: str = "UTC",
         retention_days: int = 90,
-        outbox: Outbox | None = None,
+        outbox: EventHook | None = None,
         on_alert: Callable[[], None] | None = None,
         connect: Callable[[pathlib.Path], sqlite3.Connection] = connect_raw,
         max_waiting: int = 200_000,
@@ -180,11 +180,12 @@ class ResultWriter:
         self._queue.put(obs)
 
     def reconfigure(
-        self, specs: list[TrackSpec], routes: Routes | None, timeout: float = 60.0
+        self, specs: list[TrackSpec], then: Callable[[], None] | None = None, timeout: float = 60.0
     ) -> bool:
         """New monitors and rules (a reloaded config), applied in the writer thread after
-        what was submitted before. Blocks until applied; call it from a worker thread."""
-        item = Reconfigure(specs, routes)
+        what was submitted before, then `then()` there too (between two transactions).
+        Blocks until applied; call it from a worker thread."""
+        item = Reconfigure(specs, then)
         self._queue.put(item)
         return item.done.wait(timeout)
 
@@ -279,8 +280,8 @@ class ResultWriter:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._upkeep.set_monitors(self._ids[s.slug] for s in self._specs)
-        if self._outbox is not None and item.routes is not None:
-            self._outbox.routes = item.routes
+        if item.then is not None:
+            item.then()
         item.done.set()
 
     def _maintain(self, conn: sqlite3.Connection) -> None:
