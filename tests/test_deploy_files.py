@@ -154,7 +154,7 @@ def test_compose_matches_the_dockerfile_and_the_unit() -> None:
         "restart: unless-stopped",
         "stop_signal: SIGTERM",
         "stop_grace_period: 30s",
-        "mem_limit: 256m",
+        "mem_limit: 512m",
         "env_file: .env",
     ):
         assert re.search(rf"^\s+{re.escape(line)}$", COMPOSE, flags=re.MULTILINE), line
