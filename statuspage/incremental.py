@@ -7,13 +7,16 @@ gives the very same Snapshot (tests compare them with ==) from state it keeps:
   down and maintained ms at each edge), so any window's accounting is a few binary
   searches giving the integers `timeline.account` gives; its closed day bars; its last
   result, last transition and 24 hourly latency points; and its last MonitorView with the
-  time until which that view stays exact if no data arrives (`until`);
+  time until which that view stays exact if no data arrives (`until`). Until then only
+  its uptime windows (whose monitored and down ms grow linearly between edges: `_windows`)
+  and today's bar can move, and only they are redone (`_move`);
 - what changed is read in one query: every monitor's results newer than the newest one it
   has seen (json_each of (monitor, last seen) joined to the result key). Only monitors with
   new results can have new transitions, incidents or coverage (the ledger writes them with
-  their result); their `monitor_state.as_of_ms` and newest coverage span say whether they
-  did, and only then are coverage, incidents and transitions read again. Their unrolled
-  latency hours are read again from raw results, in one query.
+  their result); their newest coverage span, newest incident, open incidents and last
+  transition say whether they did, and only then are coverage, incidents and transitions
+  read again (closed day bars are redone only from the first edge that moved). The new
+  results feed each monitor's newest raw latency hour (`_Acc`): no raw hour is read again.
 - a refresh re-reads the whole database (a full build) when `meta.rewrites` moved (imports,
   prune, a replay at load that changed something: `prober.store.ledger.mark_rewritten`), a
   monitor was registered, or the config changed.
@@ -142,10 +145,12 @@ class _Kept:
     """One public monitor's kept state."""
 
     __slots__ = (
-        "as_of",
+        "acc",
         "closed",
+        "closed_basis",
         "closed_key",
         "cover_ms",
+        "inc_made",
         "inc_views",
         "incidents",
         "kedges",
@@ -153,9 +158,10 @@ class _Kept:
         "last",
         "latency",
         "maint_key",
+        "mark",
         "mid",
         "monitor",
-        "newest_span",
+        "moving",
         "oedges",
         "open_start",
         "seen",
@@ -163,8 +169,12 @@ class _Kept:
         "stamp",
         "tally",
         "target",
+        "today_until",
         "until",
+        "uptime_until",
         "view",
+        "windows",
+        "windows_at",
     )
 
     def __init__(self, monitor: MonitorBase, mid: int | None, target: float, key: tuple[int, ...]):
@@ -175,22 +185,33 @@ class _Kept:
         self.maint_key = key
         self.last: _Last | None = None
         self.seen = -1  # the newest result's ts_ms read so far
-        self.as_of: int | None = None
-        self.newest_span: tuple[int, int | None] | None = None
+        self.mark: tuple[object, ...] | None = None  # see Incremental._read_derived
         self.since_ms: int | None = None
         self.known = Spans.empty()  # the open span reaches FAR here; see reach()
         self.open_start: int | None = None
         self.incidents: list[tuple[int, int | None]] = []
         self.inc_views: list[tuple[int, int | None, IncidentView]] = []  # newest first
+        self.inc_made: dict[tuple[int, int | None, str], IncidentView] = {}  # by row, oldest first
         self.tally = Tally(Spans.empty(), Spans.empty(), Spans.empty())
         self.kedges: list[int] = []
         self.oedges: list[int] = []
         self.stamp = 0  # bumps with every new tally
         self.closed: tuple[DayView, ...] = ()
         self.closed_key: tuple[object, ...] | None = None
+        # the edges and incidents the closed bars were computed from
+        self.closed_basis: tuple[Sequence[int], Sequence[int], Sequence[tuple[int, int | None]]]
+        self.closed_basis = ((), (), ())
         self.latency: dict[int, LatencyPoint] = {}
+        self.acc = _Acc(-1)
         self.view: MonitorView | None = None
         self.until = 0  # the view is exact before this time unless data arrives
+        # per uptime window: (monitored ms, down ms, their rates of change, valid until) at
+        # windows_at; the view's uptime is exact from them before uptime_until
+        self.windows = array("q")  # _Window after _Window, packed
+        self.windows_at = 0
+        self.uptime_until = 0
+        self.today_until = 0  # today's bar stays exact before this time
+        self.moving = False  # some window's sums grow: its uptime may move at every refresh
 
     def reach(self) -> int:
         """Where the open coverage span ends (FAR: no open span), as Reader.stored says."""
@@ -198,6 +219,12 @@ class _Kept:
             return FAR
         base = self.last.ts_ms if self.last is not None and self.last.ts_ms else self.open_start
         return base + self.cover_ms
+
+    def set_windows(self, now: int, reach: int, lead: int, lead_next: int) -> None:
+        self.windows = _windows(self.tally, now, reach, lead, lead_next)
+        self.windows_at = now
+        self.uptime_until = min(self.windows[4::5])
+        self.moving = any(self.windows[2::5]) or any(self.windows[3::5])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -211,6 +238,7 @@ class _Now:
     hours: list[int]  # the 24 latency hours, oldest first
     points: dict[int, LatencyPoint]  # an empty point per hour
     until: int  # next hour or local midnight, whichever first
+    ends: list[int]  # each day's end_ms
 
 
 class Incremental:
@@ -254,7 +282,7 @@ class Incremental:
         horizon = min(at.days[0][1], at.ms - WINDOWS["90d"])
         self._expand_maintenance(config, tz, horizon, at.ms)
         rolled = upkeep.rolled_until(conn)
-        changed = self._read_results(conn, at.ms)  # kept index -> first new ts_ms
+        changed = self._read_results(conn, at.ms)  # kept index -> its new results
         self._read_derived(conn, changed, horizon, tz)
         self._read_latency(conn, changed, at, rolled)
         self._rolled = rolled
@@ -275,7 +303,8 @@ class Incremental:
             h: LatencyPoint(hour=timeline.from_ms(h, tz), p50_ms=None, p95_ms=None, avg_ms=None)
             for h in hours
         }
-        return _Now(now_ms, tz, days, today_end, hours, points, min(end, today_end))
+        ends = [hi for _, _, hi in days]
+        return _Now(now_ms, tz, days, today_end, hours, points, min(end, today_end), ends)
 
     def _start_over(self, conn: sqlite3.Connection, config: Config, tz: ZoneInfo) -> None:
         self._config = config
@@ -322,12 +351,13 @@ class Incremental:
     def _maintained(self, k: _Kept) -> Spans:
         return self._maint[k.maint_key][0] if k.maint_key else Spans.empty()
 
-    def _read_results(self, conn: sqlite3.Connection, now_ms: int) -> dict[int, int]:
-        """Every monitor's results newer than the newest seen: the last one kept, the first
-        one's time returned (by kept index)."""
+    def _read_results(self, conn: sqlite3.Connection, now_ms: int) -> dict[int, list[_Row]]:
+        """Every monitor's results newer than the newest seen, (ts_ms, outcome, latency_us)
+        by kept index, in time order; the last one kept. After a start over, every monitor
+        with a result, with no rows (all its hours are read)."""
         loc = self._location_id
         by_mid = {k.mid: i for i, k in enumerate(self._kept) if k.mid is not None}
-        changed: dict[int, int] = {}
+        changed: dict[int, list[_Row]] = {}
         if loc is None or not by_mid:
             return changed
         if self.full:  # only the last result of each: the rest is read as rollups
@@ -341,7 +371,7 @@ class Incremental:
                 ).fetchone()
                 k.last = None if row is None else _Last(*row)
                 k.seen = -1 if row is None else row[0]
-                changed[i] = -FAR  # every hour of its latency is read
+                changed[i] = []  # every hour of its latency is read
             return changed
         seen = json.dumps([[k.mid, k.seen] for k in self._kept if k.mid is not None])
         rows = conn.execute(
@@ -355,14 +385,14 @@ class Incremental:
             found = list(group)
             i = by_mid[mid]
             k = self._kept[i]
-            changed[i] = found[0][1]
+            changed[i] = [(r[1], r[2], r[3]) for r in found]
             k.last = _Last(*found[-1][1:])
             k.seen = found[-1][1]
             k.view = None
         return changed
 
     def _read_derived(
-        self, conn: sqlite3.Connection, changed: dict[int, int], horizon: int, tz: ZoneInfo
+        self, conn: sqlite3.Connection, changed: dict[int, list[_Row]], horizon: int, tz: ZoneInfo
     ) -> None:
         """Coverage, incidents and the last transition of the monitors whose saved tracker
         state or newest coverage span moved (all of them after a start over)."""
@@ -370,23 +400,32 @@ class Incremental:
         if loc is None or not changed:
             return
         mids = json.dumps([self._kept[i].mid for i in changed])
+        # what moves with derived data, not with every result: the newest coverage span,
+        # the newest incident and its end, the open incidents, the last transition
         marks = {
-            mid: (as_of, (start, end) if start is not None else None)
-            for mid, as_of, start, end in conn.execute(
-                "SELECT j.value, s.as_of_ms, c.start_ms, c.end_ms FROM json_each(?) AS j"
-                " LEFT JOIN monitor_state AS s ON s.monitor_id = j.value AND s.location_id = ?"
-                " LEFT JOIN coverage AS c ON c.monitor_id = j.value AND c.location_id = ?"
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT j.value, c.start_ms, c.end_ms,"
+                " (SELECT max(ts_ms) FROM transition WHERE monitor_id = j.value"
+                " AND location_id = ?1),"
+                " (SELECT start_ms || ':' || ifnull(end_ms, '') FROM incident"
+                " WHERE monitor_id = j.value AND location_id = ?1"
+                " ORDER BY start_ms DESC LIMIT 1),"
+                " (SELECT count(*) FROM incident WHERE monitor_id = j.value"
+                " AND location_id = ?1 AND end_ms IS NULL)"
+                " FROM json_each(?2) AS j"
+                " LEFT JOIN coverage AS c ON c.monitor_id = j.value AND c.location_id = ?1"
                 " AND c.start_ms = (SELECT max(start_ms) FROM coverage WHERE monitor_id ="
-                " j.value AND location_id = ?)",
-                (mids, loc, loc, loc),
+                " j.value AND location_id = ?1)",
+                (loc, mids),
             )
         }
         moved = []
         for i in changed:
             k = self._kept[i]
-            as_of, newest = marks.get(k.mid, (None, None))
-            if self.full or as_of != k.as_of or newest != k.newest_span:
-                k.as_of, k.newest_span = as_of, newest
+            mark = marks.get(k.mid)
+            if self.full or mark != k.mark:
+                k.mark = mark
                 moved.append(k)
         if not moved:
             return
@@ -423,11 +462,12 @@ class Incremental:
             k.known = Spans.of(spans.get(mid, []))
             why = causes.get(mid, [])
             m = k.monitor
-            k.inc_views = [
-                (
-                    start,
-                    end,
-                    IncidentView(
+            made = k.inc_made
+            k.inc_made = {}
+            for (start, end), cause in zip(k.incidents, why, strict=True):
+                view = made.get((start, end, cause))
+                if view is None:
+                    view = IncidentView(
                         id=f"{m.id}-{start}",
                         monitor_id=m.id,
                         monitor_name=m.display_name,
@@ -435,10 +475,9 @@ class Incremental:
                         end=None if end is None else timeline.from_ms(end, tz),
                         duration_seconds=None if end is None else (end - start) / 1000,
                         cause=public_text(cause),
-                    ),
-                )
-                for (start, end), cause in reversed(list(zip(k.incidents, why, strict=True)))
-            ]
+                    )
+                k.inc_made[start, end, cause] = view
+            k.inc_views = [(s, e, v) for (s, e, _), v in reversed(k.inc_made.items())]
             self._retally(k)
 
     def _retally(self, k: _Kept) -> None:
@@ -451,10 +490,12 @@ class Incremental:
         k.view = None
 
     def _read_latency(
-        self, conn: sqlite3.Connection, changed: dict[int, int], at: _Now, rolled: int
+        self, conn: sqlite3.Connection, changed: dict[int, list[_Row]], at: _Now, rolled: int
     ) -> None:
-        """The latency hours of monitors with new results, from the hour of the first new
-        one: rollups for hours rolled up, raw results after (as build._latency)."""
+        """The latency hours of monitors with new results (as build._latency): rollups for
+        hours rolled up, raw results after. After a start over every hour is read; then
+        the new results feed each monitor's newest raw hour (`_Kept.acc`), and only a
+        result in an hour rolled up already has its hours read again, from rollups."""
         loc = self._location_id
         if loc is None or not changed:
             return
@@ -462,25 +503,43 @@ class Incremental:
         split = max(start, min(end, rolled))
         rolled_mids: dict[int, int] = {}
         raw: dict[int, int] = {}
-        for i, first in changed.items():
+        by_mid: dict[int, _Kept] = {}
+        for i, rows in changed.items():
             k = self._kept[i]
             assert k.mid is not None
+            by_mid[k.mid] = k
+            first = rows[0][0] if rows else -FAR
             begin = max(start, first - first % HOUR_MS)
-            for h in [h for h in k.latency if h < start or h >= begin]:
+            for h in [h for h in k.latency if h < start]:
                 del k.latency[h]
+            if not rows:
+                k.latency.clear()
+                raw[k.mid] = split
             if begin < split:
                 rolled_mids[k.mid] = begin
-            raw[k.mid] = max(begin, split)
-        by_mid = {k.mid: k for k in (self._kept[i] for i in changed) if k.mid is not None}
+            for ts, outcome, latency_us in rows:
+                hour = ts - ts % HOUR_MS
+                if hour != k.acc.hour:
+                    k.acc = _Acc(hour)
+                if outcome in _TIMED and latency_us is not None:
+                    k.acc.add(latency_us)
+            if rows and k.acc.hour >= split:
+                k.latency[k.acc.hour] = k.acc.point(at)
         if rolled_mids:
             lo = min(rolled_mids.values())
             for r in rollups.read_hours(conn, list(rolled_mids), lo, split):
                 if r.location_id == loc and r.hour_ms >= rolled_mids[r.monitor_id]:
                     by_mid[r.monitor_id].latency[r.hour_ms] = _point(r, at.points[r.hour_ms])
-        for mid, hours in rollups.from_raw_hours(conn, raw, loc, end).items():
+        # every hour from split on, with no end: a result already seen past `end` counts
+        for mid, hours in rollups.from_raw_hours(conn, raw, loc, FAR).items():
             kept = by_mid[mid]
             for hour_ms, raw_hour in hours.items():
-                kept.latency[hour_ms] = _point(raw_hour, at.points[hour_ms])
+                if hour_ms < end:
+                    kept.latency[hour_ms] = _point(raw_hour, at.points[hour_ms])
+            newest = max(hours)
+            kept.acc = _Acc.of(newest, hours[newest])
+            if newest >= end:
+                kept.latency[newest] = kept.acc.point(at)
 
     # -- the snapshot ---------------------------------------------------------------------
 
@@ -498,6 +557,8 @@ class Incremental:
                         k.view.incidents != self._incident_lists[i]
                     )
                     self._incident_lists[i] = k.view.incidents
+            else:
+                self._move(k, at)
             view = k.view
             groups.setdefault(view.group, []).append(view)
             states.append(view.state)
@@ -532,6 +593,30 @@ class Incremental:
             history_days=settings.history_days,
         )
 
+    def _move(self, k: _Kept, at: _Now) -> None:
+        """The kept view with only its uptime windows and today's bar moved on: the rest
+        stands until k.until."""
+        view = k.view
+        assert view is not None
+        now = at.ms
+        uptime, days = view.uptime, view.days
+        if now >= k.uptime_until or (now > k.windows_at and k.moving):
+            if now >= k.uptime_until:
+                reach = k.reach()
+                lead = k.tally.rate_at(now, reach)
+                k.set_windows(now, reach, lead, k.tally.next_change(now, reach))
+            uptime = _uptime(k.windows, now - k.windows_at)
+            if uptime == view.uptime:
+                uptime = view.uptime
+        if now >= k.today_until:
+            reach = k.reach()
+            kedges = k.kedges if reach >= FAR else [*k.kedges[:-1], reach]
+            today = self._today(k, at, reach, kedges, k.tally.next_change(now, reach))
+            if today != days[-1]:
+                days = (*days[:-1], today)
+        if uptime is not view.uptime or days is not view.days:
+            k.view = _moved(view, uptime, days)
+
     def _view(self, k: _Kept, at: _Now) -> tuple[MonitorView, int]:
         """The monitor's view at `at`, and the time before which it stays exact."""
         now = at.ms
@@ -540,28 +625,14 @@ class Incremental:
         tally = k.tally
         lead = tally.rate_at(now, reach)
         lead_next = tally.next_change(now, reach)
-        uptime: dict[str, float | None] = {}
-        m1, d1, _ = tally.sums(now, reach)
-        for name, length in WINDOWS.items():
-            lo = now - length
-            m0, d0, _ = tally.sums(lo, reach)
-            mon, down = max(0, m1 - m0), max(0, d1 - d0)
-            uptime[name] = 100 * (mon - down) / mon if mon else None
-            if tally.rate_at(lo, reach) & (MON | DOWN) == lead & (MON | DOWN):
-                until = min(until, lead_next, tally.next_change(lo, reach) + length)
-            else:
-                until = now + 1
+        k.set_windows(now, reach, lead, lead_next)
+        uptime = _uptime(k.windows, 0)
         kedges = k.kedges
         if reach < FAR:  # the open span ends at reach, not at FAR
             kedges = [*kedges[:-1], reach]
         days = self._closed(k, at, reach, kedges)
-        day, lo, hi = at.days[-1]
-        if hi <= lo:  # now is local midnight: the edges as the full build clips them, at now
-            today = _bar(k, day, lo, hi, reach, _clip(kedges, now), _clip(k.oedges, now))
-            until = now + 1
-        else:
-            today = _bar(k, day, lo, hi, reach, kedges, k.oedges)
-            until = min(until, lead_next) if today is _quiet_day(day) else now + 1
+        today = self._today(k, at, reach, kedges, lead_next)
+        until = min(until, lead_next)
         last = k.last
         stale = last is not None and now - last.ts_ms > k.cover_ms
         if last is not None and not stale:
@@ -608,6 +679,29 @@ class Incremental:
         )
         return view, max(until, now + 1)
 
+    def _today(self, k: _Kept, at: _Now, reach: int, kedges: list[int], lead_next: int) -> DayView:
+        """Today's bar, and (in k.today_until) the time before which it stays exact: a quiet
+        day stays quiet until the rate at now changes; any other moves with now."""
+        now = at.ms
+        day, lo, hi = at.days[-1]
+        if hi <= lo:  # now is local midnight: the edges as the full build clips them, at now
+            k.today_until = now + 1
+            return _bar(k, day, lo, hi, reach, _clip(kedges, now), _clip(k.oedges, now))
+        today = _bar(k, day, lo, hi, reach, kedges, k.oedges)
+        if today is _quiet_day(day):
+            k.today_until = lead_next
+        elif (
+            today.downtime_seconds == 0
+            and today.uptime_percent is not None
+            and k.tally.rate_at(now, reach) == MON
+        ):
+            # monitored and up now, no downtime today: as now moves on, the monitored ms
+            # grow as the day does; uptime stays 100, the unknown and maintained stay
+            k.today_until = lead_next
+        else:
+            k.today_until = now + 1
+        return today
+
     def _closed(self, k: _Kept, at: _Now, reach: int, kedges: list[int]) -> tuple[DayView, ...]:
         """Every day bar but today's: kept while the tally stays, shifted at midnight."""
         days = at.days[:-1]
@@ -618,12 +712,151 @@ class Incremental:
         prev = k.closed_key
         if prev is not None and prev[1:] == key and prev[0] == days[0][0]:
             return k.closed
-        if prev is not None and prev[1:] == key and prev[0] == days[0][0] - dt.timedelta(days=1):
-            k.closed = (*k.closed[1:], _bar(k, *days[-1], reach, kedges, k.oedges))
-        else:
-            k.closed = tuple(_bar(k, day, lo, hi, reach, kedges, k.oedges) for day, lo, hi in days)
+        basis = (kedges, k.oedges, k.incidents)
+        kept: tuple[DayView, ...] = ()
+        if prev is not None and prev[0] == days[0][0]:
+            kept = k.closed
+        elif prev is not None and prev[0] == days[0][0] - dt.timedelta(days=1):
+            kept = k.closed[1:]  # shifted at midnight
+        if kept:
+            # a bar depends on the tally's edges inside its day only: the days ending before
+            # the first edge (or incident) that moved keep their bars
+            old = k.closed_basis
+            since = min(
+                _first_change(old[0], kedges),
+                _first_change(old[1], k.oedges),
+                _first_incident_change(old[2], k.incidents),
+            )
+            n = min(len(kept), bisect.bisect_right(at.ends, since))
+            kept = kept[:n]
+        k.closed = kept + tuple(
+            _bar(k, day, lo, hi, reach, kedges, k.oedges) for day, lo, hi in days[len(kept) :]
+        )
         k.closed_key = (days[0][0], *key)
+        k.closed_basis = basis
         return k.closed
+
+
+def _moved(
+    v: MonitorView, uptime: dict[str, float | None], days: tuple[DayView, ...]
+) -> MonitorView:
+    """dataclasses.replace(v, uptime=uptime, days=days), in a third of its time."""
+    return MonitorView(
+        v.id,
+        v.name,
+        v.group,
+        v.description,
+        v.type,
+        v.state,
+        v.since,
+        v.checked_at,
+        v.stale,
+        v.interval_seconds,
+        v.latency_ms,
+        v.status_code,
+        v.cert_expires,
+        uptime,
+        days,
+        v.latency,
+        v.incidents,
+    )
+
+
+def _first_change(old: Sequence[int], new: Sequence[int]) -> int:
+    """The first time where two lists of edges differ (FAR: nowhere)."""
+    for a, b in zip(old, new, strict=False):
+        if a != b:
+            return min(a, b)
+    if len(old) != len(new):
+        return old[len(new)] if len(old) > len(new) else new[len(old)]
+    return FAR
+
+
+def _first_incident_change(
+    old: Sequence[tuple[int, int | None]], new: Sequence[tuple[int, int | None]]
+) -> int:
+    """The earliest start of an incident found in one list and not the other."""
+    return min((start for start, _ in set(old) ^ set(new)), default=FAR)
+
+
+_Window = tuple[int, int, int, int, int]
+
+
+def _windows(tally: Tally, now: int, reach: int, lead: int, lead_next: int) -> array[int]:
+    """Each uptime window's monitored and down ms at now, how much each grows per ms (the
+    rate at now less the rate at the window's start) and until when that holds."""
+    found = []
+    m1, d1, _ = tally.sums(now, reach)
+    now_mon, now_down = 1 if lead & MON else 0, 1 if lead & DOWN else 0
+    for length in WINDOWS.values():
+        lo = now - length
+        m0, d0, _ = tally.sums(lo, reach)
+        r = tally.rate_at(lo, reach)
+        found.append(
+            (
+                max(0, m1 - m0),
+                max(0, d1 - d0),
+                now_mon - (1 if r & MON else 0),
+                now_down - (1 if r & DOWN else 0),
+                min(lead_next, tally.next_change(lo, reach) + length),
+            )
+        )
+    return array("q", itertools.chain.from_iterable(found))
+
+
+def _uptime(windows: array[int], later: int) -> dict[str, float | None]:
+    """The uptime percent of each window `later` ms after they were taken (before their
+    valid until): the sums grow linearly meanwhile."""
+    uptime: dict[str, float | None] = {}
+    for i, name in enumerate(WINDOWS):
+        mon, down, dm, dd = windows[5 * i : 5 * i + 4]
+        mon += dm * later
+        down += dd * later
+        uptime[name] = 100 * (mon - down) / mon if mon else None
+    return uptime
+
+
+_Row = tuple[int, int, int | None]  # a new result: ts_ms, outcome, latency_us
+_TIMED = frozenset(rollups.TIMED_CODES)
+
+
+class _Acc:
+    """A monitor's newest raw hour, as its rollup will be: latency count, sum and buckets
+    (rollups.bucket_ms, the bucketing BUCKET_SQL does), fed by the results read."""
+
+    __slots__ = ("buckets", "hour", "sum_us")
+
+    def __init__(self, hour: int) -> None:
+        self.hour = hour
+        self.sum_us = 0
+        self.buckets = array("l")
+
+    @classmethod
+    def of(cls, hour: int, r: rollups.Rollup) -> _Acc:
+        acc = cls(hour)
+        acc.sum_us = r.lat_sum_us
+        for bucket, n in sorted(r.hist.counts.items()):
+            acc.buckets.extend([bucket] * n)
+        return acc
+
+    def add(self, latency_us: int) -> None:
+        self.sum_us += latency_us
+        self.buckets.append(rollups.bucket_ms(latency_us))
+
+    def point(self, at: _Now) -> LatencyPoint:
+        """_point of the hour's rollup."""
+        empty = at.points.get(self.hour)
+        if empty is None:
+            hour = timeline.from_ms(self.hour, at.tz)
+            empty = LatencyPoint(hour=hour, p50_ms=None, p95_ms=None, avg_ms=None)
+        n = len(self.buckets)
+        if not n:
+            return empty
+        ordered = sorted(self.buckets)
+        # Histogram.percentiles' nearest rank, in integers
+        p50 = float(ordered[max(1, -(-50 * n // 100)) - 1])
+        p95 = float(ordered[max(1, -(-95 * n // 100)) - 1])
+        return LatencyPoint(empty.hour, p50, p95, self.sum_us / n / 1000)
 
 
 def _point(r: rollups.Rollup, empty: LatencyPoint) -> LatencyPoint:

@@ -49,6 +49,7 @@ BUCKET_SQL = (
 _UP, _DEGRADED, _DOWN, _UNKNOWN = (
     OUTCOME_CODES[o] for o in (Outcome.UP, Outcome.DEGRADED, Outcome.DOWN, Outcome.UNKNOWN)
 )
+TIMED_CODES = (_UP, _DEGRADED)  # the outcomes whose latency counts
 _COLUMNS = "up, degraded, down, unknown, lat_count, lat_sum_us, lat_min_us, lat_max_us, hist"
 _FIELDS = _COLUMNS.split(", ")[:-1]  # Rollup's fields but hist
 

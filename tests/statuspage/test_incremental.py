@@ -183,6 +183,22 @@ def test_steps_match_a_full_build(world: World) -> None:
     world.check(midnight + dt.timedelta(minutes=70))
 
 
+def test_incident_back_dated_into_a_closed_day(world: World) -> None:
+    """An incident confirmed after local midnight starts yesterday: yesterday's closed bar
+    is redone, the days before it are kept (the closed bars' partial redo)."""
+    midnight = dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC)
+    world.check(T1 + dt.timedelta(seconds=30), full=True)
+    world.feed(T1, midnight - MINUTE)
+    world.check(midnight - dt.timedelta(seconds=30))
+    world.feed(midnight - MINUTE, midnight + MINUTE, a="down")
+    world.check(midnight + dt.timedelta(minutes=1, seconds=1))
+    world.feed(midnight + MINUTE, midnight + 6 * MINUTE, a="down")
+    snap = world.check(midnight + dt.timedelta(minutes=6, seconds=1))
+    assert snap.incidents[0].start < midnight
+    world.feed(midnight + 6 * MINUTE, midnight + 9 * MINUTE)
+    world.check(midnight + dt.timedelta(minutes=9, seconds=1))
+
+
 def test_config_reload(world: World) -> None:
     world.check(T1, full=True)
     world.feed(T1, T1 + 5 * MINUTE)
