@@ -212,6 +212,7 @@ async def push(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await request.app[PUBLISHER].current()  # after a quiet spell, catch up first
     before = request.app.get(BEFORE_SCRAPE)
     if before is not None:  # the web process asks the probing process for its families
         await before()

@@ -169,7 +169,9 @@ def _monitor(
         checked_at=None if last is None else timeline.from_ms(last.ts_ms, tz),
         stale=stale,
         interval_seconds=monitor.interval if isinstance(monitor, ProbeMonitor) else cover_ms / 1000,
-        latency_ms=None if last is None or last.latency_us is None else last.latency_us / 1000,
+        latency_ms=None  # an unknown result's time is the prober's, not the target's
+        if last is None or last.latency_us is None or last.outcome == 0
+        else last.latency_us / 1000,
         status_code=None if last is None else last.status_code,
         cert_expires=None
         if last is None or last.cert_expiry is None

@@ -281,3 +281,41 @@ async def _settled(publisher: Publisher, world: World, monitors: int) -> None:
 def _ids(conn: sqlite3.Connection) -> tuple[int, list[int]]:
     (loc,) = conn.execute("SELECT id FROM location WHERE name = 'default'").fetchone()
     return loc, [mid for (mid,) in conn.execute("SELECT id FROM monitor")]
+
+
+def test_publisher_builds_nothing_for_nobody(world: World) -> None:
+    """No request for IDLE_AFTER: no refresh and no render, however much the data moves.
+    The first request after the quiet spell catches up before it is answered."""
+    from statuspage import publisher as module
+
+    wall = {"now": T1}
+    ticks = {"now": 0.0}
+
+    async def scenario() -> None:
+        publisher = Publisher(
+            world.config,
+            min_age=0,
+            max_age=0,
+            check_every=0.001,
+            clock=lambda: ticks["now"],
+            wall=lambda: wall["now"],
+        )
+        await publisher.start()
+        runner = asyncio.create_task(publisher.run())
+        try:
+            ticks["now"] += module.IDLE_AFTER + 1  # nobody asked meanwhile
+            world.feed(T1, T1 + 3 * MINUTE)
+            wall["now"] = T1 + 3 * MINUTE
+            builds = publisher.builds
+            for _ in range(50):  # the refresher has had its turns
+                await asyncio.sleep(0.002)
+            assert publisher.idle and publisher.builds == builds
+            snapshot = await publisher.current()  # a visitor
+            assert publisher.builds == builds + 1 and not publisher.idle
+            assert snapshot == build_snapshot(world.other, world.config, wall["now"])
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await publisher.close()
+
+    asyncio.run(scenario())
