@@ -75,6 +75,10 @@ class Publisher:
         self._wall = wall
         self._state = Incremental()  # used on the snapshot thread only
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snapshot")
+        # One render at a time: a big page (10,000 monitors: ~100 MB of HTML) held twice
+        # at once would double the peak memory; visitors share the render in progress.
+        self._renderer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="render")
+        self._render_seconds = 0.0  # CPU of the renders of the current snapshot
         self._conn: sqlite3.Connection | None = None
         self._snapshot: Snapshot | None = None
         self._built_at = 0.0
@@ -137,9 +141,20 @@ class Publisher:
         found = self._bodies.get(slot)
         if found is None:
             loop = asyncio.get_running_loop()
-            found = loop.run_in_executor(None, _render, render, snapshot, content_type)
+            found = loop.run_in_executor(
+                self._renderer, self._timed_render, render, snapshot, content_type
+            )
             self._bodies[slot] = found
         return await found
+
+    def _timed_render(
+        self, render: Render, snapshot: Snapshot, content_type: str
+    ) -> Rendered | None:
+        started = time.thread_time()
+        try:
+            return _render(render, snapshot, content_type)
+        finally:
+            self._render_seconds += time.thread_time() - started
 
     async def run(self) -> None:
         """Keep the snapshot fresh; runs for the life of the app."""
@@ -155,12 +170,14 @@ class Publisher:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
+        self._renderer.shutdown(wait=True)
 
     async def _due(self) -> bool:
         # A refresh costs CPU the requests would like: never spend more than a tenth of the
-        # time refreshing, however many monitors there are. The cost is that of the last
-        # incremental refresh; a full build (start, reload, import) is rare and not a pace.
-        spacing = 10 * self._build_seconds
+        # time refreshing and rendering what the visitors asked of it, however many monitors
+        # there are. The cost is that of the last incremental refresh and the renders of its
+        # snapshot; a full build (start, reload, import) is rare and not a pace.
+        spacing = 10 * (self._build_seconds + self._render_seconds)
         age = self._clock() - self._built_at
         if self._snapshot is None:
             return True
@@ -191,6 +208,7 @@ class Publisher:
         self._snapshot, self._data_version = snapshot, version
         self._built_at = started
         self._version += 1
+        self._render_seconds = 0.0
         self._bodies = {k: v for k, v in self._bodies.items() if k[0] == self._version}  # type: ignore[index]
         self.builds += 1
         seconds = self._clock() - started
