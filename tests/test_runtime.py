@@ -214,21 +214,25 @@ def test_web_process_is_restarted_and_leaves_with_its_parent(
         assert again.stop() == 0, again.log
 
 
+def _refused(where: pathlib.Path) -> list[str]:
+    """`prober run` that must not start: exit 1, and its lines other than config warnings."""
+    done = subprocess.run(
+        [sys.executable, "-m", "prober", "run"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    return [line for line in done.stderr.splitlines() if not line.startswith("warning:")]
+
+
 def test_one_run_per_database(tmp_path: pathlib.Path, target: int) -> None:
     _config(tmp_path, target, free_port(), monitors=1)
     first = ProberRun(["run"], tmp_path)
     try:
         first.wait_for("prober running")
-        second = subprocess.run(
-            [sys.executable, "-m", "prober", "run"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert second.returncode == 1
-        errors = [line for line in second.stderr.splitlines() if not line.startswith("warning:")]
-        assert errors == [
+        assert _refused(tmp_path) == [
             f"prober: another prober run (pid {first.proc.pid}) is using data/prober.db;"
             " stop it first"
         ]
@@ -242,16 +246,8 @@ def test_a_busy_port_is_one_line(tmp_path: pathlib.Path, target: int) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         _config(tmp_path, target, port, monitors=1)
-        done = subprocess.run(
-            [sys.executable, "-m", "prober", "run"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert done.returncode == 1
-    errors = [line for line in done.stderr.splitlines() if not line.startswith("warning:")]
-    assert errors == [f"prober: cannot listen on 127.0.0.1:{port}: address already in use"]
+        refusal = _refused(tmp_path)
+    assert refusal == [f"prober: cannot listen on 127.0.0.1:{port}: address already in use"]
     assert not (tmp_path / "data" / "prober.pid").exists()
 
 
