@@ -154,8 +154,17 @@ def test_a_slow_page_build_never_makes_a_check_late(tmp_path: pathlib.Path, targ
         run.wait_for("prober running")
         db = tmp_path / "data" / "prober.db"
         until(lambda: len(_results(db)) >= 3 * 8, within=60)  # ~8 s of checks
-        for i in range(6):  # visitors: each language and page is a render of its own
-            _get(f"http://127.0.0.1:{listen}/?lang={'ko' if i % 2 else 'en'}", timeout=30)
+        visits = 0
+
+        def visit() -> bool:
+            """Visitors (each language a render of its own), until renders of at least two
+            snapshots were seen (refreshes are spaced by 10x their render cost)."""
+            nonlocal visits
+            visits += 1
+            _get(f"http://127.0.0.1:{listen}/?lang={'ko' if visits % 2 else 'en'}", timeout=30)
+            return calls.exists() and len(calls.read_text().split()) >= 3
+
+        until(visit, within=120, every=0.5)
         until(lambda: len(_results(db)) >= 3 * 16, within=60)
         assert run.stop() == 0, run.log
     finally:
