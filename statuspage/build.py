@@ -169,18 +169,28 @@ def _monitor(
         checked_at=None if last is None else timeline.from_ms(last.ts_ms, tz),
         stale=stale,
         interval_seconds=monitor.interval if isinstance(monitor, ProbeMonitor) else cover_ms / 1000,
-        latency_ms=None  # an unknown result's time is the prober's, not the target's
-        if last is None or last.latency_us is None or last.outcome == 0
-        else last.latency_us / 1000,
+        latency_ms=shown_latency_ms(last),
         status_code=None if last is None else last.status_code,
-        cert_expires=None
-        if last is None or last.cert_expiry is None
-        else dt.datetime.fromtimestamp(last.cert_expiry, tz),
+        cert_expires=cert_expires(last, tz),
         uptime=uptime,
         days=days,
         latency=_latency(reader, mid),
         incidents=incidents,
     )
+
+
+def shown_latency_ms(last: _Last | None) -> float | None:
+    """The last check's latency as the page shows it: none for an unknown result, whose
+    time is the prober's, not the target's."""
+    if last is None or last.latency_us is None or last.outcome == 0:
+        return None
+    return last.latency_us / 1000
+
+
+def cert_expires(last: _Last | None, tz: dt.tzinfo) -> dt.datetime | None:
+    if last is None or last.cert_expiry is None:
+        return None
+    return dt.datetime.fromtimestamp(last.cert_expiry, tz)
 
 
 def _day_bounds(reader: Reader, first: dt.date, today: dt.date) -> list[tuple[dt.date, int, int]]:

@@ -61,6 +61,8 @@ from statuspage.build import (
     _overall,
     _quiet_day,
     _unknown_day,
+    cert_expires,
+    shown_latency_ms,
 )
 from statuspage.snapshot import (
     DayLevel,
@@ -663,13 +665,9 @@ class Incremental:
             checked_at=None if last is None else timeline.from_ms(last.ts_ms, tz),
             stale=stale,
             interval_seconds=m.interval if isinstance(m, ProbeMonitor) else k.cover_ms / 1000,
-            latency_ms=None  # an unknown result's time is the prober's, not the target's
-            if last is None or last.latency_us is None or last.outcome == 0
-            else last.latency_us / 1000,
+            latency_ms=shown_latency_ms(last),
             status_code=None if last is None else last.status_code,
-            cert_expires=None
-            if last is None or last.cert_expiry is None
-            else dt.datetime.fromtimestamp(last.cert_expiry, tz),
+            cert_expires=cert_expires(last, tz),
             uptime=uptime,
             days=(*days, today),
             latency=()
