@@ -67,6 +67,8 @@ class MonitorBase(StrictModel):
     sla_target: float | None = Field(default=None, gt=0, le=100)  # None: settings.sla_target
     notify: list[str] = []
     public: bool = True
+    # what the public reads as an incident's cause instead of the failure class
+    public_cause: str = Field(default="", max_length=200)
     depends_on: list[Slug] = []
 
     @field_validator("sla_target", mode="before")
@@ -83,6 +85,8 @@ class ProbeMonitor(MonitorBase):
     interval: Interval = 60.0
     timeout: PositiveDuration = 10.0
     degraded_after: PositiveDuration | None = None
+    # link-local and cloud-metadata addresses are refused on every hop unless this is true
+    allow_link_local: bool = False
 
     @field_validator("timeout")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -17,6 +18,24 @@ from prober.config.types import (
     TimeZoneName,
     parse_host_port,
 )
+
+
+class MetricsListener(StrictModel):
+    """`/metrics` on a listener of its own, never the public one; `listen = ""` turns it off."""
+
+    listen: str = "127.0.0.1:9108"
+    token: SecretStr = SecretStr("")  # when set, scrapes need `Authorization: Bearer TOKEN`
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            parse_host_port(value)
+        return value
+
+    @property
+    def listen_host_port(self) -> tuple[str, int] | None:
+        return parse_host_port(self.listen) if self.listen else None
 
 
 class Settings(StrictModel):
@@ -37,6 +56,9 @@ class Settings(StrictModel):
     max_concurrency: int = Field(default=500, ge=1)
     # a failure while the prober itself was this late is recorded unknown, not down
     overload_threshold: PositiveDuration = 0.5
+    metrics: MetricsListener = MetricsListener()
+    # reverse proxies whose X-Forwarded-For is believed (addresses or networks)
+    trusted_proxies: list[str] = []
 
     @field_validator("sla_target", mode="before")
     @classmethod
@@ -74,6 +96,25 @@ class Settings(StrictModel):
                 raise ValueError(f"{item!r}: a canary is tcp://HOST:PORT, http://… or https://…")
             if parts.scheme == "tcp" and parts.port is None:
                 raise ValueError(f"{item!r}: a tcp canary needs a port")
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> Settings:
+        if self.metrics.listen and self.metrics.listen_host_port == self.listen_host_port:
+            raise ValueError(
+                f"metrics.listen: {self.metrics.listen!r} is the public listener; /metrics"
+                " needs a listener of its own (default 127.0.0.1:9108; \"\" turns it off)"
+            )
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
         return value
 
     @property
