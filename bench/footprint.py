@@ -62,6 +62,7 @@ def config(directory: pathlib.Path, name: str, port: int, monitors: int, target:
     path = directory / f"{name}.toml"
     lines = [
         f'[settings]\nlisten = "127.0.0.1:{port}"\ndatabase = "sqlite:///{directory / name}.db"\n'
+        'metrics = { listen = "" }\n'
     ]
     for i in range(monitors + extra):
         every = "2h" if i < changed else interval

@@ -203,9 +203,10 @@ def write_csv(path: pathlib.Path, monitors: int, end: dt.datetime, days: int) ->
     return rows
 
 
-def write_config(path: pathlib.Path, monitors: int, port: int) -> None:
+def write_config(path: pathlib.Path, monitors: int, port: int, metrics_port: int) -> None:
     parts = [
         f'[settings]\ntitle = "Bench Status"\nlisten = "127.0.0.1:{port}"\n'
+        f'metrics = {{ listen = "127.0.0.1:{metrics_port}" }}\n'
         'database = "sqlite:///prober.db"\ntimezone = "UTC"\nretention_days = 120\n'
     ]
     parts += [
@@ -327,7 +328,8 @@ def rebuilds(prober_log: pathlib.Path) -> list[float]:
 
 
 def scrape_metrics(port: int) -> dict[str, Any]:
-    """One `GET /metrics`, parsed as Prometheus parses it: time, bytes, series."""
+    """One `GET /metrics` on the metrics listener, parsed as Prometheus parses it: time,
+    bytes, series."""
     from prometheus_client.parser import text_string_to_metric_families
 
     status, body, seconds = get(port, "/metrics")
@@ -470,8 +472,8 @@ class Run:
 
 def run(children: Children, r: Run) -> None:
     config = r.work / "monitors.toml"
-    port = free_port()
-    write_config(config, r.monitors, port)
+    port, metrics_port = free_port(), free_port()
+    write_config(config, r.monitors, port, metrics_port)
     csv_path = r.work / "history.csv"
     end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     log(f"writing {r.monitors} monitors x {r.days} days up to {end:%Y-%m-%d %H:%M}Z")
@@ -503,7 +505,7 @@ def run(children: Children, r: Run) -> None:
         f"({len(page):,} bytes), second {warm_s * 1000:.1f} ms"
     )
     (r.work / "index.html").write_bytes(page)
-    r.results |= scrape_metrics(port)
+    r.results |= scrape_metrics(metrics_port)
     r.results |= {
         "startup_to_healthy_seconds": healthy_s,
         "cold_get_ms": cold_s * 1000,

@@ -700,6 +700,7 @@ def write_config(sc: Scenario, where: Path, nginx: Nginx, ca: Path, port: int) -
         "[settings]",
         f'title = "bench {sc.name}"',
         f'listen = "127.0.0.1:{port}"',
+        'metrics = { listen = "" }',  # nothing scrapes here; never meet another run on 9108
         f'database = "sqlite:///{db}"',
         'timezone = "UTC"',
         "",

@@ -26,6 +26,7 @@ from prober.config import Config, ConfigError, load_config
 from prober.config.monitors import ProbeMonitor, ProbingMonitor
 from prober.config.settings import Notifier
 from prober.errors import UserError
+from prober.filemodes import write_text
 from prober.redact import Redactor
 from prober.results import CheckResult, Outcome
 
@@ -159,8 +160,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     text = monthly.report(config, args.month, args.format, monitors=args.monitor)
     if args.output:
         out = pathlib.Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_text(out, text, private=monthly.names_private(config, args.monitor))
+        except OSError as exc:
+            raise UserError(f"cannot write {out}: {(exc.strerror or str(exc)).lower()}") from None
         print(f"wrote {out} ({len(text.encode()):,} bytes)", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -59,8 +59,7 @@ def import_results(
     parsed = importcsv.parse(path, known, progress)
     if parsed.errors:
         raise ImportFailed(parsed)
-    config.database_path.parent.mkdir(parents=True, exist_ok=True)
-    open_engine(config.database_path).dispose()
+    open_engine(config.database_path).dispose()  # creates the folder, or says why not
     conn = connect_raw(config.database_path)
     try:
         _refuse_if_live(conn)

@@ -6,9 +6,10 @@ blocking call, a CPU-bound burst, a paused process). `unavailable(t0, t1)` is th
 time overlapping a check's run, on the loop's clock.
 
 `excuse` says why a `down` or `degraded` result is the prober's fault, or None: the prober
-started the check late and / or its loop stalled during it by more than the threshold, or
-the check failed for want of file descriptors. `Overload` counts the results recorded
-`unknown` for it and logs each streak once.
+started the check late and / or its loop stalled during it by more than the threshold
+("prober overloaded"), or the check failed for want of file descriptors ("prober out of
+file descriptors"). `Overload` counts the results recorded `unknown` for it, logs each
+streak once, and keeps the recent descriptor failures for /healthz.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SLACK_S = 0.005  # a wake-up later than this is a stall (timer granularity is ~1
 KEEP = 4096  # stalls remembered: ~100 s of a loop that is late at every tick
 STREAK_GAP_S = 60.0  # a streak ends after this long without a result recorded unknown
 MAX_ERROR = 500  # as the runner's bound on error text
+OVERLOADED = "prober overloaded"
+NO_FILES = "prober out of file descriptors"
 
 # How EMFILE / ENFILE read once a check has turned them into words ("connect failed: ...").
 _NO_DESCRIPTORS = (os.strerror(errno.EMFILE), os.strerror(errno.ENFILE))
@@ -121,32 +124,36 @@ def out_of_descriptors(error: str | None) -> bool:
 
 
 def excuse(result: CheckResult, late_s: float, stalled_s: float, threshold: float) -> str | None:
-    """Why `result` is the prober's fault ("prober overloaded: ..."), or None when it is not
-    (an `up` result is evidence the target works, whatever the prober's state)."""
+    """Why `result` is the prober's fault ("prober overloaded: ...", "prober out of file
+    descriptors"), or None when it is not (an `up` result is evidence the target works,
+    whatever the prober's state)."""
     if result.outcome not in (Outcome.DOWN, Outcome.DEGRADED):
         return None
     late_s = max(0.0, late_s)
     if out_of_descriptors(result.error):
-        why = "out of file descriptors"
+        why = NO_FILES
     elif late_s + stalled_s > threshold:
         parts = []
         if late_s >= 0.05 or stalled_s < 0.05:
             parts.append(f"started {late_s:.1f} s late")
         if stalled_s >= 0.05:
             parts.append(f"event loop stalled {stalled_s:.1f} s during the check")
-        why = ", ".join(parts)
+        why = f"{OVERLOADED}: " + ", ".join(parts)
     else:
         return None
-    text = f"prober overloaded: {why}; the check saw: {result.error or result.outcome}"
+    text = f"{why}; the check saw: {result.error or result.outcome}"
     return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
 
 
 class Overload:
-    """Results recorded `unknown` because the prober was overloaded; each streak (ended by
-    `gap_s` without one) logged once when it begins and once when it ends."""
+    """Results recorded `unknown` because the prober was overloaded or out of file
+    descriptors; each streak (ended by `gap_s` without one) logged once when it begins and
+    once when it ends. Descriptor failures are also kept for `gap_s`: /healthz reports them
+    as a problem while they last."""
 
     def __init__(self, gap_s: float = STREAK_GAP_S) -> None:
         self.gap_s = gap_s
+        self._no_files: collections.deque[float] = collections.deque(maxlen=KEEP)  # monotonic
         self.total = 0  # since start: prober_checks_overloaded_total
         self.streak = 0  # in the current streak
         self.in_streak = False
@@ -161,10 +168,12 @@ class Overload:
         self.streak += 1
         self.last_at = at
         self._newest = now
+        if reason.startswith(NO_FILES):
+            self._no_files.append(now)
         if not self.in_streak:
             self.in_streak = True
             self._began = now
-            why = reason.partition(";")[0].removeprefix("prober overloaded: ")
+            why = reason.partition(";")[0].removeprefix(f"{OVERLOADED}: ").removeprefix("prober ")
             log.warning(
                 "prober overloaded: 1 check recorded unknown, not down or degraded"
                 " (monitor=%s: %s); the streak's count is logged when it ends",
@@ -183,3 +192,14 @@ class Overload:
         )
         self.in_streak = False
         self.streak = 0
+
+    def out_of_files(self, now: float | None = None) -> int:
+        """Checks recorded unknown for want of file descriptors in the last `gap_s` (`now`:
+        monotonic, as `record`'s)."""
+        since = (time.monotonic() if now is None else now) - self.gap_s
+        count = 0
+        for at in reversed(self._no_files):
+            if at < since:
+                break
+            count += 1
+        return count

@@ -24,6 +24,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import re
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +43,7 @@ MSG_LIMIT = 200  # characters of `msg` kept
 BURST = 20  # pings a token may send at once
 REFILL_PER_S = 1.0  # and then this many a second
 ACTIONS = ("", "start", "fail")
+EXIT_CODE = re.compile(r"[0-9]{1,3}")  # fullmatch: ASCII only (str.isdigit takes "²", "٣", "３")
 Submit = Callable[[str, dt.datetime, CheckResult], None]
 
 
@@ -83,6 +85,11 @@ def urls(base: str, tokens: Mapping[str, str]) -> dict[str, str]:
 
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def known_action(action: str) -> bool:
+    """A ping, `start`, `fail`, or an exit code of 1 to 3 ASCII digits (the rest: 404)."""
+    return action in ACTIONS or EXIT_CODE.fullmatch(action) is not None
 
 
 @dataclasses.dataclass(slots=True)
@@ -188,7 +195,7 @@ class PushHub:
         mid = self._by_digest.get(digest(token))
         if mid is None:
             return Answer(404, "not found\n")
-        if action not in ACTIONS and not (action.isdigit() and len(action) <= 3):
+        if not known_action(action):
             return Answer(404, "not found\n")
         watch = self._watches[mid]
         if not watch.allow(now_ms):
@@ -217,7 +224,7 @@ class PushHub:
         status = query.get("status", "")
         if action == "fail":
             outcome = Outcome.DOWN
-        elif action.isdigit():
+        elif EXIT_CODE.fullmatch(action):
             outcome = Outcome.UP if int(action) == 0 else Outcome.DOWN
             msg = (
                 msg

@@ -136,11 +136,16 @@ def _monitor_v1(m: MonitorView) -> Json:
     }
 
 
+def days_count(s: Snapshot, days: int) -> int:
+    """The days asked for, clamped to 1..history_days (`days=-5`: one; `days=100000`: all)."""
+    return min(max(days, 1), max(s.history_days, 1))
+
+
 def days_v1(s: Snapshot, monitor_id: str, days: int) -> Json | None:
     m = s.monitor(monitor_id)
     if m is None:
         return None
-    count = min(max(days, 1), max(s.history_days, 1))
+    count = days_count(s, days)
     return {
         "id": m.id,
         "name": m.name,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hmac
 import importlib.resources
 import json
 import pathlib
@@ -21,7 +23,7 @@ from prober.config import Config
 from prober.report import monthly
 from statuspage import api, badges, feeds, pages
 from statuspage.i18n import LANGUAGES
-from statuspage.metrics import add_to
+from statuspage.metrics import Scrapes, exposition
 from statuspage.publisher import Publisher, Render
 from statuspage.snapshot import Snapshot
 
@@ -36,13 +38,12 @@ class HealthReport(Protocol):
 CONFIG = web.AppKey("config", Config)
 HEALTH: web.AppKey[HealthReport] = web.AppKey("health")
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
-METRICS = web.AppKey("metrics", prometheus_client.CollectorRegistry)
+SCRAPES = web.AppKey("scrapes", Scrapes)
 PUBLISHER = web.AppKey("publisher", Publisher)
 # (token, action, query) -> (status, text): prober.runtime.web.PushGate, which forwards
 # to prober.push.PushHub in the probing process; tests may pass a plain function
 PushReceiver = Callable[[str, str, Mapping[str, str]], tuple[int, str] | Awaitable[tuple[int, str]]]
 PUSH: web.AppKey[PushReceiver] = web.AppKey("push")
-BEFORE_SCRAPE: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("before_scrape")
 PUSH_BODY_LIMIT = 4096  # bytes of a push request's body read (and dropped) at most
 
 HTML = "text/html; charset=utf-8"
@@ -61,7 +62,9 @@ CACHE_CONTROL = "public, max-age=10"
 PREPARE_BEFORE_LISTEN = 2000  # monitors: up to this many, the page is built before listening
 # static/ in the source tree; statuspage/static inside the wheel (see pyproject.toml)
 STATIC_DIR = pathlib.Path(str(importlib.resources.files("statuspage.static")))
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # fullmatch; ASCII digits only
+_WHOLE = re.compile(r"-?[0-9]{1,12}")  # fullmatch: `days`, then clamped
+WINDOWS = ("24h", "7d", "30d", "90d")  # an uptime badge's
 
 
 @web.middleware
@@ -72,6 +75,10 @@ async def security_headers(
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
+    except OSError as exc:  # aiohttp's /static/ stats a name past NAME_MAX: no such file
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        response = web.HTTPNotFound(text="not found\n")
     response.headers.update(SECURITY_HEADERS)
     if isinstance(response, web.HTTPException) and response.status >= 400:
         raise response
@@ -123,8 +130,17 @@ async def index(request: web.Request) -> web.Response:
     return await respond(request, ("/", lang), lambda s: pages.render_index(s, lang, env), HTML)
 
 
+async def _shown(request: web.Request) -> str:
+    """The route's monitor id, if the page shows that monitor; else 404 before any render
+    (an unknown id is never a key of the publisher's memory)."""
+    mid = request.match_info["id"]
+    if not await request.app[PUBLISHER].knows(mid):
+        raise web.HTTPNotFound(text="not found\n")
+    return mid
+
+
 async def monitor_page(request: web.Request) -> web.Response:
-    lang, env, mid = _lang(request), request.app[TEMPLATES], request.match_info["id"]
+    lang, env, mid = _lang(request), request.app[TEMPLATES], await _shown(request)
     render: Render = lambda s: pages.render_monitor(s, mid, lang, env)  # noqa: E731
     return await respond(request, ("monitor", mid, lang), render, HTML)
 
@@ -139,11 +155,13 @@ def json_route(
 
 
 async def monitor_days(request: web.Request) -> web.Response:
-    mid = request.match_info["id"]
-    try:
-        days = int(request.query.get("days", "90"))
-    except ValueError:
-        raise web.HTTPBadRequest(text="days: a whole number of days\n") from None
+    """`days` is clamped to 1..history_days before it names a body: at most history_days
+    bodies per monitor, whatever is asked."""
+    wanted = request.query.get("days", "90")
+    if not _WHOLE.fullmatch(wanted):
+        raise web.HTTPBadRequest(text="days: a whole number of days\n")
+    mid = await _shown(request)
+    days = api.days_count(await request.app[PUBLISHER].current(), int(wanted))
 
     def render(s: Snapshot) -> bytes | None:
         found = api.days_v1(s, mid, days)
@@ -162,10 +180,11 @@ def feed_route(
 
 
 async def badge(request: web.Request) -> web.Response:
-    mid, kind = request.match_info["id"], request.match_info["kind"]
-    window = request.query.get("window", "30d")
-    if kind == "uptime" and window not in ("24h", "7d", "30d", "90d"):
+    kind = request.match_info["kind"]
+    window = request.query.get("window", "30d") if kind == "uptime" else ""  # others: none
+    if kind == "uptime" and window not in WINDOWS:
         raise web.HTTPBadRequest(text="window: one of 24h, 7d, 30d, 90d\n")
+    mid = await _shown(request)
 
     def render(s: Snapshot) -> str | None:
         m = s.monitor(mid)
@@ -181,12 +200,21 @@ async def badge(request: web.Request) -> web.Response:
 
 
 async def report(request: web.Request) -> web.Response:
-    config = request.app[PUBLISHER].config  # the current one: a reload replaces it
+    """Months from the public monitors' first result to the current one; any other 404
+    before anything is rendered (the first result is read once per snapshot)."""
+    publisher = request.app[PUBLISHER]
+    config = publisher.config  # the current one: a reload replaces it
     month, fmt = request.match_info["month"], request.match_info["fmt"]
-    if not config.settings.public_reports or not _MONTH.match(month):
+    if not config.settings.public_reports or not _MONTH.fullmatch(month):
         raise web.HTTPNotFound(text="not found\n")
-    public = [m.id for m in config.monitors if m.public]
+    public = tuple(m.id for m in config.monitors if m.public)
     if not public:
+        raise web.HTTPNotFound(text="not found\n")
+    now = (await publisher.current()).generated_at
+    first_ms = await publisher.read_once(
+        ("first result", public), lambda conn: monthly.first_result_ms(conn, public)
+    )
+    if not monthly.reportable(month, first_ms, now, config.settings.timezone):
         raise web.HTTPNotFound(text="not found\n")
     types = {"json": JSON, "csv": "text/csv; charset=utf-8", "html": HTML}
 
@@ -212,12 +240,33 @@ async def push(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    await request.app[PUBLISHER].current()  # after a quiet spell, catch up first
-    before = request.app.get(BEFORE_SCRAPE)
-    if before is not None:  # the web process asks the probing process for its families
-        await before()
-    body = prometheus_client.generate_latest(request.app[METRICS])
-    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+    """The operators' view, on the metrics listener only: a body at most 5 s old, rendered
+    off the loop (statuspage.metrics.Scrapes); with `settings.metrics.token`, bearer only."""
+    token = request.app[PUBLISHER].config.settings.metrics.token.get_secret_value()
+    if token and not _bearer(request.headers.get("Authorization", ""), token):
+        raise web.HTTPUnauthorized(
+            text="a bearer token is required\n",
+            headers={"WWW-Authenticate": 'Bearer realm="prober metrics"'},
+        )
+    exposition = await request.app[SCRAPES].get()
+    headers = {
+        "Content-Type": prometheus_client.CONTENT_TYPE_LATEST,
+        "Cache-Control": "no-store",
+        "Vary": "Accept-Encoding",
+    }
+    body = exposition.body
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = exposition.gzipped
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+def _bearer(authorization: str, token: str) -> bool:
+    scheme, _, given = authorization.strip().partition(" ")
+    wanted = token.encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(errors="surrogateescape"), wanted
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -236,26 +285,50 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(
     config: Config,
     health: HealthReport,
-    metrics_registry: prometheus_client.CollectorRegistry | None = None,
+    *,
     publisher: Publisher | None = None,
     push_receiver: PushReceiver | None = None,
-    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
+    """The public listener: every route but /metrics (see create_metrics_app)."""
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
-    if before_scrape is not None:
-        app[BEFORE_SCRAPE] = before_scrape
     if push_receiver is not None:
         app[PUSH] = push_receiver
     app[CONFIG] = config
     app[HEALTH] = health
     app[PUBLISHER] = publisher or Publisher(config)
-    app[METRICS] = metrics_registry or prometheus_client.CollectorRegistry()
-    add_to(app[METRICS], lambda: app[PUBLISHER].latest)
     app[TEMPLATES] = pages.make_environment()
     app.cleanup_ctx.append(_refresh)
     from statuspage.routes import add_routes
 
     add_routes(app)
+    return app
+
+
+def create_metrics_app(
+    publisher: Publisher,
+    registry: prometheus_client.CollectorRegistry | None = None,
+    prepare: Callable[[], Awaitable[None]] | None = None,
+) -> web.Application:
+    """The metrics listener (`settings.metrics.listen`): `GET /metrics` and nothing else.
+    Every family of `registry` (the web process adds the probing process's, asked for by
+    `prepare`) then the page's, from `publisher`, which the public app runs and closes."""
+    others = registry if registry is not None else prometheus_client.CollectorRegistry()
+
+    def render() -> bytes:
+        return prometheus_client.generate_latest(others) + exposition(publisher.latest).encode()
+
+    async def fresh() -> None:
+        waits: list[Awaitable[object]] = [publisher.current()]  # after a quiet spell: catch up
+        if prepare is not None:
+            waits.append(prepare())
+        await asyncio.gather(*waits)
+
+    app = web.Application(client_max_size=1024)
+    app[PUBLISHER] = publisher
+    app[SCRAPES] = Scrapes(render, fresh)
+    from statuspage.routes import add_metrics_routes
+
+    add_metrics_routes(app)
     return app
 
 

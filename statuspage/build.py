@@ -17,9 +17,10 @@ import sqlite3
 from collections.abc import Sequence
 
 from prober import maintenance, timeline
+from prober.causes import public_cause
 from prober.config import Config
 from prober.config.monitors import MonitorBase, ProbeMonitor
-from prober.redact import public_text
+from prober.redact import visible_text
 from prober.report.compute import Reader, Stored
 from prober.store import rollups
 from prober.store.ledger import TrackSpec
@@ -80,9 +81,9 @@ def _build(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapsh
     last = max(checked, default=None)
     freshest = min((TrackSpec.of(m).cover_ms for m in public), default=0)
     stale = bool(public) and (last is None or now_ms - timeline.to_ms(last) > freshest)
-    names = {m.id: m.display_name for m in public}
+    names = {m.id: visible_text(m.display_name) for m in public}
     return Snapshot(
-        title=settings.title,
+        title=visible_text(settings.title),
         public_url=settings.public_url,
         language=settings.language,
         timezone=settings.timezone,
@@ -145,24 +146,25 @@ def _monitor(
     else:  # a failure not confirmed yet (pending) shows as degraded, never as up
         state = _OUTCOME_STATE[last.outcome]
     first_ms_of = first_ms
+    name = visible_text(monitor.display_name)
     incidents = tuple(
         IncidentView(
             id=f"{monitor.id}-{start}",
             monitor_id=monitor.id,
-            monitor_name=monitor.display_name,
+            monitor_name=name,
             start=timeline.from_ms(start, tz),
             end=None if end is None else timeline.from_ms(end, tz),
             duration_seconds=None if end is None else (end - start) / 1000,
-            cause=public_text(cause),
+            cause=public_cause(cause, monitor),
         )
         for start, end, cause in reversed(stored.incidents)
         if end is None or end > first_ms_of
     )
     return MonitorView(
         id=monitor.id,
-        name=monitor.display_name,
-        group=monitor.group,
-        description=monitor.description,
+        name=name,
+        group=visible_text(monitor.group),
+        description=visible_text(monitor.description),
         type=str(getattr(monitor, "type", "")),
         state=state,
         since=_since(reader, mid),
@@ -347,11 +349,12 @@ def _maintenance(
         else:
             windows = maintenance.upcoming([item], None, start, tz, end - start)
         for w in windows:
-            key = json.dumps([w.title, timeline.to_ms(w.start)]).encode()
+            title = visible_text(w.title)
+            key = json.dumps([title, timeline.to_ms(w.start)]).encode()
             found.append(
                 MaintenanceView(
                     id="m-" + hashlib.sha256(key).hexdigest()[:12],
-                    title=w.title,
+                    title=title,
                     start=w.start,
                     end=w.end,
                     monitor_ids=ids,

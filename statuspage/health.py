@@ -27,6 +27,7 @@ class Figures:
     alert_queue: int
     up_s: float  # since the Health was made: "no result yet" is only a problem after a while
     overloaded_checks: int = 0  # recorded unknown: the prober itself was late (reported only)
+    out_of_files: int = 0  # checks that failed for want of file descriptors, last minute
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Health:
     # checks recorded unknown since start because the prober itself was late (not a problem:
     # the results say so; a stalled loop is judged by loop_lag)
     overloaded_checks: Callable[[], int] | None = None
+    # checks recorded unknown for want of file descriptors in the last minute: a problem
+    # (the prober cannot judge while it lasts; the results say unknown, not down)
+    out_of_files: Callable[[], int] | None = None
     # results older than this are a problem; None: nothing is probed, freshness not judged
     max_result_age: float | None = None
     max_loop_lag: float = MAX_LOOP_LAG_S
@@ -66,6 +70,7 @@ class Health:
             alert_queue=self.alert_queue() if self.alert_queue is not None else 0,
             up_s=max(0.0, now - started),
             overloaded_checks=self.overloaded_checks() if self.overloaded_checks is not None else 0,
+            out_of_files=self.out_of_files() if self.out_of_files is not None else 0,
         )
 
     def judge(self, f: Figures) -> list[str]:
@@ -87,6 +92,11 @@ class Health:
                 out.append(
                     f"newest result is {f.last_result_age_s:.0f} s old (limit {limit:.0f} s)"
                 )
+        if f.out_of_files:
+            out.append(
+                f"out of file descriptors: {f.out_of_files} checks recorded unknown"
+                " in the last minute"
+            )
         if f.writer_queue > self.max_writer_queue:
             out.append(
                 f"{f.writer_queue} results waiting for the database (limit {self.max_writer_queue})"

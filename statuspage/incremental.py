@@ -40,9 +40,10 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from prober import maintenance, timeline
+from prober.causes import public_cause
 from prober.config import Config
 from prober.config.monitors import MonitorBase, ProbeMonitor
-from prober.redact import public_text
+from prober.redact import visible_text
 from prober.store import rollups, upkeep
 from prober.store.ledger import TrackSpec, rewrites
 from prober.timeline import Spans
@@ -472,11 +473,11 @@ class Incremental:
                     view = IncidentView(
                         id=f"{m.id}-{start}",
                         monitor_id=m.id,
-                        monitor_name=m.display_name,
+                        monitor_name=visible_text(m.display_name),
                         start=timeline.from_ms(start, tz),
                         end=None if end is None else timeline.from_ms(end, tz),
                         duration_seconds=None if end is None else (end - start) / 1000,
-                        cause=public_text(cause),
+                        cause=public_cause(cause, m),
                     )
                 k.inc_made[start, end, cause] = view
             k.inc_views = [(s, e, v) for (s, e, _), v in reversed(k.inc_made.items())]
@@ -576,9 +577,9 @@ class Incremental:
         public = [k.monitor for k in self._kept]
         freshest = min((k.cover_ms for k in self._kept), default=0)
         stale = bool(public) and (newest is None or at.ms - newest > freshest)
-        names = {m.id: m.display_name for m in public}
+        names = {m.id: visible_text(m.display_name) for m in public}
         return Snapshot(
-            title=settings.title,
+            title=visible_text(settings.title),
             public_url=settings.public_url,
             language=settings.language,
             timezone=settings.timezone,
@@ -656,9 +657,9 @@ class Incremental:
         tz = at.tz
         view = MonitorView(
             id=m.id,
-            name=m.display_name,
-            group=m.group,
-            description=m.description,
+            name=visible_text(m.display_name),
+            group=visible_text(m.group),
+            description=visible_text(m.description),
             type=str(getattr(m, "type", "")),
             state=state,
             since=None if k.since_ms is None else timeline.from_ms(k.since_ms, tz),

@@ -17,13 +17,23 @@ and it tells the state as the page tells it:
 - Other per-monitor values are absent while unknown (no latency, no certificate seen, no
   uptime in a window with nothing monitored), never 0.
 Before the first snapshot there is nothing to tell: no samples at all.
+
+The metrics listener writes these families with `exposition()` (the collector's text,
+four times faster) after the registry's others, through `Scrapes`: rendered in a worker
+thread, never on the event loop, at most once per MAX_AGE seconds however many scrapers
+ask (Prometheus, a second Prometheus, someone's curl loop), and kept with its gzip form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import dataclasses
+import gzip
+import time
+import typing
+from collections.abc import Awaitable, Callable, Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, utils
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -97,49 +107,103 @@ class SnapshotCollector(Collector):
         families = {
             name: GaugeMetricFamily(name, text, labels=LABELS + extra)
             for name, (extra, text) in MONITOR_FAMILIES.items()
+        } | {
+            name: GaugeMetricFamily(name, text, labels=extra)
+            for name, (extra, text) in PAGE_FAMILIES.items()
         }
-        for monitor in snapshot.monitors:
-            _add_monitor(families, monitor)
+        for m in snapshot.monitors:
+            labels = [m.id, m.name, m.group, m.type]
+            for name, extra, value in _monitor_samples(m):
+                families[name].add_metric([*labels, *extra], value)
+        for name, extra, value in _page_samples(snapshot):
+            families[name].add_metric(list(extra), value)
         yield from families.values()
 
-        overall = GaugeMetricFamily(
-            "status_page_overall", PAGE_FAMILIES["status_page_overall"][1], labels=["state"]
-        )
-        for state in Overall:
-            overall.add_metric([state.value], 1.0 if state is snapshot.overall else 0.0)
-        yield overall
-        yield GaugeMetricFamily(
-            "status_page_generated_timestamp_seconds",
-            PAGE_FAMILIES["status_page_generated_timestamp_seconds"][1],
-            value=snapshot.generated_at.timestamp(),
-        )
+
+def exposition(snapshot: Snapshot | None) -> str:
+    """The text `generate_latest` makes of a SnapshotCollector, written directly: the same
+    text (a test holds them equal) in a fraction of the time. prometheus_client checks and
+    escapes every label of every sample: 3 s of CPU for 10,000 monitors' 170,000 samples."""
+    if snapshot is None:
+        return ""
+    out = {name: [_help(name, text)] for name, (_, text) in MONITOR_FAMILIES.items()}
+    for m in snapshot.monitors:
+        own = {"monitor": _escape(m.id), "name": _escape(m.name)}
+        own |= {"group": _escape(m.group), "type": _escape(m.type)}
+        plain = _LINES[""].format_map(own)  # the families with the monitor's labels only
+        for name, extra, value in _monitor_samples(m):
+            if extra:  # a state or a window
+                more = zip(MONITOR_FAMILIES[name][0], map(_escape, extra), strict=True)
+                line = _LINES[name].format_map(own | dict(more))
+            else:
+                line = name + plain
+            out[name].append(f"{line} {_number(value)}\n")
+    page = {name: [_help(name, text)] for name, (_, text) in PAGE_FAMILIES.items()}
+    for name, extra, value in _page_samples(snapshot):
+        labels = dict(zip(PAGE_FAMILIES[name][0], map(_escape, extra), strict=True))
+        page[name].append(f"{_LINES[name].format_map(labels)} {_number(value)}\n")
+    return "".join(line for lines in (*out.values(), *page.values()) for line in lines)
 
 
-def _add_monitor(families: dict[str, GaugeMetricFamily], m: MonitorView) -> None:
-    labels = [m.id, m.name, m.group, m.type]
+Sample = tuple[str, tuple[str, ...], float]  # family, values of its extra labels, value
 
-    def add(name: str, value: float, *extra: str) -> None:
-        families[name].add_metric([*labels, *extra], value)
 
+def _monitor_samples(m: MonitorView) -> Iterator[Sample]:
     if m.checked_at is not None and m.state is not State.MAINTENANCE:
-        add("probe_success", 1.0 if m.state in (State.UP, State.DEGRADED) else 0.0)
+        yield "probe_success", (), 1.0 if m.state in (State.UP, State.DEGRADED) else 0.0
     if m.latency_ms is not None:
-        add("probe_duration_seconds", m.latency_ms / 1000.0)
+        yield "probe_duration_seconds", (), m.latency_ms / 1000.0
     if m.status_code is not None:
-        add("probe_http_status_code", float(m.status_code))
+        yield "probe_http_status_code", (), float(m.status_code)
     if m.cert_expires is not None:
-        add("probe_ssl_earliest_cert_expiry", m.cert_expires.timestamp())
+        yield "probe_ssl_earliest_cert_expiry", (), m.cert_expires.timestamp()
     if m.state is not State.UNKNOWN:
-        add("monitor_up", 0.0 if m.state is State.DOWN else 1.0)
+        yield "monitor_up", (), 0.0 if m.state is State.DOWN else 1.0
     for state in State:
-        add("monitor_state", 1.0 if state is m.state else 0.0, state.value)
+        yield "monitor_state", (state.value,), 1.0 if state is m.state else 0.0
     for window, percent in m.uptime.items():
         if percent is not None:
-            add("monitor_uptime_ratio", percent / 100.0, window)
+            yield "monitor_uptime_ratio", (window,), percent / 100.0
     if m.checked_at is not None:
-        add("monitor_last_check_timestamp_seconds", m.checked_at.timestamp())
-    add("monitor_stale", 1.0 if m.stale else 0.0)
-    add("monitor_incidents_open", 1.0 if any(i.end is None for i in m.incidents) else 0.0)
+        yield "monitor_last_check_timestamp_seconds", (), m.checked_at.timestamp()
+    yield "monitor_stale", (), 1.0 if m.stale else 0.0
+    yield "monitor_incidents_open", (), 1.0 if any(i.end is None for i in m.incidents) else 0.0
+
+
+def _page_samples(snapshot: Snapshot) -> Iterator[Sample]:
+    for state in Overall:
+        yield "status_page_overall", (state.value,), 1.0 if state is snapshot.overall else 0.0
+    yield "status_page_generated_timestamp_seconds", (), snapshot.generated_at.timestamp()
+
+
+_go_float = typing.cast(Callable[[float], str], utils.floatToGoString)
+
+
+def _number(value: float) -> str:
+    """A value as generate_latest writes it (Go's float formatting); 0 and 1 are most."""
+    return "1.0" if value == 1.0 else "0.0" if value == 0.0 else _go_float(value)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _help(name: str, text: str) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {name} {text}\n# TYPE {name} gauge\n"
+
+
+def _line(name: str, labels: list[str]) -> str:
+    """A format string, `name{{a="{a}",b="{b}"}}`: the labels in the (sorted) order
+    generate_latest writes them."""
+    if not labels:
+        return name
+    return name + "{{" + ",".join(f'{k}="{{{k}}}"' for k in sorted(labels)) + "}}"
+
+
+_LINES = {name: _line(name, LABELS + extra) for name, (extra, _) in MONITOR_FAMILIES.items()}
+_LINES[""] = _line("", LABELS)
+_LINES |= {name: _line(name, extra) for name, (extra, _) in PAGE_FAMILIES.items()}
 
 
 def add_to(registry: CollectorRegistry, get: Callable[[], Snapshot | None]) -> SnapshotCollector:
@@ -147,3 +211,57 @@ def add_to(registry: CollectorRegistry, get: Callable[[], Snapshot | None]) -> S
     collector = SnapshotCollector(get)
     registry.register(collector)
     return collector
+
+
+MAX_AGE = 5.0  # seconds: a scrape's body is never older, and never rendered more often
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exposition:
+    body: bytes
+    gzipped: bytes
+    at: float  # the clock when its rendering began
+
+
+class Scrapes:
+    """The /metrics body. A scrape gets the kept one while it is under `max_age` old; else
+    `prepare` (fresh data: the snapshot, the probing process's families) then one call of
+    `render` in a worker thread, which scrapes arriving meanwhile share."""
+
+    def __init__(
+        self,
+        render: Callable[[], bytes],
+        prepare: Callable[[], Awaitable[None]] | None = None,
+        *,
+        max_age: float = MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._render = render
+        self._prepare = prepare
+        self._max_age = max_age
+        self._clock = clock
+        self._kept: Exposition | None = None
+        self._rendering: asyncio.Future[Exposition] | None = None
+        self.renders = 0
+
+    async def get(self) -> Exposition:
+        kept = self._kept
+        if kept is not None and self._clock() - kept.at < self._max_age:
+            return kept
+        if self._rendering is None or self._rendering.done():
+            self._rendering = asyncio.ensure_future(self._refresh())
+        # shielded: a scraper that hangs up does not cancel the render the others wait for
+        return await asyncio.shield(self._rendering)
+
+    async def _refresh(self) -> Exposition:
+        at = self._clock()
+        if self._prepare is not None:
+            await self._prepare()
+        body, gzipped = await asyncio.to_thread(self._encode)
+        self._kept = Exposition(body, gzipped, at)
+        self.renders += 1
+        return self._kept
+
+    def _encode(self) -> tuple[bytes, bytes]:
+        body = self._render()
+        return body, gzip.compress(body, 6, mtime=0)

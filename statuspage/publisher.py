@@ -9,11 +9,15 @@ refresh reads only what changed since the last one (statuspage.incremental); the
 and any after a config reload or a rewrite of history (import, prune), reads everything.
 Each body (a page in one language, a JSON document, a feed, a badge) is rendered on first
 request after a refresh, once, in a worker thread, and kept with its gzip form and ETag.
+Only known keys reach the cache (the handlers answer unknown monitors, windows and months
+404 before asking, and clamp `days`), a render that finds nothing is not kept, and what is
+kept is bounded (least recently used first out), so no request pattern grows the memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import datetime as dt
@@ -26,6 +30,7 @@ import pathlib
 import sqlite3
 import time
 from collections.abc import Callable, Hashable
+from typing import TypeVar, cast
 
 from prober.config import Config
 from prober.store.db import connect_raw
@@ -37,6 +42,10 @@ log = logging.getLogger(__name__)
 GZIP_MIN = 1024  # bytes; smaller bodies are sent as they are
 IDLE_AFTER = 120.0  # seconds without a request: stop refreshing for nobody
 IDLE_MAX_AGE = 600.0  # but keep up at least this often, so catching up stays small
+MAX_BODIES = 4096  # bodies kept per snapshot (besides the warm ones) at most
+MAX_BODY_BYTES = 64 * 2**20  # and bytes of them (a body and its gzip form), plus the newest
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +58,62 @@ class Rendered:
 
 
 Render = Callable[[Snapshot], str | bytes | None]
+Pending = asyncio.Future[Rendered | None]
+
+
+class Bodies:
+    """The bodies rendered from one snapshot: the warm ones (the front page) always kept,
+    the others least recently used first out, within `max_entries` and `max_bytes` (the
+    newest one is kept whatever its size, so one big report is not rendered per request).
+    A render that answers None (a 404) is not kept; a failed one is, until the next
+    snapshot, like any answer."""
+
+    def __init__(self, max_entries: int, max_bytes: int, warm: frozenset[Hashable]) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._warm_keys = warm
+        self._warm: dict[Hashable, Pending] = {}
+        self._recent: collections.OrderedDict[Hashable, Pending] = collections.OrderedDict()
+        self._sizes: dict[Hashable, int] = {}  # of the kept, finished, recent ones
+        self.bytes = 0  # of the recent ones
+
+    def __len__(self) -> int:
+        return len(self._warm) + len(self._recent)
+
+    def get(self, key: Hashable) -> Pending | None:
+        found = self._warm.get(key)
+        if found is None:
+            found = self._recent.get(key)
+            if found is not None:
+                self._recent.move_to_end(key)
+        return found
+
+    def add(self, key: Hashable, pending: Pending) -> None:
+        if key in self._warm_keys:
+            self._warm[key] = pending
+        else:
+            self._recent[key] = pending
+            self._trim()
+        pending.add_done_callback(lambda done: self._done(key, done))
+
+    def _done(self, key: Hashable, done: Pending) -> None:
+        kept = self._warm if key in self._warm_keys else self._recent
+        if kept.get(key) is not done or done.cancelled() or done.exception() is not None:
+            return  # pushed out meanwhile, or failed (kept as it is)
+        rendered = done.result()
+        if rendered is None:  # nothing there: not worth a place
+            del kept[key]
+        elif kept is self._recent:
+            self._sizes[key] = len(rendered.body) + len(rendered.gzipped or b"")
+            self.bytes += self._sizes[key]
+            self._trim()
+
+    def _trim(self) -> None:
+        while len(self._recent) > 1 and (
+            len(self._recent) > self._max_entries or self.bytes > self._max_bytes
+        ):
+            key, _ = self._recent.popitem(last=False)
+            self.bytes -= self._sizes.pop(key, 0)
 
 
 def _utc_now() -> dt.datetime:
@@ -65,6 +130,8 @@ class Publisher:
         check_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], dt.datetime] = _utc_now,
+        max_bodies: int = MAX_BODIES,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._config = config
         self._path: pathlib.Path = config.database_path
@@ -83,13 +150,17 @@ class Publisher:
         self._snapshot: Snapshot | None = None
         self._built_at = 0.0
         self._data_version: int | None = None
-        self._version = 0  # bumps with every new snapshot
         self._building: asyncio.Future[Snapshot] | None = None
-        self._bodies: dict[Hashable, asyncio.Future[Rendered | None]] = {}
+        self._max_bodies = max_bodies
+        self._max_body_bytes = max_body_bytes
+        self._bodies = Bodies(max_bodies, max_body_bytes, frozenset())
+        self._ids: frozenset[str] = frozenset()  # the current snapshot's monitors
+        self._reads: dict[Hashable, asyncio.Future[object]] = {}  # read_once, this snapshot
         self._warm: list[tuple[Hashable, Render, str]] = []
         self._build_seconds = 0.0
         self._asked_at = clock()  # the last request; while nobody asks, nothing is built
         self.builds = 0
+        self.renders = 0  # bodies rendered, since the start
 
     def warm(self, key: Hashable, render: Render, content_type: str) -> None:
         """Render this body right after every build, before anyone asks (the front page)."""
@@ -131,20 +202,49 @@ class Publisher:
 
     async def rendered(self, key: Hashable, render: Render, content_type: str) -> Rendered | None:
         """The body for `key` from the current snapshot: rendered once, then from memory.
-        None when the renderer says there is no such thing (a 404)."""
+        None when the renderer says there is no such thing (a 404). `key` must be one of a
+        known few (see the handlers): it is kept until the next snapshot or pushed out."""
         return await self._body(await self.current(), key, render, content_type)
+
+    async def knows(self, monitor_id: str) -> bool:
+        """Whether the current snapshot shows this monitor (public, configured): a set
+        lookup, so an unknown id costs no render and takes no room."""
+        await self.current()
+        return monitor_id in self._ids
+
+    @property
+    def cached(self) -> tuple[int, int]:
+        """Bodies kept for the current snapshot, and their bytes (the warm ones' not counted)."""
+        return len(self._bodies), self._bodies.bytes
+
+    async def read_once(self, key: Hashable, read: Callable[[sqlite3.Connection], T]) -> T:
+        """A value read from the database once per snapshot, on the snapshot thread (the
+        first result's time, for /reports/); callers share it until the next refresh.
+        `key` names the question; code chooses it, never a visitor."""
+        await self.current()
+        found = self._reads.get(key)
+        if found is None:
+            loop = asyncio.get_running_loop()
+            found = loop.run_in_executor(self._executor, lambda: read(self._connection()))
+            self._reads[key] = found
+        try:
+            return cast(T, await found)
+        except Exception:
+            if self._reads.get(key) is found:  # asked again, read again
+                del self._reads[key]
+            raise
 
     async def _body(
         self, snapshot: Snapshot, key: Hashable, render: Render, content_type: str
     ) -> Rendered | None:
-        slot = (self._version, key)
-        found = self._bodies.get(slot)
+        found = self._bodies.get(key)
         if found is None:
             loop = asyncio.get_running_loop()
             found = loop.run_in_executor(
                 self._renderer, self._timed_render, render, snapshot, content_type
             )
-            self._bodies[slot] = found
+            self.renders += 1
+            self._bodies.add(key, found)
         return await found
 
     def _timed_render(
@@ -207,9 +307,11 @@ class Publisher:
         snapshot, version, full = await loop.run_in_executor(self._executor, self._read)
         self._snapshot, self._data_version = snapshot, version
         self._built_at = started
-        self._version += 1
         self._render_seconds = 0.0
-        self._bodies = {k: v for k, v in self._bodies.items() if k[0] == self._version}  # type: ignore[index]
+        warm = frozenset(key for key, _, _ in self._warm)
+        self._bodies = Bodies(self._max_bodies, self._max_body_bytes, warm)
+        self._ids = frozenset(m.id for m in snapshot.monitors)
+        self._reads = {}
         self.builds += 1
         seconds = self._clock() - started
         if not full:
@@ -227,15 +329,18 @@ class Publisher:
         """On the snapshot thread: the data version, then the snapshot (so a commit in
         between makes the next check refresh, never miss). Also whether it read all."""
         version = self._read_version()
-        assert self._conn is not None
-        snapshot = self._state.refresh(self._conn, self._config, self._wall())
+        snapshot = self._state.refresh(self._connection(), self._config, self._wall())
         return snapshot, version, self._state.full
 
     def _read_version(self) -> int:
+        (value,) = self._connection().execute("PRAGMA data_version").fetchone()
+        return int(value)
+
+    def _connection(self) -> sqlite3.Connection:
+        """The snapshot thread's read-only connection."""
         if self._conn is None:
             self._conn = connect_raw(self._path)
-        (value,) = self._conn.execute("PRAGMA data_version").fetchone()
-        return int(value)
+        return self._conn
 
     def _close(self) -> None:
         if self._conn is not None:

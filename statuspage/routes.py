@@ -21,5 +21,9 @@ def add_routes(app: web.Application) -> None:
         app.router.add_route(method, "/push/{token}", views.push)
         app.router.add_route(method, "/push/{token}/{action}", views.push)
     app.router.add_get("/healthz", views.healthz)
-    app.router.add_get("/metrics", views.metrics)
     app.router.add_static("/static/", views.STATIC_DIR, name="static")
+
+
+def add_metrics_routes(app: web.Application) -> None:
+    """The metrics listener's one route."""
+    app.router.add_get("/metrics", views.metrics)

@@ -151,6 +151,7 @@ def test_run_serves_healthz_records_results_and_stops_on_sigterm(
         f"""
         [settings]
         listen = "127.0.0.1:{port}"
+        metrics = {{ listen = "" }}
         database = "sqlite:///db/prober.db"
         location = "test-box"
 

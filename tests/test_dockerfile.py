@@ -480,7 +480,8 @@ def test_install_steps_replay_in_a_fresh_virtualenv(replay: Replay, tmp_path: pa
 
     # ENTRYPOINT + CMD with the image's ENV; the file's listen and database are overridden.
     config.write_text(
-        f'[settings]\nlisten = "127.0.0.1:{free_port()}"\ndatabase = "sqlite:///nowhere/p.db"\n\n'
+        f'[settings]\nlisten = "127.0.0.1:{free_port()}"\ndatabase = "sqlite:///nowhere/p.db"\n'
+        'metrics = { listen = "" }\n\n'
         f'[[monitors]]\nid = "self"\ntype = "http"\nurl = "http://{listen}/healthz"\n'
         'interval = "1s"\ntimeout = "500ms"\n'
     )

@@ -171,6 +171,7 @@ def test_run_writes_json_lines(tmp_path: pathlib.Path) -> None:
             f"""
             [settings]
             listen = "127.0.0.1:{port}"
+            metrics = {{ listen = "" }}
             database = "sqlite:///prober.db"
 
             [[monitors]]

@@ -235,7 +235,9 @@ async def test_a_reload_can_raise_the_threshold(shared: Shared) -> None:
     assert (result.outcome, result.error) == (Outcome.DOWN, "connection refused")
 
 
-async def test_no_file_descriptors_is_the_probers_fault(shared: Shared) -> None:
+async def test_no_file_descriptors_is_the_probers_fault_and_healthz_says_so(
+    shared: Shared,
+) -> None:
     spec = monitor("tcp", interval="1h", host="127.0.0.1", port=closed_port(), timeout="300ms")
     sink = Sink()
     scheduler = ProbeScheduler([spec], shared, sink)
@@ -251,9 +253,15 @@ async def test_no_file_descriptors_is_the_probers_fault(shared: Shared) -> None:
         await scheduler.stop(grace=1)
     assert result.outcome is Outcome.UNKNOWN
     assert result.error == (
-        "prober overloaded: out of file descriptors;"
-        " the check saw: connect failed: Too many open files"
+        "prober out of file descriptors; the check saw: connect failed: Too many open files"
     )
+    health = Health(lambda: True, lambda: True, out_of_files=scheduler.overload.out_of_files)
+    report = health.report()
+    assert (report["status"], report["problems"]) == (
+        "unhealthy",
+        ["out of file descriptors: 1 checks recorded unknown in the last minute"],
+    )
+    assert scheduler.overload.out_of_files(time.monotonic() + 61) == 0  # a minute later: over
 
 
 # The stall recorder: overlap arithmetic, the stall in progress, and its cost
@@ -353,7 +361,7 @@ def test_excuse_judges_only_failures_past_the_threshold() -> None:
     assert long is not None
     assert len(long) == 500
     assert excuse(down("DNS lookup failed: Too many open files in system", 1.0), 0, 0, 0.5) == (
-        "prober overloaded: out of file descriptors;"
+        "prober out of file descriptors;"
         " the check saw: DNS lookup failed: Too many open files in system"
     )
 
@@ -370,7 +378,7 @@ def test_overload_is_counted_for_metrics_and_healthz_and_streaks_end_when_quiet(
         assert overload.in_streak
         overload.end_if_quiet(165.0)
         assert not overload.in_streak
-        overload.record("api", "prober overloaded: out of file descriptors; saw", 300.0, at)
+        overload.record("api", "prober out of file descriptors; the check saw: x", 300.0, at)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         (
             "WARNING",
@@ -385,6 +393,7 @@ def test_overload_is_counted_for_metrics_and_healthz_and_streaks_end_when_quiet(
         ),
     ]
     assert (overload.total, overload.last_at) == (6, at)
+    assert (overload.out_of_files(330.0), overload.out_of_files(361.0)) == (1, 0)  # 60 s
 
     families = {f.name: f.samples for f in OverloadCollector(overload).collect()}
     assert families["prober_checks_overloaded"][0].name == "prober_checks_overloaded_total"

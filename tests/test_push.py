@@ -13,16 +13,27 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
+from yarl import URL
 
 from prober import push
+from prober.config import load_config
 from prober.config.monitors import PushMonitor
 from prober.push import BURST, PushHub
 from prober.results import CheckResult
+from prober.runtime import control
+from prober.runtime.web import PushGate
+from prober.store.db import open_engine
 from prober.timeline import to_ms
+from statuspage.app import create_app
+from statuspage.health import Health
 from tests.support.net import free_port
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -116,6 +127,18 @@ def test_bad_requests() -> None:
     assert got == []
 
 
+NOT_EXIT_CODES = ["²", "٣", "３", "1234", "-1", "+1", " 1", "1\n", "0x1", "1_0"]
+
+
+@pytest.mark.parametrize("action", NOT_EXIT_CODES)
+def test_exit_codes_are_one_to_three_ascii_digits(action: str) -> None:
+    h, got = hub(monitor(period="1h"))
+    assert h.receive(TOKEN, action, {}, T0).status == 404  # str.isdigit takes "²", "٣", "３"
+    assert got == []
+    assert h.receive(TOKEN, "007", {}, T0).status == 200
+    assert got[0][2].error == "exit code 7"
+
+
 def test_a_flood_is_refused_and_stores_nothing_more() -> None:
     h, got = hub(monitor(period="1h"))
     answers = [h.receive(TOKEN, "", {}, T0 + i).status for i in range(100)]
@@ -158,12 +181,59 @@ def test_tokens_generated_once_kept_and_config_wins(tmp_path: pathlib.Path) -> N
 # -- the routes and the whole process ---------------------------------------------------
 
 
+async def test_push_gate_refuses_what_is_no_exit_code_before_forwarding(
+    tmp_path: pathlib.Path, aiohttp_client: AiohttpClient
+) -> None:
+    h, got = hub(monitor(period="1h"))
+    forwarded: list[str] = []
+
+    def receive(token: str, action: str, query: Mapping[str, str]) -> tuple[int, str]:
+        forwarded.append(action)
+        return tuple(h.receive(token, action, query, T0))  # type: ignore[return-value]
+
+    handlers = control.Handlers(
+        state=lambda: pytest.fail("not asked"),
+        push=receive,
+        health=dict,
+        metrics=bytes,
+        ready=lambda pid: None,
+    )
+    with tempfile.TemporaryDirectory(prefix="prober-") as private:  # short: a socket path
+        path = pathlib.Path(private) / "control.sock"
+        runner = web.AppRunner(control.server(handlers))
+        await runner.setup()
+        await web.UnixSite(runner, str(path)).start()
+        channel = control.Client(path)
+        gate = PushGate(channel, frozenset({push.digest(TOKEN)}))
+        (tmp_path / "monitors.toml").write_text("[settings]\n")
+        config = load_config(tmp_path / "monitors.toml")
+        open_engine(config.database_path).dispose()  # the page's (empty) database
+        client = await aiohttp_client(
+            create_app(config, Health(lambda: True, lambda: True), push_receiver=gate.receive)
+        )
+        try:
+            for action in ("%C2%B2", "%D9%A3", "%EF%BC%93", "1234", "-1", "1%0A"):
+                url = URL(f"/push/{TOKEN}/{action}", encoded=True)
+                async with client.get(url) as response:
+                    assert response.status == 404, action
+            assert forwarded == []  # refused in the web process: the probing loop never asked
+            async with client.get(f"/push/{TOKEN}/3") as response:
+                assert response.status == 200
+            assert forwarded == ["3"]
+            assert got[0][2].error == "exit code 3"
+        finally:
+            await client.close()
+            await channel.close()
+            await runner.cleanup()
+
+
 async def test_prober_run_receives_pings_and_records_silence(tmp_path: pathlib.Path) -> None:
     port = free_port()
     config = tmp_path / "monitors.toml"
     config.write_text(f"""
 [settings]
 listen = "127.0.0.1:{port}"
+metrics = {{ listen = "" }}
 public_url = "http://127.0.0.1:{port}"
 
 [[monitors]]

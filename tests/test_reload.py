@@ -47,6 +47,7 @@ def _write(
     text = f"""
 [settings]
 listen = "127.0.0.1:{listen}"
+metrics = {{ listen = "" }}
 alert_group_wait = "0s"
 
 [defaults]

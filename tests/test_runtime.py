@@ -1,6 +1,7 @@
 """`prober run` as processes: the web process cannot delay a check, is restarted when it
-dies and leaves with its parent; one run per database; SIGTERM at any moment exits 0; a
-busy port is one line. Every test runs the real command and waits for what it logs."""
+dies and leaves with its parent; /metrics only on its own listener; one run per database;
+SIGTERM at any moment exits 0; a busy port is one line. Every test runs the real command
+and waits for what it logs."""
 
 from __future__ import annotations
 
@@ -55,10 +56,15 @@ def _connects(port: int) -> bool:
     return True
 
 
-def _config(tmp_path: pathlib.Path, target: int, listen: int, monitors: int = 3) -> pathlib.Path:
+def _config(
+    tmp_path: pathlib.Path, target: int, listen: int, monitors: int = 3, metrics: int | None = None
+) -> pathlib.Path:
+    """`metrics`: the metrics listener's port (None: off, so tests never meet on 9108)."""
+    scrape = "" if metrics is None else f"127.0.0.1:{metrics}"
     body = f"""
         [settings]
         listen = "127.0.0.1:{listen}"
+        metrics = {{ listen = "{scrape}" }}
         database = "sqlite:///data/prober.db"
 
         [[monitors]]
@@ -184,12 +190,13 @@ def _at(ts_ms: int) -> dt.datetime:
 def test_web_process_is_restarted_and_leaves_with_its_parent(
     tmp_path: pathlib.Path, target: int
 ) -> None:
-    listen = free_port()
-    _config(tmp_path, target, listen, monitors=1)
+    listen, scrape = free_port(), free_port()
+    _config(tmp_path, target, listen, monitors=1, metrics=scrape)
     run = ProberRun(["run"], tmp_path)
     try:
         first = _web_pid(run)
-        run.wait_for("prober running")
+        line = run.wait_for("prober running")
+        assert f"metrics=http://127.0.0.1:{scrape}/metrics " in run.log.splitlines()[line]
         mark = run.lines()
         os.kill(first, signal.SIGKILL)
         run.wait_for(f"status page process pid={first} exited", after=mark)
@@ -205,7 +212,9 @@ def test_web_process_is_restarted_and_leaves_with_its_parent(
         assert status == 404
         status, health = _get(f"http://127.0.0.1:{listen}/healthz")
         assert status == 200 and b'"scheduler_running":true' in health
-        status, scraped = _get(f"http://127.0.0.1:{listen}/metrics")
+        status, _ = _get(f"http://127.0.0.1:{listen}/metrics")
+        assert status == 404  # never on the public listener
+        status, scraped = _get(f"http://127.0.0.1:{scrape}/metrics")
         assert status == 200
         assert b"prober_checks_overloaded_total 0.0" in scraped  # the probing process's
         assert b"probe_success{" in scraped  # and the page's own
@@ -240,7 +249,8 @@ def test_one_run_per_database(tmp_path: pathlib.Path, target: int) -> None:
     _config(tmp_path, target, free_port(), monitors=1)
     first = ProberRun(["run"], tmp_path)
     try:
-        first.wait_for("prober running")
+        line = first.wait_for("prober running")
+        assert " metrics=off " in first.log.splitlines()[line]  # `listen = ""`: no listener
         assert _refused(tmp_path) == [
             f"prober: another prober run (pid {first.proc.pid}) is using data/prober.db;"
             " stop it first"
@@ -257,6 +267,19 @@ def test_a_busy_port_is_one_line(tmp_path: pathlib.Path, target: int) -> None:
         _config(tmp_path, target, port, monitors=1)
         refusal = _refused(tmp_path)
     assert refusal == [f"prober: cannot listen on 127.0.0.1:{port}: address already in use"]
+    assert not (tmp_path / "data" / "prober.pid").exists()
+
+
+def test_a_busy_metrics_port_is_one_line(tmp_path: pathlib.Path, target: int) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        _config(tmp_path, target, free_port(), monitors=1, metrics=port)
+        refusal = _refused(tmp_path)
+    assert refusal == [
+        f"prober: cannot listen on 127.0.0.1:{port} (metrics): address already in use"
+    ]
     assert not (tmp_path / "data" / "prober.pid").exists()
 
 

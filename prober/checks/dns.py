@@ -23,6 +23,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
+from prober.checks import netguard
 from prober.checks.context import CheckContext
 from prober.checks.dnsanswer import missing, read_answer
 from prober.config.durations import format_duration
@@ -56,6 +57,10 @@ async def check(spec: DnsMonitor, ctx: CheckContext) -> CheckResult:
     except dns.exception.DNSException as exc:
         return down(f"cannot query {spec.query!r}: {exc}", ctx.timer.elapsed_ms())
     failures: list[str] = []
+    if spec.nameservers:  # the system's own resolvers (GCP's is 169.254.169.254) are trusted
+        servers, failures = _guarded(servers, spec.allow_link_local)
+        if not servers:
+            return down("; ".join(failures), ctx.timer.elapsed_ms(), details={"answers": []})
     for i, server in enumerate(servers):
         budget = ctx.remaining() / (len(servers) - i)
         try:
@@ -73,6 +78,21 @@ async def check(spec: DnsMonitor, ctx: CheckContext) -> CheckResult:
         phases=ctx.timer.phases(),
         details={"answers": []},
     )
+
+
+def _guarded(
+    servers: list[Nameserver], allow_link_local: bool
+) -> tuple[list[Nameserver], list[str]]:
+    """The configured nameservers the guard lets through, and its refusals of the others."""
+    allowed: list[Nameserver] = []
+    refused: list[str] = []
+    for server in servers:
+        ip = ipaddress.ip_address(server.host.split("%")[0])
+        if (why := netguard.refusal(ip, allow_link_local)) is not None:
+            refused.append(why)
+        else:
+            allowed.append(server)
+    return allowed, refused
 
 
 def _system_nameservers() -> list[Nameserver]:

@@ -27,7 +27,11 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 async def check(spec: HttpMonitor, ctx: CheckContext) -> CheckResult:
     url = URL(spec.url, encoded=False)
-    guard = Guard(timer=ctx.timer, classify=ctx.shared.classify_address)
+    guard = Guard(
+        timer=ctx.timer,
+        classify=ctx.shared.classify_address,
+        allow_link_local=spec.allow_link_local,
+    )
     token = current_guard.set(guard)
     try:
         return await _run(spec, ctx, guard, url)
@@ -50,6 +54,7 @@ async def _run(spec: HttpMonitor, ctx: CheckContext, guard: Guard, url: URL) -> 
     while True:
         guard.tls = url.scheme == "https"
         guard.ssl_object = None
+        guard.blocked = None  # a refused address of a hop that then connected elsewhere
         mismatch = _family_mismatch(url.host, spec.ip_version)
         if mismatch:
             return down(mismatch, ctx.timer.elapsed_ms())
@@ -185,7 +190,7 @@ async def _judge(
 def _connect_failure(
     exc: BaseException, ctx: CheckContext, guard: Guard, hops: list[str]
 ) -> CheckResult:
-    if guard.blocked:
+    if guard.blocked and isinstance(exc, aiohttp.ClientConnectorError):
         error = guard.blocked
     else:
         error = _reason(exc, ctx)

@@ -1,9 +1,16 @@
-"""Connect-time policy for outbound checks: no redirect from public to internal addresses.
+"""Connect-time policy for outbound checks, applied to the address actually connected.
+
+Two rules. Link-local and cloud-metadata addresses (169.254.169.254 and its mapped,
+NAT64 and 6to4 spellings, see `prober.addresses`) are never connected to, on any hop of
+any check type, unless the monitor sets `allow_link_local = true`. And a public target
+may not redirect to a loopback, private or link-local address.
 
 aiohttp hands every connection attempt's resolved address to `socket_factory`, for IP
-literals and names alike, so the policy is applied to the address actually connected,
-on every redirect hop (a resolver-only filter is bypassed by IP-literal redirects).
-The factory also marks the end of the TCP connect, which splits "connect" from "tls".
+literals and names alike, so the http check applies both rules there, before the socket
+exists, on every redirect hop (a resolver-only filter is bypassed by IP-literal
+redirects). The tcp, tls and dns checks ask `refusal` about each address they are about
+to connect to. The factory also marks the end of the TCP connect, which splits
+"connect" from "tls".
 """
 
 from __future__ import annotations
@@ -17,16 +24,20 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from prober.addresses import IpAddress, embedded_ipv4, is_internal, is_link_local
 from prober.checks.context import PhaseTimer
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-
-def is_internal(ip: IpAddress) -> bool:
-    """Loopback, private, link-local (cloud metadata), unspecified or otherwise not global."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global
+def refusal(ip: IpAddress, allow_link_local: bool) -> str | None:
+    """The guard's refusal of a link-local or cloud-metadata address, or None to go ahead."""
+    if allow_link_local or not is_link_local(ip):
+        return None
+    inside = [str(v4) for v4 in embedded_ipv4(ip) if is_link_local(v4)]
+    shown = f"{ip} ({inside[0]})" if inside else str(ip)
+    return (
+        f"refused to connect to {shown}: link-local and cloud-metadata addresses are not "
+        "probed (allow_link_local = true on this monitor allows it)"
+    )
 
 
 @dataclasses.dataclass
@@ -34,7 +45,8 @@ class Guard:
     """One check run's connection state; lives in a contextvar while the check runs."""
 
     timer: PhaseTimer
-    classify: Callable[[IpAddress], bool] = is_internal
+    classify: Callable[[IpAddress], bool] = is_internal  # for the redirect rule only
+    allow_link_local: bool = False
     tls: bool = False
     hop: int = 0
     origin_internal: bool | None = None
@@ -67,6 +79,10 @@ def socket_factory(addr_info: Any) -> socket.socket:
     guard = current_guard.get()
     if guard is not None:
         ip = ipaddress.ip_address(address[0].split("%")[0])
+        refused = refusal(ip, guard.allow_link_local)
+        if refused is not None:
+            guard.blocked = refused
+            raise OSError(errno.EACCES, refused)
         internal = guard.classify(ip)
         if guard.hop == 0 and guard.origin_internal is None:
             guard.origin_internal = internal

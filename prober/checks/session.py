@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 
 from prober import __version__
+from prober.addresses import IpAddress, is_internal
 from prober.checks.context import PhaseTimer, Shared, TlsContexts
-from prober.checks.netguard import IpAddress, RecordingSSLObject, is_internal, socket_factory
+from prober.checks.netguard import RecordingSSLObject, socket_factory
 from prober.clock import Clock, SystemClock
 from prober.redact import Redactor
 

@@ -21,7 +21,7 @@ PREVIEW = 60  # characters of the reply quoted in an error
 
 async def check(spec: TcpMonitor, ctx: CheckContext) -> CheckResult:
     ctx.timer.enter("connect")
-    streams = await tls.connect(spec.host, spec.port)
+    streams = await tls.connect(spec.host, spec.port, allow_link_local=spec.allow_link_local)
     if isinstance(streams, str):
         return down(streams, ctx.timer.elapsed_ms(), phases=ctx.timer.phases())
     reader, writer = streams

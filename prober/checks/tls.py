@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
+from prober.checks import netguard
 from prober.checks.certs import describe_verify_error, earliest_expiry, peer_chain
 from prober.checks.context import CheckContext
 from prober.config.monitors import TlsMonitor
@@ -29,7 +31,7 @@ Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 async def check(spec: TlsMonitor, ctx: CheckContext) -> CheckResult:
     ctx.timer.enter("connect")
-    streams = await connect(spec.host, spec.port)
+    streams = await connect(spec.host, spec.port, allow_link_local=spec.allow_link_local)
     if isinstance(streams, str):
         return down(streams, ctx.timer.elapsed_ms(), phases=ctx.timer.phases())
     _, writer = streams
@@ -78,18 +80,45 @@ def _judge_expiry(
     return Outcome.UP, None
 
 
-async def connect(host: str, port: int) -> Streams | str:
-    """Open a plain TCP connection, or say in words why not."""
+async def connect(host: str, port: int, *, allow_link_local: bool) -> Streams | str:
+    """Open a plain TCP connection to the first of the host's addresses that accepts, or
+    say in words why not. Each resolved address is put to the guard (netguard.refusal)
+    before a socket exists for it, so a name cannot lead where a literal may not."""
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.open_connection(host, port)
-    except ConnectionRefusedError:
-        return "connection refused"
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         return f"DNS lookup failed: {exc.strerror or exc}"
-    except OSError as exc:
-        if exc.errno == errno.ECONNREFUSED:
-            return "connection refused"
-        return f"connect failed: {exc.strerror or exc}"
+    failures: list[str] = []
+    for family, type_, proto, _, address in found:
+        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+        refused = netguard.refusal(ip, allow_link_local)
+        if refused is not None:
+            failures.append(refused)
+            continue
+        try:
+            return await _open(loop, socket.socket(family, type_, proto), address)
+        except OSError as exc:
+            failures.append(_connect_failure(exc))
+    # one line per distinct reason: ::1 and 127.0.0.1 both refusing is "connection refused"
+    return "; ".join(dict.fromkeys(failures)) or f"DNS lookup failed: no address for {host}"
+
+
+async def _open(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: Any) -> Streams:
+    """Connect one address (sequentially, as asyncio.open_connection does) and wrap it."""
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, address)
+        return await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _connect_failure(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    return f"connect failed: {exc.strerror or exc}"
 
 
 async def handshake(

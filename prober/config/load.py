@@ -27,7 +27,8 @@ from prober.config.monitors import (
     field_names,
 )
 from prober.config.settings import NOTIFIER_TYPES, Maintenance, Notifier, Settings
-from prober.config.tomlpos import KeyLines, Path
+from prober.config.tomlpos import KeyLines, Path, format_path
+from prober.config.warnings import Source, collect
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -108,13 +109,6 @@ class _Collector:
 
     def sorted(self) -> list[str]:
         return [text for _, text in sorted(self.errors, key=lambda e: e[0])]
-
-
-def format_path(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 def _describe(error: Any, model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
@@ -204,6 +198,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         text = file.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{filename}: no such file (set -c FILE or $PROBER_CONFIG)"]) from None
+    except OSError as exc:  # permission denied, a folder
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError([f"{filename}: cannot read the config: {reason}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{filename}:1: (file): not UTF-8 text ({exc.reason})"]) from None
     try:
@@ -263,12 +260,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
     if out.errors or settings is None:
         raise ConfigError(out.sorted())
-    warnings = []
-    if not settings.canaries:
-        warnings.append(
-            f"{filename}: settings.canaries is empty: if this prober's own network fails, every "
-            "monitor will be recorded as down instead of unknown"
-        )
+    source = Source(file, filename, raw, env, out.lines)
+    warnings = collect(source, settings, monitors, notifiers, listen_from_env=bool(listen))
     return Config(
         path=file,
         settings=settings,

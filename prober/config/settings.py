@@ -103,7 +103,7 @@ class Settings(StrictModel):
         if self.metrics.listen and self.metrics.listen_host_port == self.listen_host_port:
             raise ValueError(
                 f"metrics.listen: {self.metrics.listen!r} is the public listener; /metrics"
-                " needs a listener of its own (default 127.0.0.1:9108; \"\" turns it off)"
+                ' needs a listener of its own (default 127.0.0.1:9108; "" turns it off)'
             )
         return self
 

@@ -81,6 +81,14 @@ def _skip_basic_string(text: str, i: int) -> int:
     return i
 
 
+def format_path(path: Path) -> str:
+    """("monitors", 3, "url") -> "monitors[3].url", as messages name keys."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
 class KeyLines:
     def __init__(self, text: str) -> None:
         self._lines: dict[Path, int] = {}

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from prober import maintenance, timeline
+from prober.causes import public_cause
 from prober.config import Config
 from prober.config.monitors import MonitorBase
-from prober.redact import public_text
+from prober.redact import visible_text
 from prober.report.model import (
     DayBar,
     LatencyStats,
@@ -126,7 +127,7 @@ def build(
     start, end = timeline.month_bounds(month, reader.tz)
     chosen = [m for m in config.monitors if not monitors or m.id in monitors]
     return MonthReport(
-        title=config.settings.title,
+        title=visible_text(config.settings.title),
         language=config.settings.language,
         period=Period(
             month=month,
@@ -155,7 +156,7 @@ def _monitor(
             start=timeline.from_ms(s, tz),
             end=None if e is None else timeline.from_ms(e, tz),
             duration_seconds=None if e is None else (e - s) / 1000,
-            cause=public_text(cause),
+            cause=public_cause(cause, monitor),
         )
         for s, e, cause in stored.incidents
     ]
@@ -163,8 +164,8 @@ def _monitor(
     usage = reader.usage(monitor, *w)
     return MonitorReport(
         id=monitor.id,
-        name=monitor.display_name,
-        group=monitor.group,
+        name=visible_text(monitor.display_name),
+        group=visible_text(monitor.group),
         sla_target=target,
         uptime_percent=acc.uptime_percent,
         sla_met=acc.sla_met,

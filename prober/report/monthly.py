@@ -5,7 +5,9 @@ them). Reads only; imports nothing of the probing or alerting side."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pathlib
+import re
 import sqlite3
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
@@ -13,12 +15,16 @@ from zoneinfo import ZoneInfo
 from prober import timeline
 from prober.config import Config
 from prober.errors import UserError
+from prober.filemodes import replace_text
 from prober.report import compute, render
 from prober.store.db import connect_raw, open_engine
 
 
 class HistoryError(UserError):
     pass
+
+
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 
 def open_existing(config: Config) -> sqlite3.Connection:
@@ -35,6 +41,42 @@ def previous_month(now: dt.datetime, tz: ZoneInfo) -> str:
     return f"{first.year:04d}-{first.month:02d}"
 
 
+def month_bounds(month: str, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """timeline.month_bounds, with a HistoryError for a month the calendar cannot hold:
+    0000-01, 9999-12 (it ends in year 10000), 0001-01 east of UTC (it starts in year 0)."""
+    try:
+        return timeline.month_bounds(month, tz)
+    except ValueError as exc:
+        raise HistoryError(str(exc)) from None
+    except OverflowError:
+        raise HistoryError(f"{month!r} is outside the calendar in {tz.key}") from None
+
+
+def first_result_ms(conn: sqlite3.Connection, monitors: Sequence[str]) -> int | None:
+    """When the oldest coverage of these monitors starts (any location): their first
+    result, imported ones included; coverage is kept when raw results are pruned. An index
+    seek per monitor (coverage is keyed by monitor first)."""
+    (first,) = conn.execute(
+        "SELECT min((SELECT min(c.start_ms) FROM coverage c WHERE c.monitor_id = m.id))"
+        " FROM monitor m WHERE m.slug IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(monitors)),),
+    ).fetchone()
+    return None if first is None else int(first)
+
+
+def reportable(month: str, first_ms: int | None, now: dt.datetime, zone: str) -> bool:
+    """Whether `month` (YYYY-MM) runs from the month of the first result to the current
+    one, in `zone`: the months /reports/ answers (no data: none)."""
+    if first_ms is None or not _MONTH.fullmatch(month):
+        return False
+    tz = ZoneInfo(zone)
+    first = timeline.from_ms(first_ms, tz)
+    current = now.astimezone(tz)
+    return (
+        f"{first.year:04d}-{first.month:02d}" <= month <= f"{current.year:04d}-{current.month:02d}"
+    )
+
+
 def report(
     config: Config,
     month: str,
@@ -43,6 +85,7 @@ def report(
     monitors: Sequence[str] = (),
     now: dt.datetime | None = None,
 ) -> str:
+    month_bounds(month, ZoneInfo(config.settings.timezone))  # a month the calendar holds
     conn = open_existing(config)
     try:
         data = compute.build(
@@ -77,8 +120,13 @@ def write_monthly(config: Config, now: dt.datetime | None = None) -> list[pathli
     finally:
         conn.close()
     out.mkdir(parents=True, exist_ok=True)
+    private = names_private(config)
     for target, fmt in zip(targets, render.FORMATS, strict=True):
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(render.FORMATS[fmt](data), encoding="utf-8")
-        tmp.replace(target)  # never a half-written report
+        replace_text(target, render.FORMATS[fmt](data), private=private)
     return targets
+
+
+def names_private(config: Config, monitors: Sequence[str] = ()) -> bool:
+    """Whether a report of these monitors (all when none) names one that is not public:
+    its file is then created 0600, like the database it comes from."""
+    return any(not m.public for m in config.monitors if not monitors or m.id in monitors)

@@ -14,6 +14,8 @@ import os
 import pathlib
 
 from prober.errors import UserError
+from prober.filemodes import PRIVATE
+from prober.store.db import unavailable
 
 
 class RunLock:
@@ -22,9 +24,13 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self, database: pathlib.Path) -> None:
-        """Take the lock and write our pid, or raise UserError naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock and write our pid, or raise UserError naming the holder (or why
+        the file beside the database cannot be created)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE)
+        except OSError as exc:
+            raise unavailable(database, exc, file=self.path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -2,18 +2,20 @@
 
 This process owns what decides verdicts and must never wait on a visitor: the scheduler
 and its checks, the result writer thread, the alert dispatcher, push deadlines, canaries,
-the dead-man's-switch heartbeat and reloads. It binds the public listening socket and
-hands it to a web process (prober.runtime.web) that serves everything a visitor can ask
-for, pushes and /healthz included, and talks back through prober.runtime.control.
+the dead-man's-switch heartbeat and reloads. It binds the listening sockets (the public
+one, and the metrics one unless off) and hands them to a web process (prober.runtime.web)
+that serves everything a visitor or scraper can ask for, pushes and /healthz included, and
+talks back through prober.runtime.control.
 
 Start-up order matters: signals first (SIGTERM at any moment ends in exit 0), then the
-run lock (one `prober run` per database), the database check, the socket (a busy port is
+run lock (one `prober run` per database), the database check, the sockets (a busy port is
 one line, exit 1), and only then the parts that run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import logging
@@ -39,7 +41,7 @@ from prober.push import PushHub
 from prober.redact import Redactor
 from prober.reload import Reloader, pid_path
 from prober.results import CheckResult, Outcome
-from prober.runtime import control
+from prober.runtime import control, serving
 from prober.runtime.lock import RunLock
 from prober.runtime.signals import EarlyStop
 from prober.runtime.supervisor import WebProcess
@@ -94,8 +96,9 @@ class ResultLog:
             )
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The public listening socket, or a one-line UserError (a busy port, a bad address)."""
+def bind(host: str, port: int, purpose: str = "") -> socket.socket:
+    """A listening socket (the public one; `purpose` names any other), or a one-line
+    UserError (a busy port, a bad address)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -110,7 +113,8 @@ def bind(host: str, port: int) -> socket.socket:
             raise
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
-        raise UserError(f"cannot listen on {host}:{port}: {reason}") from None
+        named = f" ({purpose})" if purpose else ""
+        raise UserError(f"cannot listen on {host}:{port}{named}: {reason}") from None
     return sock
 
 
@@ -124,6 +128,7 @@ def run(
     """`prober run` until SIGTERM / SIGINT. Raises UserError when it cannot start."""
     if early is not None and early.requested.is_set():
         return
+    serving.raise_file_limit()  # the web process inherits it
     lock = RunLock(pid_path(config))
     lock.acquire(config.database_path)
     try:
@@ -132,8 +137,12 @@ def run(
         engine = open_engine(config.database_path, check=True)  # quick_check, then upgrade
         try:
             host, port = config.settings.listen_host_port
-            with bind(host, port) as sock:
-                asyncio.run(serve(config, sock, log_level, log_format, early))
+            metrics_at = config.settings.metrics.listen_host_port
+            with (
+                bind(host, port) as sock,
+                bind(*metrics_at, "metrics") if metrics_at else contextlib.nullcontext() as extra,
+            ):
+                asyncio.run(serve(config, sock, log_level, log_format, early, metrics_sock=extra))
         finally:
             engine.dispose()
     finally:
@@ -146,6 +155,8 @@ async def serve(
     log_level: int = logging.INFO,
     log_format: LogFormat = "text",
     early: EarlyStop | None = None,
+    *,
+    metrics_sock: socket.socket | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,6 +164,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     if early is not None and early.requested.is_set():
         stop.set()
+    serving.AcceptErrors().install(loop)  # the control socket's accept(): one line a minute
 
     settings = config.settings
     outbox = Outbox(settings.location, Routes.of(config))
@@ -198,6 +210,7 @@ async def serve(
             alert_queue=lambda: dispatcher.delivery.queue_depth,
             max_result_age=None if shortest is None else max(60.0, 3 * shortest),
             overloaded_checks=lambda: scheduler.overload.total,
+            out_of_files=scheduler.overload.out_of_files,
         )
         beats = HeartbeatStats()
         collectors = metrics_registry(
@@ -228,7 +241,14 @@ async def serve(
             await control_runner.setup()
             await web.UnixSite(control_runner, str(control_path)).start()
             site = WebProcess(
-                lambda: Launch(web_state(), sock.fileno(), control_path, log_level, log_format)
+                lambda: Launch(
+                    web_state(),
+                    sock.fileno(),
+                    control_path,
+                    log_level,
+                    log_format,
+                    metrics_fd=None if metrics_sock is None else metrics_sock.fileno(),
+                )
             )
             web_task = asyncio.create_task(site.run(stop))
             await _first_page(site, stop)
@@ -238,11 +258,11 @@ async def serve(
             # ms stalls at 10,000 monitors, measured in bench/).
             gc.collect()
             gc.freeze()
-            host, port = sock.getsockname()[:2]
             log.info(
-                "prober running monitors=%d listen=http://%s database=%s",
+                "prober running monitors=%d listen=http://%s metrics=%s database=%s",
                 len(config.monitors),
-                f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                _where(sock),
+                "off" if metrics_sock is None else f"http://{_where(metrics_sock)}/metrics",
                 config.database_path,
             )
             url = settings.heartbeat_url.get_secret_value()
@@ -289,6 +309,12 @@ async def serve(
                 gc.unfreeze()
     await asyncio.to_thread(writer.close)
     log.info("stopped results_committed=%d", writer.committed)
+
+
+def _where(sock: socket.socket) -> str:
+    """HOST:PORT a socket listens on (the port the kernel chose, for port 0)."""
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _first_page(site: WebProcess, stop: asyncio.Event) -> None:

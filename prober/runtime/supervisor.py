@@ -1,8 +1,8 @@
 """`prober run` keeps its web process alive: starts it, restarts it when it dies (logged,
 with backoff), forwards a reload, stops it on the way out.
 
-The listening socket belongs to the probing process and is inherited by each web process,
-so a restart refuses no visitor: connections wait in the kernel's backlog meanwhile.
+The listening sockets belong to the probing process and are inherited by each web process,
+so a restart refuses no visitor (nor scraper): connections wait in the kernel's backlog meanwhile.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class WebProcess:
             "-m",
             "prober.runtime.web",
             stdin=asyncio.subprocess.PIPE,
-            pass_fds=(launch.listen_fd,),
+            pass_fds=tuple(fd for fd in (launch.listen_fd, launch.metrics_fd) if fd is not None),
         )
         assert proc.stdin is not None
         proc.stdin.write(pickle.dumps(launch))  # stdin then stays open: see runtime.web

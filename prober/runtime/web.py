@@ -1,7 +1,8 @@
-"""The web process: status page, APIs, feeds, badges, /metrics, /healthz, /push, and the
-monthly report files, in a process of their own (`python -m prober.runtime.web`).
+"""The web process: status page, APIs, feeds, badges, /healthz, /push, /metrics (on a
+listener of its own) and the monthly report files, in a process of their own
+(`python -m prober.runtime.web`).
 
-`prober run` starts it (prober.runtime.supervisor) with the listening socket already
+`prober run` starts it (prober.runtime.supervisor) with the listening sockets already
 bound, and writes a pickled `Launch` to its stdin; stdin stays open for the life of the
 parent, so end-of-file means the parent is gone and this process leaves too. Nothing done
 here (a snapshot build, a visitor flood, a report) shares an interpreter or a GIL with the
@@ -34,11 +35,13 @@ from prometheus_client.registry import Collector
 
 from prober import logs
 from prober.logs import LogFormat
-from prober.push import ACTIONS, BURST, REFILL_PER_S, digest
+from prober.push import BURST, REFILL_PER_S, digest, known_action
 from prober.redact import Redactor
 from prober.report import monthly
+from prober.runtime import serving
+from prober.runtime.connection import Limits
 from prober.runtime.control import Client, WebState
-from statuspage.app import create_app
+from statuspage.app import SECURITY_HEADERS, create_app, create_metrics_app
 from statuspage.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ NICENESS = 10  # visitors wait for CPU before a check does
 POLL_EVERY = 1.0  # seconds: the probing process's health and metrics are asked at most this often
 SILENT_AFTER = 5.0  # seconds without an answer before /healthz says the prober is gone
 MONTHLY_EVERY = 3600.0
+SCRAPERS = 32  # connections at once on the metrics listener
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ class Launch:
     control: pathlib.Path
     log_level: int
     log_format: LogFormat
+    metrics_fd: int | None = None  # settings.metrics.listen, bound by the parent; None: off
 
 
 class Remote:
@@ -127,7 +132,7 @@ class PushGate:
         key = digest(token)
         if key not in self.digests:
             return 404, "not found\n"
-        if action not in ACTIONS and not (action.isascii() and action.isdigit()):
+        if not known_action(action):  # exit codes: 1 to 3 ASCII digits
             return 404, "not found\n"
         now = time.monotonic()
         tokens, at = self._buckets.get(key, (float(BURST), now))
@@ -143,8 +148,9 @@ class PushGate:
             return 503, "not recorded; try again\n"
 
 
-async def serve(launch: Launch) -> None:
+async def serve(launch: Launch, limits: Limits) -> None:
     loop = asyncio.get_running_loop()
+    listeners = serving.Listeners(limits)  # deadlines and a cap on connections, each
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     client = Client(launch.control)
@@ -152,19 +158,22 @@ async def serve(launch: Launch) -> None:
     remote = Remote(client)
     gate = PushGate(client, state.push_digests)
     publisher = Publisher(state.config)
-    registry = prometheus_client.CollectorRegistry()
-    registry.register(remote.collector())
-    app = create_app(
-        state.config,
-        remote,
-        registry,
-        publisher,
-        push_receiver=gate.receive,
-        before_scrape=remote.refresh,
-    )
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()  # builds a small page before it listens: see statuspage.app
-    await web.SockSite(runner, socket.socket(fileno=launch.listen_fd)).start()
+    app = create_app(state.config, remote, publisher=publisher, push_receiver=gate.receive)
+    page = socket.socket(fileno=launch.listen_fd)
+    # builds a small page before it listens: see statuspage.app
+    runner = await listeners.start(app, "page", page, headers=SECURITY_HEADERS)
+    scrapes: web.AppRunner | None = None
+    if launch.metrics_fd is not None:  # the operators' listener: /metrics, nothing else
+        registry = prometheus_client.CollectorRegistry()
+        registry.register(remote.collector())  # the probing process's families
+        registry.register(listeners)  # connections, timeouts and bad requests of both
+        scrapes = await listeners.start(
+            create_metrics_app(publisher, registry, prepare=remote.refresh),
+            "metrics",
+            socket.socket(fileno=launch.metrics_fd),
+            headers=SECURITY_HEADERS,
+            max_connections=min(SCRAPERS, limits.max_connections),
+        )
 
     async def reload() -> None:
         try:
@@ -184,6 +193,8 @@ async def serve(launch: Launch) -> None:
     finally:
         for task in tasks:
             task.cancel()
+        if scrapes is not None:  # first: it reads the publisher the page's app closes
+            await scrapes.cleanup()
         await runner.cleanup()
         await client.close()
 
@@ -225,7 +236,8 @@ def main() -> int:
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
     _leave_with_parent()
-    asyncio.run(serve(launch))
+    limits = Limits.for_file_limit(serving.raise_file_limit())
+    asyncio.run(serve(launch, limits))
     return 0
 
 

@@ -4,6 +4,7 @@ file checked and copied with SQLite's own tools (quick_check, the online backup 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import re
@@ -15,6 +16,9 @@ from sqlalchemy import event
 from sqlmodel import create_engine
 
 from prober.errors import UserError
+from prober.filemodes import create_private
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 PRAGMAS = (
@@ -34,6 +38,10 @@ class DatabaseCorrupt(SchemaError):
     """The file failed SQLite's integrity check, or is not a database SQLite can read."""
 
 
+class DatabaseUnavailable(UserError):
+    """The file cannot be opened or created: a path, a permission, a full disk."""
+
+
 def connect_raw(path: pathlib.Path) -> sqlite3.Connection:
     """A plain sqlite3 connection in autocommit mode; callers BEGIN IMMEDIATE themselves."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -43,17 +51,27 @@ def connect_raw(path: pathlib.Path) -> sqlite3.Connection:
 
 
 def open_engine(path: pathlib.Path, *, check: bool = False) -> sqlalchemy.Engine:
-    """The SQLAlchemy engine for reads. Creates the file and schema if new, upgrades an
-    older schema (after a backup), refuses a newer one.
+    """The SQLAlchemy engine for reads. Creates the file (0600) and schema if new,
+    upgrades an older schema (after a backup), refuses a newer one. A file or folder that
+    cannot be opened or created is a DatabaseUnavailable naming the path and why.
 
     `check=True` first runs check_integrity (PRAGMA quick_check). `prober run` asks for it,
     so a damaged file stops the prober at start with a clear message instead of failing
-    later mid-write; the short commands skip it, since it reads the whole file.
+    later mid-write; the short commands skip it, since it reads the whole file. It also
+    logs a warning when other users can read a file that holds push tokens.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if check:
-        check_integrity(path)
-    migrate(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)  # 0600 from the first byte: push tokens live here
+        if check:
+            check_integrity(path)
+        migrate(path)
+        if check:
+            _warn_if_readable(path)
+    except (OSError, sqlite3.Error) as exc:
+        if isinstance(exc, sqlite3.Error) and not _cannot_open(exc):
+            raise
+        raise unavailable(path, exc) from None
     engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -64,6 +82,91 @@ def open_engine(path: pathlib.Path, *, check: bool = False) -> sqlalchemy.Engine
         cursor.close()
 
     return engine
+
+
+def unavailable(
+    path: pathlib.Path, exc: OSError | sqlite3.Error, file: pathlib.Path | None = None
+) -> DatabaseUnavailable:
+    """`cannot open the database PATH: why`, for the person at the terminal. `file` is
+    the file that failed when it is not the database itself (the run lock beside it)."""
+    return DatabaseUnavailable(f"cannot open the database {path}: {_reason(path, exc, file)}")
+
+
+# SQLite's answers about the file rather than about a statement (primary result codes).
+_OPEN_FAILURES = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def _cannot_open(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _OPEN_FAILURES
+
+
+def _reason(path: pathlib.Path, exc: OSError | sqlite3.Error, file: pathlib.Path | None) -> str:
+    """Why, in the words of the fix: SQLite says only "unable to open database file"."""
+    folder = path.parent
+    # os.path, not Path: it answers False, never raises, behind a folder we may not enter.
+    existing = next(p for p in (folder, *folder.parents) if os.path.exists(p))
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a folder"
+    if existing != folder:
+        return f"cannot create the folder {folder}: {_said(exc)}"
+    if os.path.isdir(path):
+        return f"{path} is a folder, not a file"
+    user = f"this user (uid {os.geteuid()})"
+    for target in (file or path, path):
+        if os.path.exists(target) and not os.access(target, os.R_OK | os.W_OK):
+            st = os.stat(target)
+            return (
+                f"{target} (owner uid {st.st_uid}, mode {st.st_mode & 0o7777:04o}) is not "
+                f"readable and writable by {user}"
+            )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"the folder {folder} is not writable by {user}; the database, its -wal and -shm "
+            "files and the lock file are created there"
+        )
+    said = _said(exc)
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        said += f" ({RESTORE_HINT})"
+    return said
+
+
+def _said(exc: OSError | sqlite3.Error) -> str:
+    if isinstance(exc, OSError):
+        return (exc.strerror or str(exc)).lower()
+    return str(exc)
+
+
+def _warn_if_readable(path: pathlib.Path) -> None:
+    """An older prober created the file 0644; anyone who reads its push tokens can report
+    a job done. Said once at start; the mode is the owner's to change."""
+    mode = path.stat().st_mode & 0o777
+    if not mode & 0o044:
+        return
+    conn = connect_existing(path)
+    try:
+        tokens = conn.execute("SELECT 1 FROM push_token LIMIT 1").fetchone() is not None
+    finally:
+        conn.close()
+    if tokens:
+        log.warning(
+            "the database holds push tokens and other users can read it: chmod 600 %s* "
+            "path=%s mode=%04o",
+            path,
+            path,
+            mode,
+        )
 
 
 def migrate(path: pathlib.Path) -> None:
@@ -176,15 +279,16 @@ def copy_database(
     transaction, each step starts a new one, and any commit by another connection restarts
     the copy from page 1: a busy prober could keep a large copy restarting indefinitely.
 
-    The copy is written as `dest.partial`, switched to a rollback journal (one file, no
-    -wal beside it), checked with quick_check through a new connection, and only then
-    renamed to `dest`; on any failure the partial file is removed. Raises FileExistsError
+    The copy is written as `dest.partial` (created 0600), switched to a rollback journal
+    (one file, no -wal beside it), checked with quick_check through a new connection, and
+    only then renamed to `dest`; on any failure the partial file is removed. Raises FileExistsError
     (dest exists, not overwrite), DatabaseCorrupt (the copy failed quick_check), OSError
     or sqlite3.Error.
     """
     partial = dest.with_name(dest.name + ".partial")
     _remove(partial)  # left by an interrupted earlier copy
     try:
+        create_private(partial)  # a copy holds the push tokens too
         src = connect_existing(source)
         try:
             src.execute("BEGIN")

@@ -40,6 +40,7 @@ def _config(tmp_path: pathlib.Path, target: str, sink: Sink) -> pathlib.Path:
     path.write_text(f"""
 [settings]
 listen = "127.0.0.1:{free_port()}"
+metrics = {{ listen = "" }}
 database = "sqlite:///{tmp_path / "prober.db"}"
 alert_group_wait = "2s"
 

@@ -90,14 +90,15 @@ async def test_metrics_count_deliveries_retries_and_queue(tmp_path: pathlib.Path
 async def test_metrics_route_serves_the_registry(tmp_path: pathlib.Path) -> None:
     from prober.alerts.dispatcher import Delivery
     from prober.store.db import open_engine
-    from statuspage.app import create_app
-    from statuspage.health import Health
+    from statuspage.app import create_metrics_app
+    from statuspage.publisher import Publisher
 
     cfg = write_config(tmp_path, NOTIFIERS.format(url="http://127.0.0.1:9/"))
     delivery = Delivery()
     delivery.sent["hook"] += 3
     engine = open_engine(cfg.database_path)
-    app = create_app(cfg, Health(lambda: True, lambda: True), metrics.registry(delivery, ["hook"]))
+    publisher = Publisher(cfg)
+    app = create_metrics_app(publisher, metrics.registry(delivery, ["hook"]))
     runner = aiohttp.web.AppRunner(app)
     await runner.setup()
     site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
@@ -113,5 +114,6 @@ async def test_metrics_route_serves_the_registry(tmp_path: pathlib.Path) -> None
             assert r.headers["Content-Type"].startswith("text/plain")
     finally:
         await runner.cleanup()
+        await publisher.close()
         engine.dispose()
     assert 'prober_alerts_sent_total{notifier="hook"} 3.0' in text

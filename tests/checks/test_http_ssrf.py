@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from prober.addresses import IpAddress
 from prober.checks.context import Shared
-from prober.checks.netguard import IpAddress
 from prober.checks.runner import run_check
 from prober.checks.session import open_shared
 from prober.results import CheckResult, Outcome
@@ -159,3 +159,23 @@ async def test_redirect_to_a_non_http_scheme_is_refused(
         f"redirect to a {scheme}: URL refused (only http and https are followed)"
     )
     assert result.status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("address", "internal"),
+    [
+        ("64:ff9b::a00:1", True),  # NAT64 form of 10.0.0.1
+        ("2002:a00:1::1", True),  # 6to4 form of 10.0.0.1
+        ("::ffff:10.0.0.1", True),
+        ("64:ff9b::a9fe:a9fe", True),  # NAT64 form of 169.254.169.254
+        ("64:ff9b::808:808", False),  # NAT64 form of 8.8.8.8
+        ("8.8.8.8", False),
+    ],
+)
+async def test_the_redirect_rule_sees_the_ipv4_address_inside_ipv6_forms(
+    address: str, internal: bool
+) -> None:
+    """The real classifier (no injection): a public target redirecting to the NAT64 or 6to4
+    spelling of a private address is redirecting to that private address."""
+    async with open_shared() as shared:
+        assert shared.classify_address(ipaddress.ip_address(address)) is internal

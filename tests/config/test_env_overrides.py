@@ -162,7 +162,8 @@ def test_validate_prints_the_variable_and_exits_1(tmp_path: pathlib.Path) -> Non
 def test_run_listens_where_prober_listen_says(tmp_path: pathlib.Path) -> None:
     """The file says one port, the environment another: `prober run` serves on the latter."""
     port = free_port()
-    _write(tmp_path, CONFIG.replace("127.0.0.1:8080", f"127.0.0.1:{free_port()}"))
+    listen = f'listen = "127.0.0.1:{free_port()}"\nmetrics = {{ listen = "" }}'
+    _write(tmp_path, CONFIG.replace('listen = "127.0.0.1:8080"', listen))
     env = {
         **os.environ,
         "PROBER_LISTEN": f"127.0.0.1:{port}",

@@ -221,7 +221,9 @@ def _write(folder: pathlib.Path, text: str) -> pathlib.Path:
 @pytest.fixture
 def config(tmp_path: pathlib.Path) -> Config:
     (tmp_path / "ca.pem").write_text("not checked at load\n")
-    return load_config(_write(tmp_path, FULL), env=ENV)
+    path = _write(tmp_path, FULL)
+    path.chmod(0o600)  # it types a few secrets in: readable by others, that is a warning
+    return load_config(path, env=ENV)
 
 
 def test_settings(config: Config) -> None:

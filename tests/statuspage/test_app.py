@@ -7,16 +7,24 @@ import datetime as dt
 import gzip
 import json
 import pathlib
+import sqlite3
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from prober.alerts.outbox import Outbox, Routes
+from prober.checks.runner import run_check
+from prober.checks.session import open_shared
 from prober.config import load_config
 from prober.config.load import Config
+from prober.config.monitors import HttpMonitor, PushMonitor
+from prober.push import PushHub
 from prober.results import Certificate, CheckResult, Outcome
 from prober.store.db import open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter
+from prober.timeline import to_ms
 from statuspage.app import create_app
 from statuspage.health import Health
 from statuspage.publisher import Publisher
@@ -117,7 +125,6 @@ PUBLIC_ROUTES = [
     "/badge/api/status.svg",
     "/badge/api/uptime.svg?window=7d",
     "/badge/api/response.svg",
-    "/metrics",
     f"/reports/{NOW:%Y-%m}.json",
     f"/reports/{NOW:%Y-%m}.csv",
     f"/reports/{NOW:%Y-%m}.html",
@@ -146,12 +153,17 @@ async def test_content_types(client: TestClient) -> None:
         "/feed.atom": "application/atom+xml",
         "/feed.rss": "application/rss+xml",
         "/badge/api/status.svg": "image/svg+xml",
-        "/metrics": "text/plain",
         f"/reports/{NOW:%Y-%m}.csv": "text/csv",
     }
     for route, kind in expected.items():
         response = await client.get(route)
         assert response.headers["Content-Type"].startswith(kind), route
+
+
+async def test_metrics_are_not_on_the_public_listener(client: TestClient) -> None:
+    """They cover private monitors too: statuspage.app.create_metrics_app, its own listener."""
+    for method in ("GET", "HEAD", "POST"):
+        assert (await client.request(method, "/metrics")).status == 404, method
 
 
 async def test_private_and_unknown_monitors_are_404_everywhere(client: TestClient) -> None:
@@ -262,3 +274,173 @@ async def test_healthz_reports_each_problem(tmp_path: pathlib.Path, aiohttp_clie
     assert (body["scheduler_running"], body["database_writable"]) == (False, False)
     css = await sick.get("/static/style.css")
     assert css.status == 200
+
+
+# --- target content and hidden characters (issue 18, finding 4) ---------------------------
+
+LEAK = "BODY-LEAK-4242"  # what the target's body says
+WANTED = "WANTED-KW-7731"  # the keyword the operator looks for
+PUSH_TOKEN = "push-token-0123456789abcdef"
+# TOML escapes: U+202E reverses what follows, U+200B and U+2066 hide
+LEAK_CONFIG = r"""
+[settings]
+title = "Acme\u202e Status"
+timezone = "Asia/Seoul"
+public_reports = true
+
+[[notifiers]]
+id = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+
+[[monitors]]
+id = "orders"
+name = "Orders\u202e IPA\u200b"
+group = "Shop\u2066"
+type = "http"
+url = "BASE/json"
+json = ['status == "ok"']
+notify = ["hook"]
+
+[[monitors]]
+id = "shop"
+name = "Shop"
+type = "http"
+url = "BASE/text"
+contains = ["WANTED-KW-7731"]
+
+[[monitors]]
+id = "told"
+name = "Told"
+type = "http"
+url = "BASE/json"
+json = ['status == "ok"']
+public_cause = "Planned upstream work"
+
+[[monitors]]
+id = "backup"
+name = "Nightly backup"
+type = "push"
+period = "1h"
+token = "push-token-0123456789abcdef"
+"""
+LEAK_ROUTES = [
+    "/",
+    "/?lang=ko",
+    *(f"/monitors/{m}" for m in ("orders", "shop", "told", "backup")),
+    "/api/v1/status",
+    "/api/v1/monitors/orders/days?days=30",
+    "/api/v1/incidents",
+    "/api/v2/summary.json",
+    "/api/v2/components.json",
+    "/api/v2/incidents.json",
+    "/api/v2/incidents/unresolved.json",
+    "/feed.atom",
+    "/feed.rss",
+    "/badge/orders/status.svg",
+    f"/reports/{NOW:%Y-%m}.json",
+    f"/reports/{NOW:%Y-%m}.csv",
+    f"/reports/{NOW:%Y-%m}.html",
+]
+
+
+async def _checked(tmp_path: pathlib.Path) -> tuple[Config, dict[str, CheckResult]]:
+    """The config against a loopback target, and each http monitor's real check of it."""
+
+    async def document(request: web.Request) -> web.Response:
+        return web.json_response({"status": LEAK})
+
+    async def text(request: web.Request) -> web.Response:
+        return web.Response(text=f"hello {LEAK}")
+
+    target = web.Application()
+    target.router.add_get("/json", document)
+    target.router.add_get("/text", text)
+    async with TestServer(target, host="127.0.0.1") as server:
+        path = tmp_path / "monitors.toml"
+        path.write_text(LEAK_CONFIG.replace("BASE", str(server.make_url("/")).rstrip("/")))
+        config = load_config(path)
+        async with open_shared() as shared:
+            checked = {
+                m.id: await run_check(m, shared)
+                for m in config.monitors
+                if isinstance(m, HttpMonitor)
+            }
+    return config, checked
+
+
+def _write_checked(config: Config, checked: dict[str, CheckResult]) -> None:
+    """The checks' results as a 10-minute outage each, and the job's failure reports."""
+    open_engine(config.database_path).dispose()
+    writer = ResultWriter(
+        config.database_path,
+        "default",
+        [TrackSpec.of(m) for m in config.monitors],
+        timezone=config.settings.timezone,
+        outbox=Outbox(config.settings.location, Routes.of(config)),
+    )
+    writer.start()
+    for minutes in range(30, 0, -1):
+        at = NOW - dt.timedelta(minutes=minutes)
+        for mid, result in checked.items():
+            down = 10 <= minutes <= 20
+            up = CheckResult(Outcome.UP, 20.0, status_code=200)
+            writer.submit(Observation(mid, at, result if down else up))
+    hub = PushHub(
+        [m for m in config.monitors if isinstance(m, PushMonitor)],
+        {"backup": PUSH_TOKEN},
+        config.settings.timezone,
+        lambda mid, at, result: writer.submit(Observation(mid, at, result)),
+    )
+    hub.restore({}, to_ms(NOW - dt.timedelta(minutes=30)))
+    for minutes in (15, 10):
+        at_ms = to_ms(NOW - dt.timedelta(minutes=minutes))
+        said = {"msg": "backup to db-master:5432 failed"}
+        assert hub.receive(PUSH_TOKEN, "fail", said, at_ms).status == 200
+    assert writer.flush(10)
+    writer.close()
+
+
+async def test_target_words_reach_no_public_route(tmp_path: pathlib.Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    """Nor hidden characters: what the checks saw of a loopback target stays in the
+    operator's incident and alert; the public reads the failure class."""
+    config, checked = await _checked(tmp_path)
+    assert {mid: r.outcome for mid, r in checked.items()} == dict.fromkeys(
+        ("orders", "shop", "told"), Outcome.DOWN
+    )
+    _write_checked(config, checked)
+    client: TestClient = await aiohttp_client(
+        create_app(config, Health(lambda: True, lambda: True))
+    )
+    for route in LEAK_ROUTES:
+        response = await client.get(route)
+        body = await response.text()
+        assert response.status == 200, (route, body[:200])
+        for secret in (LEAK, WANTED, "db-master", "\u202e", "\u200b", "\u2066"):
+            assert secret not in body, (route, secret)
+
+    incidents = (await (await client.get("/api/v1/incidents")).json())["incidents"]
+    assert {i["monitor"]: (i["name"], i["cause"]) for i in incidents} == {
+        "orders": ("Orders IPA", "JSON assertion failed"),
+        "shop": ("Shop", "keyword check failed"),
+        "told": ("Told", "Planned upstream work"),
+        "backup": ("Nightly backup", "job reported failure: backup to [host] failed"),
+    }
+    status = await (await client.get("/api/v1/status")).json()
+    assert status["title"] == "Acme Status"
+
+    # the operator's own channels keep the whole story: the incident and its alert
+    conn = sqlite3.connect(config.database_path)
+    try:
+        stored = dict(
+            conn.execute(
+                "SELECT m.slug, i.cause FROM incident AS i JOIN monitor AS m ON m.id = i.monitor_id"
+            ).fetchall()
+        )
+        alerts = [json.loads(data) for (data,) in conn.execute("SELECT data FROM alert")]
+    finally:
+        conn.close()
+    assert LEAK in stored["orders"]
+    assert alerts and all(LEAK in alert["cause"] for alert in alerts)  # opened, resolved
+    assert WANTED in stored["shop"]
+    assert stored["backup"] == "backup to db-master:5432 failed"

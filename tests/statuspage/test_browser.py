@@ -88,7 +88,9 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     config = write_world(tmp_path_factory.mktemp("browser"), dt.datetime.now(dt.UTC))
     # one snapshot for the whole module: results go stale two intervals after write_world
     publisher = Publisher(config, min_age=3600, max_age=3600)
-    runner = web.AppRunner(create_app(config, Health(lambda: True, lambda: True), None, publisher))
+    runner = web.AppRunner(
+        create_app(config, Health(lambda: True, lambda: True), publisher=publisher)
+    )
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)
     await tcp.start()

@@ -10,11 +10,13 @@ import pytest
 
 from prober.config import load_config
 from prober.config.load import Config
+from prober.config.monitors import HttpMonitor
 from prober.results import CheckResult, Outcome
 from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import Observation, ResultWriter
 from statuspage.build import build_snapshot
+from statuspage.incremental import Incremental
 from statuspage.snapshot import DayLevel, Overall, Snapshot, State
 
 NOW = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
@@ -181,3 +183,90 @@ def test_empty_database(tmp_path: pathlib.Path) -> None:
         d.level in (DayLevel.UNKNOWN, DayLevel.MAINTENANCE) for m in empty.monitors for d in m.days
     )
     assert isinstance(conn, sqlite3.Connection)
+
+
+# Operator texts with characters that reorder (U+202E, U+2066..2069) or hide (U+200B)
+# what the public reads, in TOML escapes; and a target whose body says BODY-LEAK-4242.
+HOSTILE = r"""
+[settings]
+title = "Acme\u202e Status"
+history_days = 3
+
+[[monitors]]
+id = "pay"
+name = "Pay\u202egnp.exe\u200b"
+group = "Back\u200bend"
+description = "\u2066Cards\u2069 and \u202bwallets 👩\u200d💻"
+type = "http"
+url = "http://127.0.0.1:9/"
+json = ['status == "ok"']
+
+[[monitors]]
+id = "told"
+name = "Told"
+type = "http"
+url = "http://127.0.0.1:9/"
+contains = ["WANTED-KW-7731"]
+public_cause = "Upstream\u200b maintenance"
+
+[[maintenance]]
+title = "Swap\u202e disks\u200b"
+monitors = ["pay"]
+start = "2026-11-20T05:30:00Z"
+end = "2026-11-20T07:00:00Z"
+"""
+
+
+def test_public_text_is_the_failure_class_and_names_are_visible(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "monitors.toml").write_text(HOSTILE)
+    config = load_config(tmp_path / "monitors.toml")
+    pay, told = config.monitors
+    assert isinstance(pay, HttpMonitor) and isinstance(told, HttpMonitor)
+    # the checks' own words: a JSON assertion judged on the target's body, a keyword missing
+    json_error = pay.json_[0].judge({"status": "BODY-LEAK-4242"}).describe()
+    keyword_error = "contains 'WANTED-KW-7731': saw absent, wanted present"
+    assert "BODY-LEAK-4242" in json_error
+    open_engine(config.database_path).dispose()
+    writer = ResultWriter(
+        config.database_path, "default", [TrackSpec.of(m) for m in config.monitors]
+    )
+    writer.start()
+    at = START
+    while at < NOW:
+        down = OUTAGE[0] <= at < OUTAGE[1]
+        for mid, error in (("pay", json_error), ("told", keyword_error)):
+            result = (
+                CheckResult(Outcome.DOWN, 3.0, error=error)
+                if down
+                else CheckResult(Outcome.UP, 40.0)
+            )
+            writer.submit(Observation(mid, at, result))
+        at += dt.timedelta(minutes=1)
+    assert writer.flush(30)
+    writer.close()
+    conn = connect_raw(config.database_path)
+    try:
+        full = build_snapshot(conn, config, NOW)
+        assert Incremental().refresh(conn, config, NOW) == full
+        stored = {cause for (cause,) in conn.execute("SELECT cause FROM incident")}
+    finally:
+        conn.close()
+    assert stored == {json_error, keyword_error}  # alerts and logs keep the whole story
+
+    assert full.title == "Acme Status"
+    shown_pay, _ = full.monitors
+    assert (shown_pay.name, shown_pay.group) == ("Paygnp.exe", "Backend")
+    assert shown_pay.description == "Cards and wallets 👩\u200d💻"  # the emoji keeps its ZWJ
+    assert [g.name for g in full.groups] == ["Backend", ""]
+    causes = {i.monitor_id: (i.monitor_name, i.cause) for i in full.incidents}
+    assert causes == {
+        "pay": ("Paygnp.exe", "JSON assertion failed"),
+        "told": ("Told", "Upstream maintenance"),
+    }
+    [window] = full.maintenance_active
+    assert (window.title, window.monitor_names) == ("Swap disks", ("Paygnp.exe",))
+    shown = repr(full)  # repr escapes every invisible character it holds
+    for hidden in ("\\u202e", "\\u202b", "\\u2066", "\\u2069", "\\u200b"):
+        assert hidden not in shown
+    assert "BODY-LEAK-4242" not in shown
+    assert "WANTED-KW-7731" not in shown

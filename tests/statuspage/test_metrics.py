@@ -1,16 +1,36 @@
-"""/metrics from a Snapshot: the text a Prometheus server scrapes, parsed back as it parses it."""
+"""/metrics from a Snapshot: the text a Prometheus server scrapes, parsed back as it parses it;
+and the metrics listener that serves it (own app, bearer token, gzip, cached off the loop)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
+import gzip
+import pathlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+from pytest_aiohttp import AiohttpClient
 
-from statuspage.metrics import MONITOR_FAMILIES, PAGE_FAMILIES, SnapshotCollector, add_to
+from prober.config import load_config
+from prober.store.db import open_engine
+from statuspage.app import SCRAPES, create_metrics_app
+from statuspage.metrics import (
+    MONITOR_FAMILIES,
+    PAGE_FAMILIES,
+    Scrapes,
+    SnapshotCollector,
+    add_to,
+    exposition,
+)
+from statuspage.publisher import Publisher
 from statuspage.snapshot import Group, Overall, Snapshot, State
 from tests.statuspage.factory import HOSTILE, NOW, monitor, sample
 
@@ -160,3 +180,166 @@ def test_reads_the_current_snapshot_at_each_scrape() -> None:
     current[0] = empty
     names = {f.name for f in text_string_to_metric_families(generate_latest(registry).decode())}
     assert names >= set(PAGE_FAMILIES)
+
+
+def test_exposition_is_what_generate_latest_writes() -> None:
+    """The metrics listener writes the page's families directly (fast); the text is the
+    collector's, byte for byte: hostile names, every state, no snapshot."""
+    sampled = sample()
+    odd = dataclasses.replace(
+        sampled.monitors[0], id="x", name='back\\slash "q"\nline {x} }{', group="g\\", type="http"
+    )
+    with_odd = dataclasses.replace(
+        sampled, groups=(*sampled.groups, Group(name="g\\", monitors=(odd,)))
+    )
+    for snapshot in (sampled, with_odd, dataclasses.replace(sampled, groups=()), None):
+        assert exposition(snapshot) == scrape(snapshot)[0]
+
+
+# -- the metrics listener: statuspage.app.create_metrics_app and statuspage.metrics.Scrapes
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Counting(Collector):
+    """One family whose value counts the renders; records the thread each ran on."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def collect(self) -> Iterator[Metric]:
+        self.threads.append(threading.current_thread().name)
+        yield GaugeMetricFamily("renders", "Renders so far", value=len(self.threads))
+
+
+async def test_scrapes_render_at_most_once_per_max_age_off_the_loop() -> None:
+    clock, counting, prepared = Clock(), Counting(), []
+    registry = CollectorRegistry()
+    registry.register(counting)
+
+    async def prepare() -> None:
+        prepared.append(clock.now)
+
+    scrapes = Scrapes(lambda: generate_latest(registry), prepare, clock=clock)
+    together = await asyncio.gather(*(scrapes.get() for _ in range(8)))
+    assert {e.body for e in together} == {
+        b"# HELP renders Renders so far\n# TYPE renders gauge\nrenders 1.0\n"
+    }
+    assert (scrapes.renders, prepared) == (1, [1000.0])  # eight scrapers, one render
+    clock.now += 4.9
+    assert (await scrapes.get()).body.endswith(b"renders 1.0\n")  # kept: under 5 s old
+    clock.now += 0.1
+    fresh = await scrapes.get()
+    assert fresh.body.endswith(b"renders 2.0\n") and fresh.at == 1005.0
+    assert gzip.decompress(fresh.gzipped) == fresh.body
+    assert threading.current_thread().name not in counting.threads  # never on the loop
+
+
+@pytest.fixture
+async def page(tmp_path: pathlib.Path) -> AsyncIterator[Callable[[str], Publisher]]:
+    """A Publisher over an empty database, from a config with `settings` lines."""
+    made: list[Publisher] = []
+
+    def make(settings: str) -> Publisher:
+        path = tmp_path / "monitors.toml"
+        path.write_text(
+            f'[settings]\ndatabase = "sqlite:///{tmp_path / "p.db"}"\n{settings}\n\n'
+            '[[monitors]]\nid = "api"\ntype = "http"\nurl = "http://127.0.0.1:9/"\n\n'
+            '[[monitors]]\nid = "db"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
+        )
+        config = load_config(path)
+        open_engine(config.database_path).dispose()
+        made.append(Publisher(config))
+        return made[-1]
+
+    yield make
+    for publisher in made:
+        await publisher.close()
+
+
+async def test_metrics_listener_serves_metrics_and_nothing_else(
+    page: Callable[[str], Publisher], aiohttp_client: AiohttpClient
+) -> None:
+    client = await aiohttp_client(create_metrics_app(page("")))
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert response.headers["Cache-Control"] == "no-store"
+    assert 'monitor_state{group="",monitor="api"' in await response.text()
+    for path in ("/", "/healthz", "/api/v1/status", "/push/x", "/metrics/"):
+        assert (await client.get(path)).status == 404, path
+    assert (await client.post("/metrics")).status == 405
+
+
+async def test_metrics_are_gzipped_when_asked(
+    page: Callable[[str], Publisher], aiohttp_client: AiohttpClient
+) -> None:
+    client = await aiohttp_client(create_metrics_app(page("")))
+    plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    zipped = await client.get(
+        "/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    )
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(await zipped.read()) == await plain.read()
+
+
+async def test_metrics_token_is_a_bearer_token(
+    page: Callable[[str], Publisher], aiohttp_client: AiohttpClient
+) -> None:
+    scrapes = CollectorRegistry()
+    counting = Counting()
+    scrapes.register(counting)
+    publisher = page('metrics = { listen = "127.0.0.1:9108", token = "s3cret-metrics-token" }')
+    client = await aiohttp_client(create_metrics_app(publisher, scrapes))
+    for authorization in (
+        None,
+        "Bearer wrong-token",
+        "Bearer s3cret-metrics-tokenX",
+        "Basic czNjcmV0LW1ldHJpY3MtdG9rZW4=",
+        "s3cret-metrics-token",
+        "Bearer ",
+        "Bearer s3cret-métrics-token",
+    ):
+        headers = {} if authorization is None else {"Authorization": authorization}
+        response = await client.get("/metrics", headers=headers)
+        assert response.status == 401, authorization
+        assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+        assert "renders" not in await response.text()
+    assert counting.threads == []  # refused before anything is rendered
+    for authorization in ("Bearer s3cret-metrics-token", "bearer  s3cret-metrics-token "):
+        response = await client.get("/metrics", headers={"Authorization": authorization})
+        assert response.status == 200, authorization
+
+
+async def test_a_slow_render_never_holds_the_loop(
+    page: Callable[[str], Publisher], aiohttp_client: AiohttpClient
+) -> None:
+    """While a render is stuck (a collector waits), the same loop answers other requests
+    and other scrapers join the render in progress rather than starting their own."""
+    started, release = threading.Event(), threading.Event()
+
+    class Stuck(Collector):
+        def collect(self) -> Iterator[Metric]:
+            started.set()
+            # on the loop, this would wait out its 30 s: nothing could release it
+            yield GaugeMetricFamily("released", "Whether it was let go", value=release.wait(30))
+
+    registry = CollectorRegistry()
+    registry.register(Stuck())
+    app = create_metrics_app(page(""), registry)
+    client = await aiohttp_client(app)
+    scrapers = [asyncio.ensure_future(client.get("/metrics")) for _ in range(8)]
+    assert await asyncio.to_thread(started.wait, 30)
+    assert (await client.get("/elsewhere")).status == 404  # the loop is free meanwhile
+    release.set()
+    bodies = {await (await scraper).text() for scraper in scrapers}
+    assert len(bodies) == 1 and "released 1.0" in bodies.pop()
+    assert app[SCRAPES].renders == 1

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 class ProberRun:
@@ -19,7 +20,15 @@ class ProberRun:
         args: Sequence[str],
         cwd: pathlib.Path,
         env: dict[str, str] | None = None,
+        rlimits: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
+        """`rlimits`: resource limits (soft, hard) set in the child before it runs, e.g.
+        `{resource.RLIMIT_NOFILE: (256, 256)}`; its children inherit them."""
+
+        def limit() -> None:
+            for which, values in (rlimits or {}).items():
+                resource.setrlimit(which, values)
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "prober", *args],
             cwd=cwd,
@@ -27,6 +36,7 @@ class ProberRun:
             stderr=subprocess.PIPE,
             text=True,
             env=env if env is not None else {**os.environ},
+            preexec_fn=limit if rlimits else None,
         )
         self._lines: list[str] = []
         self._changed = threading.Condition()
