@@ -27,11 +27,15 @@ RULES: dict[str, tuple[str, ...]] = {
     # The pure core: no I/O, none of the layers above it.
     "prober.results": (*IO, "prober.store", "prober.checks"),
     "prober.incidents": (*IO, "prober.store", "prober.checks"),
+    "prober.quorum": (*IO, "prober.store", "prober.checks"),
     "prober.timeline": (*IO, "prober.store", "prober.checks", "prober.config"),
     "prober.maintenance": (*IO, "prober.store", "prober.checks"),
     "prober.config": (*IO, "prober.store", "prober.checks"),
     "prober.alerts.message": (*IO, "prober.store", "prober.checks"),
     "prober.alerts.plan": ("aiohttp", "prober.checks", "prober.alerts.channels"),
+    # The agent's batch format is pure; its disk queue is stdlib sqlite3 and nothing above.
+    "prober.agent.wire": (*IO, "prober.store", "prober.checks", "prober.config"),
+    "prober.agent.queue": ("aiohttp", "sqlalchemy", "prober.store", "prober.checks"),
 }
 
 
