@@ -605,7 +605,10 @@ def synthesize(config_path: pathlib.Path, monitors: int, days: int, now_ms: int)
         )
         for h in range(rolled - 26 * hour, rolled, hour):
             hist = rollups.Histogram(
-                {rng.randint(15, 99): 30, rng.randint(100, 250) // 10 * 10: 30}
+                {
+                    rollups.bucket(rng.randint(15_000, 99_999)): 30,
+                    rollups.bucket(rng.randint(100_000, 250_000)): 30,
+                }
             )
             conn.execute(
                 "INSERT INTO rollup_hour (monitor_id, location_id, hour_ms, up, degraded, down,"

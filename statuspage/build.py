@@ -1,8 +1,9 @@
 """The Snapshot from the database: one read transaction, public monitors only.
 
 Reads what reports read (prober.report.compute.Reader: coverage, incidents, maintenance,
-rollups), plus each monitor's last result and last transition. Numbers follow DESIGN.md's
-semantics exactly as the monthly report does: a day bar is that local day's accounting.
+rollups), plus each monitor's last result and last transition. Numbers follow the
+accounting of docs/REFERENCE.md exactly as the monthly report does: a day bar is that
+local day's accounting.
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ def _latency(reader: Reader, mid: int | None) -> tuple[LatencyPoint, ...]:
     points = []
     for hour in range(start, end, HOUR_MS):
         r = by_hour.get(hour)
-        p50, p95 = r.hist.percentiles(50, 95) if r is not None and r.lat_count else (None, None)
+        p50, p95 = r.percentiles(50, 95) if r is not None and r.lat_count else (None, None)
         points.append(
             LatencyPoint(
                 hour=timeline.from_ms(hour, reader.tz),

@@ -822,27 +822,30 @@ _TIMED = frozenset(rollups.TIMED_CODES)
 
 
 class _Acc:
-    """A monitor's newest raw hour, as its rollup will be: latency count, sum and buckets
-    (rollups.bucket_ms, the bucketing BUCKET_SQL does), fed by the results read."""
+    """A monitor's newest raw hour, as its rollup will be (latency count, sum, min, max and
+    histogram, bucketed as BUCKET_SQL does), fed by the results read."""
 
-    __slots__ = ("buckets", "hour", "sum_us")
+    __slots__ = ("hist", "hour", "max_us", "min_us", "sum_us")
 
     def __init__(self, hour: int) -> None:
         self.hour = hour
         self.sum_us = 0
-        self.buckets = array("l")
+        self.min_us: int | None = None
+        self.max_us: int | None = None
+        self.hist = rollups.Histogram()
 
     @classmethod
     def of(cls, hour: int, r: rollups.Rollup) -> _Acc:
         acc = cls(hour)
-        acc.sum_us = r.lat_sum_us
-        for bucket, n in sorted(r.hist.counts.items()):
-            acc.buckets.extend([bucket] * n)
+        acc.sum_us, acc.min_us, acc.max_us = r.lat_sum_us, r.lat_min_us, r.lat_max_us
+        acc.hist.merge(r.hist)
         return acc
 
     def add(self, latency_us: int) -> None:
         self.sum_us += latency_us
-        self.buckets.append(rollups.bucket_ms(latency_us))
+        self.min_us = latency_us if self.min_us is None else min(self.min_us, latency_us)
+        self.max_us = latency_us if self.max_us is None else max(self.max_us, latency_us)
+        self.hist.add(rollups.bucket(latency_us))
 
     def point(self, at: _Now) -> LatencyPoint:
         """_point of the hour's rollup."""
@@ -850,19 +853,22 @@ class _Acc:
         if empty is None:
             hour = timeline.from_ms(self.hour, at.tz)
             empty = LatencyPoint(hour=hour, p50_ms=None, p95_ms=None, avg_ms=None)
-        n = len(self.buckets)
+        n = self.hist.total
         if not n:
             return empty
-        ordered = sorted(self.buckets)
-        # Histogram.percentiles' nearest rank, in integers
-        p50 = float(ordered[max(1, -(-50 * n // 100)) - 1])
-        p95 = float(ordered[max(1, -(-95 * n // 100)) - 1])
-        return LatencyPoint(empty.hour, p50, p95, self.sum_us / n / 1000)
+        r = rollups.Rollup(
+            lat_count=n,
+            lat_sum_us=self.sum_us,
+            lat_min_us=self.min_us,
+            lat_max_us=self.max_us,
+            hist=self.hist,
+        )
+        return _point(r, empty)
 
 
 def _point(r: rollups.Rollup, empty: LatencyPoint) -> LatencyPoint:
     if r.lat_count:
-        p50, p95 = r.hist.percentiles(50, 95)
+        p50, p95 = r.percentiles(50, 95)
     else:
         p50 = p95 = None
     avg = r.mean_latency_ms

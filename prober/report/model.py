@@ -1,4 +1,4 @@
-"""What a monthly report holds: DESIGN.md "Monthly report JSON", plus the daily bars the
+"""What a monthly report holds: docs/REFERENCE.md "Monthly report", plus the daily bars the
 HTML report draws. Plain data; compute.py fills it, render.py writes it out."""
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
-"""A MonthReport written out as JSON (DESIGN.md "Monthly report JSON"), CSV or a print-ready
-HTML page. Pure: the report in, text out; the CLI picks a writer from FORMATS."""
+"""A MonthReport written out as JSON (docs/REFERENCE.md "Monthly report"), CSV or a print-ready
+HTML page. Pure: the report in, text out; the CLI picks a writer from FORMATS.
+
+The report's numbers are exact; the writers round them on the way out, and only there
+(docs/REFERENCE.md): seconds to 3 decimals, percentages to 6 significant digits,
+milliseconds to 3 decimals. Whatever is decided from a number (`sla_met`, the budget's
+sign) was decided on the exact value before it reaches this module."""
 
 from __future__ import annotations
 
@@ -9,12 +14,12 @@ import datetime as dt
 import decimal
 import io
 import json
-import math
 import zoneinfo
 from collections.abc import Callable
 
 import jinja2
 
+from prober.report import chart
 from prober.report.model import DayBar, MonitorReport, MonthReport
 
 # MonitorReport's scalar fields in contract order; JSON puts `incidents` after these.
@@ -45,29 +50,59 @@ CSV_COLUMNS = (
 )
 
 
+def _decimals(value: float | None) -> float | None:
+    """Seconds and milliseconds as published: to 3 decimals (+ 0.0: never -0.0)."""
+    return None if value is None else round(value, 3) + 0.0
+
+
+def _significant(value: float | None) -> float | None:
+    """Percentages as published: 6 significant digits (99.95524058 -> 99.9552)."""
+    return None if value is None else float(f"{value:.6g}") + 0.0
+
+
+# How each published float is rounded. `sla_target` is the config's own number, echoed as
+# given; counts are ints.
+_ROUNDED: dict[str, Callable[[float | None], float | None]] = {
+    "uptime_percent": _significant,
+    **{name: _decimals for name in _SCALARS if name.endswith("_seconds")},
+}
+
+
+def _scalars(monitor: MonitorReport) -> dict[str, object]:
+    fields: dict[str, object] = {}
+    for name in _SCALARS:
+        value = getattr(monitor, name)
+        fields[name] = _ROUNDED[name](value) if name in _ROUNDED else value
+    return fields
+
+
+def _latency(monitor: MonitorReport) -> dict[str, float | None]:
+    return {name: _decimals(getattr(monitor.latency, name)) for name in _LATENCY}
+
+
 def _iso(when: dt.datetime, tz: zoneinfo.ZoneInfo) -> str:
     # astimezone on an aware value only changes the offset shown; the instant stays.
     return when.astimezone(tz).isoformat()
 
 
 def _monitor_json(monitor: MonitorReport, tz: zoneinfo.ZoneInfo) -> dict[str, object]:
-    fields: dict[str, object] = {name: getattr(monitor, name) for name in _SCALARS}
+    fields = _scalars(monitor)
     fields["incidents"] = [
         {
             "start": _iso(incident.start, tz),
             "end": None if incident.end is None else _iso(incident.end, tz),
-            "duration_seconds": incident.duration_seconds,
+            "duration_seconds": _decimals(incident.duration_seconds),
             "cause": incident.cause,
         }
         for incident in monitor.incidents
     ]
     fields.update({name: getattr(monitor, name) for name in _COUNTS})
-    fields["latency_ms"] = dataclasses.asdict(monitor.latency)
+    fields["latency_ms"] = _latency(monitor)
     return fields
 
 
 def to_json(report: MonthReport) -> str:
-    """The contract's JSON: unrounded numbers, local ISO 8601 times, null for "none"."""
+    """The contract's JSON: rounded numbers, local ISO 8601 times, null for "none"."""
     period = report.period
     tz = zoneinfo.ZoneInfo(period.timezone)
     document = {
@@ -76,7 +111,7 @@ def to_json(report: MonthReport) -> str:
             "timezone": period.timezone,
             "start": _iso(period.start, tz),
             "end": _iso(period.end, tz),
-            "seconds": period.seconds,
+            "seconds": _decimals(period.seconds),
         },
         "generated_at": _iso(report.generated_at, tz),
         "monitors": [_monitor_json(monitor, tz) for monitor in report.monitors],
@@ -98,7 +133,7 @@ def _csv_cell(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return "'" + value if value.startswith(_FORMULA_STARTS) else value
-    return repr(value)  # int or float, unrounded; numbers are never guarded (-881.0 stays)
+    return repr(value)  # int or float, rounded already; never guarded (-881.0 stays)
 
 
 def to_csv(report: MonthReport) -> str:
@@ -111,9 +146,9 @@ def to_csv(report: MonthReport) -> str:
     lead = (period.month, period.timezone, _iso(period.start, tz), _iso(period.end, tz))
     for monitor in report.monitors:
         values = (
-            [getattr(monitor, name) for name in _SCALARS]
+            list(_scalars(monitor).values())
             + [getattr(monitor, name) for name in _COUNTS]
-            + [getattr(monitor.latency, name) for name in _LATENCY]
+            + list(_latency(monitor).values())
         )
         writer.writerow([_csv_cell(value) for value in (*lead, *values)])
     return out.getvalue()
@@ -141,6 +176,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "budget": "Error budget",
         "budget_used": "Error budget used",
         "budget_remaining": "Error budget remaining",
+        "exceeded": "exceeded by {duration}",
         "checks": "Checks",
         "failed_checks": "Failed checks",
         "no_monitors": "No monitors.",
@@ -156,10 +192,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "daily": "Daily uptime",
         "bar": "{date}: uptime {uptime}, downtime {downtime}",
         "bar_no_data": "{date}: nothing monitored",
+        "so_far": "{date} (so far)",
         "legend": (
             "One bar per day. Green: no downtime; amber: some downtime, the day still at or "
             "above the target; red: below the target; grey: nothing monitored. Dashed line: "
             "SLA target {target}. Vertical scale from {floor} to 100%."
+        ),
+        "legend_partial": (
+            "The month is not over: days to come have no bar, and today's bar is the day "
+            "until the report was generated."
         ),
         "latency": "Latency (ms)",
         "min": "min",
@@ -188,6 +229,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "budget": "오류 예산",
         "budget_used": "오류 예산 사용률",
         "budget_remaining": "남은 오류 예산",
+        "exceeded": "{duration} 초과",
         "checks": "검사 수",
         "failed_checks": "실패한 검사 수",
         "no_monitors": "모니터가 없습니다.",
@@ -203,10 +245,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "daily": "일별 가동률",
         "bar": "{date}: 가동률 {uptime}, 다운타임 {downtime}",
         "bar_no_data": "{date}: 모니터링 없음",
+        "so_far": "{date}(현재까지)",
         "legend": (
             "막대 하나가 하루입니다. 녹색: 다운타임 없음, 주황색: 다운타임이 있으나 그날 "
             "가동률이 목표 이상, 빨간색: 목표 미만, 회색: 모니터링 없음. 점선: SLA 목표 "
             "{target}. 세로축 범위는 {floor}부터 100%까지입니다."
+        ),
+        "legend_partial": (
+            "아직 끝나지 않은 달입니다. 남은 날에는 막대가 없고, 오늘 막대는 보고서를 만든 "
+            "시각까지의 값입니다."
         ),
         "latency": "지연 시간(ms)",
         "min": "최소",
@@ -216,7 +263,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
 }
 
-# The accounting of DESIGN.md "Semantics" in plain words, so a reader can redo the sums.
+# The accounting of docs/REFERENCE.md in plain words, so a reader can redo the sums.
 POLICY: dict[str, tuple[str, ...]] = {
     "en": (
         "The month runs from local midnight on the 1st to local midnight on the 1st of the "
@@ -238,15 +285,20 @@ POLICY: dict[str, tuple[str, ...]] = {
         "downtime) ÷ monitored time; with no monitored time there is no uptime figure. The "
         "SLA is met when uptime % is at least the target.",
         "Error budget = (1 − target ÷ 100) × monitored time. Remaining = error budget − "
-        "downtime (negative once the budget is spent). Budget used = downtime ÷ error budget.",
+        "downtime. Budget used = downtime ÷ error budget. Once downtime passes the budget, "
+        'this page shows the budget used as "> 100%" and by how much it was exceeded; the '
+        "JSON and CSV give the remaining budget as a negative number.",
         "Latency is taken over the successful (up or degraded) checks of the month. "
-        "Percentiles are by nearest rank over hourly latency histograms whose buckets are "
-        "1 ms wide below 100 ms and keep 2 significant digits above (100, 110, 120 … ms), so "
-        "a percentile is exact to that resolution.",
+        "Percentiles are by nearest rank, read from hourly latency histograms: within 0.4 % "
+        "(1/256) of the exact value, and the same before and after the raw results are "
+        "pruned (each bucket is less than 1/128 of its values wide, and its middle is "
+        "reported).",
         "This page rounds for display: uptime is cut (not rounded) to 3 decimals, so any "
         "downtime shows below 100.000%, and durations are shown to the second. The JSON and "
-        "CSV exports carry the unrounded numbers. An incident's duration is the whole "
-        "incident, including any part outside the month.",
+        "CSV exports round only as they are written: seconds to 3 decimals, percentages to "
+        "6 significant digits, milliseconds to 3 decimals; whether the SLA is met and the "
+        "error budget are worked out from the exact numbers. An incident's duration is the "
+        "whole incident, including any part outside the month.",
     ),
     "ko": (
         "보고 기간은 보고서 시간대 기준으로 1일 자정부터 다음 달 1일 자정까지입니다. 일광 "
@@ -265,17 +317,20 @@ POLICY: dict[str, tuple[str, ...]] = {
         "모니터링 시간 = 기간 − 점검 − 알 수 없음. 가동률(%) = 100 × (모니터링 시간 − "
         "다운타임) ÷ 모니터링 시간이며, 모니터링 시간이 없으면 가동률도 없습니다. 가동률이 "
         "목표 이상이면 SLA를 충족한 것입니다.",
-        "오류 예산 = (1 − 목표 ÷ 100) × 모니터링 시간. 남은 오류 예산 = 오류 예산 − 다운타임"
-        "(예산을 다 쓰면 음수). 오류 예산 사용률 = 다운타임 ÷ 오류 예산.",
+        "오류 예산 = (1 − 목표 ÷ 100) × 모니터링 시간. 남은 오류 예산 = 오류 예산 − "
+        "다운타임. 오류 예산 사용률 = 다운타임 ÷ 오류 예산. 다운타임이 예산을 넘으면 이 "
+        '페이지는 사용률을 "> 100%"로, 남은 예산을 초과한 시간으로 표시하며, JSON과 '
+        "CSV에서는 남은 오류 예산이 음수입니다.",
         "지연 시간은 이번 달의 성공한 검사(정상 또는 성능 저하)만으로 계산합니다. 백분위수는 "
-        "시간별 지연 시간 히스토그램에서 최근접 순위 방식으로 구합니다. 히스토그램 구간은 "
-        "100 ms 미만에서는 1 ms, 그 이상에서는 유효숫자 2자리(100, 110, 120 … ms)이므로 "
-        "백분위수는 이 해상도까지 정확합니다.",
+        "최근접 순위 방식으로 시간별 지연 시간 히스토그램에서 구하므로 정확한 값과의 차이가 "
+        "0.4 %(1/256) 이내이며, 원시 결과가 삭제되기 전과 후에 같습니다(각 구간의 폭은 그 "
+        "값의 1/128 미만이며, 구간의 가운데 값을 보고합니다).",
         "이 페이지의 수치는 표시용으로 줄인 값입니다. 가동률은 소수점 셋째 자리까지 "
         "남기고 버리므로(반올림하지 않음) 다운타임이 조금이라도 있으면 100.000% "
-        "미만으로 표시되고, 시간은 초 단위로 표시합니다. JSON과 CSV 내보내기에는 "
-        "반올림하지 않은 값이 들어 있습니다. 장애의 지속 시간은 이번 달 밖의 부분까지 "
-        "포함한 장애 전체의 길이입니다.",
+        "미만으로 표시되고, 시간은 초 단위로 표시합니다. JSON과 CSV 내보내기는 쓸 때만 "
+        "반올림합니다. 초는 소수점 셋째 자리, 백분율은 유효숫자 6자리, 밀리초는 소수점 "
+        "셋째 자리까지이며, SLA 충족 여부와 오류 예산은 정확한 값으로 계산합니다. 장애의 "
+        "지속 시간은 이번 달 밖의 부분까지 포함한 장애 전체의 길이입니다.",
     ),
 }
 
@@ -304,99 +359,45 @@ def _duration(seconds: float | None) -> str:
 
 
 def _budget_used(monitor: MonitorReport) -> str:
+    # Spent past the budget (remaining < 0, the exact figure): the ratio says little more
+    # (54996.1% for 3 minutes down out of a new install's first 5 minutes); "exceeded by"
+    # under the remaining budget says by how much.
+    if monitor.error_budget_remaining_seconds < 0:
+        return "> 100%"
     if monitor.error_budget_seconds <= 0:  # a 100% target or nothing monitored: no budget
         return "—"
     return f"{100 * monitor.downtime_seconds / monitor.error_budget_seconds:.1f}%"
+
+
+def _budget_left(monitor: MonitorReport, text: dict[str, str]) -> str:
+    remaining = monitor.error_budget_remaining_seconds
+    if remaining < 0:  # by at least a second as shown: "exceeded by 0h 00m 00s" would not do
+        return text["exceeded"].format(duration=_duration(max(1, round(-remaining))))
+    return _duration(remaining)
 
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}".removesuffix(".0")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Bar:
-    x: float
-    y: float
-    height: float
-    kind: str  # CSS class: ok | warn | bad | none
-    label: str  # the <title>: the bar's text equivalent
-    tick: str  # the day of month under the bar, or ""
+def _chart(monitor: MonitorReport, today: dt.date, text: dict[str, str]) -> chart.Chart:
+    def label(day: DayBar) -> str:
+        date = day.date.isoformat()
+        if day.date == today:  # drawn as it is: the part of the day before the report
+            date = text["so_far"].format(date=date)
+        if day.uptime_percent is None:
+            return text["bar_no_data"].format(date=date)
+        return text["bar"].format(
+            date=date, uptime=_uptime(day.uptime_percent), downtime=_duration(day.downtime_seconds)
+        )
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Chart:
-    width: float
-    height: float
-    left: float
-    top: float
-    axis_y: float
-    target_y: float
-    bar_width: float
-    floor: str  # the percentage at the axis, as shown
-    bars: list[Bar]
-
-
-# Chart geometry in SVG user units; the SVG scales to the page width.
-_LEFT, _TOP, _PLOT, _STEP, _BAR = 40.0, 6.0, 90.0, 14.0, 10.0
-
-
-def _chart(monitor: MonitorReport, text: dict[str, str]) -> Chart:
-    # Uptimes sit near 100%, so a 0-100 axis would draw every bar full. The axis starts at
-    # twice the error budget below 100% (the target line mid-height), lower if a day was
-    # worse, cut to one decimal (round first: 99.8 * 10 may be 997.999...); the legend and
-    # the axis labels state the scale.
-    target = monitor.sla_target
-    days = [day.uptime_percent for day in monitor.days if day.uptime_percent is not None]
-    lowest = min([target - max(100 - target, 0.05), *days])
-    floor = max(0.0, math.floor(round(lowest * 10, 6)) / 10)
-    axis_y = _TOP + _PLOT
-
-    def y(percent: float) -> float:
-        return round(_TOP + (100 - percent) / (100 - floor) * _PLOT, 2)
-
-    bars = []
-    for index, day in enumerate(monitor.days):
-        x = _LEFT + index * _STEP + (_STEP - _BAR) / 2
-        # a day at the very bottom still gets a 1-unit sliver, so it does not look missing
-        top = _TOP if day.uptime_percent is None else min(y(day.uptime_percent), axis_y - 1)
-        tick = str(day.date.day) if day.date.day == 1 or day.date.day % 5 == 0 else ""
-        label = _bar_label(day, text)
-        bars.append(Bar(x, top, round(axis_y - top, 2), _bar_kind(day, target), label, tick))
-    return Chart(
-        width=_LEFT + max(len(monitor.days), 1) * _STEP + 4,
-        height=axis_y + 12,
-        left=_LEFT,
-        top=_TOP,
-        axis_y=axis_y,
-        target_y=y(target),
-        bar_width=_BAR,
-        floor=_target(floor),
-        bars=bars,
-    )
-
-
-def _bar_kind(day: DayBar, target: float) -> str:
-    if day.uptime_percent is None:
-        return "none"
-    if day.downtime_seconds == 0:
-        return "ok"
-    return "warn" if day.uptime_percent >= target else "bad"
-
-
-def _bar_label(day: DayBar, text: dict[str, str]) -> str:
-    if day.uptime_percent is None:
-        return text["bar_no_data"].format(date=day.date.isoformat())
-    return text["bar"].format(
-        date=day.date.isoformat(),
-        uptime=_uptime(day.uptime_percent),
-        downtime=_duration(day.downtime_seconds),
-    )
+    return chart.draw(monitor.days, monitor.sla_target, today, label)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Section:
     monitor: MonitorReport
-    chart: Chart
+    chart: chart.Chart
 
 
 _ENV = jinja2.Environment(
@@ -407,7 +408,12 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 _ENV.filters.update(
-    uptime=_uptime, target=_target, duration=_duration, budget_used=_budget_used, ms=_ms
+    uptime=_uptime,
+    target=_target,
+    duration=_duration,
+    budget_used=_budget_used,
+    budget_left=_budget_left,
+    ms=_ms,
 )
 
 
@@ -415,9 +421,11 @@ def to_html(report: MonthReport) -> str:
     """One self-contained, print-ready page (A4): no scripts, no external resources."""
     text = MESSAGES[report.language]
     tz = zoneinfo.ZoneInfo(report.period.timezone)
+    today = report.generated_at.astimezone(tz).date()  # later days get no bar
     groups: dict[str, list[Section]] = {}  # in order of first appearance
     for monitor in report.monitors:
-        groups.setdefault(monitor.group, []).append(Section(monitor, _chart(monitor, text)))
+        section = Section(monitor, _chart(monitor, today, text))
+        groups.setdefault(monitor.group, []).append(section)
 
     def when(moment: dt.datetime) -> str:
         return moment.astimezone(tz).isoformat(sep=" ", timespec="seconds")
@@ -429,6 +437,7 @@ def to_html(report: MonthReport) -> str:
         policy=POLICY[report.language],
         latency_names=_LATENCY,
         when=when,
+        month_over=today >= report.period.end.date(),
     )
 
 

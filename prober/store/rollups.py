@@ -7,8 +7,8 @@ patched, so recomputing is idempotent; `prune` therefore deletes whole hours onl
 rolls them up in the transaction that deletes them.
 
 Latency (up and degraded results only) is kept as count, sum, min, max and a histogram
-of `bucket_ms` buckets: whole milliseconds below 100 ms, two significant digits above,
-so a percentile read from it is at most 1 ms or 10 % below the exact one.
+of `bucket` buckets (below): a percentile read from it is within 0.4 % (1/256) of the
+exact nearest rank, and the same before and after prune.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import datetime as dt
 import itertools
 import json
 import math
+import operator
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
@@ -32,19 +33,33 @@ from prober.store.tables import OUTCOME_CODES
 
 HOUR_MS = 3_600_000
 
-# bucket_ms in SQL, from integer comparisons and division only: no math functions (ln/pow
-# are a compile-time option many SQLite builds lack), and no text conversion (length()
-# made the rollup twice as slow). Below 100 ms whole ms; d digits of ms keep the first
-# two: latency_us / 10^(d+1) * 10^(d-2). A 64-bit integer has at most 16 digits of ms
-# (the ELSE). NULL stays NULL.
-_STEPS = " ".join(
-    f"WHEN latency_us < {10 ** (d + 3)} THEN latency_us / {10 ** (d + 1)} * {10 ** (d - 2)}"
-    for d in range(3, 16)
-)
-BUCKET_SQL = (
-    f"(CASE WHEN latency_us < 100000 THEN latency_us / 1000 {_STEPS}"
-    f" ELSE latency_us / {10**17} * {10**14} END)"
-)
+# Latency buckets: HdrHistogram's log-linear layout over integer microseconds. A latency
+# of up to 8 bits (< 256 us) is its own bucket, exactly. A longer one keeps its top 8 bits:
+# with s = bit_length - 8 low bits dropped, the bucket holds the 2^s values from m * 2^s,
+# m in [128, 256), so it is less than 1/128 of its values wide, and its middle (the value
+# a percentile reports) is within 1/256 (0.39 %) of each of them. The index s * 128 + m
+# numbers the buckets 0, 1, 2, ... in order of value (0..7295 for any 64-bit latency),
+# 128 per doubling, about 425 per decade: 100 ms is bucket 1347, 30 s is 2404.
+SUB_BITS = 7
+_MAX_SHIFT = 63 - SUB_BITS - 1  # a 63-bit value drops 55 bits
+
+
+def _bucket_case(lo: int, hi: int) -> str:
+    """`bucket` in SQL for a latency whose shift s is in [lo, hi]: a binary search over the
+    powers of two (6 comparisons, not up to 56 in a row), integer operators only: no math
+    functions (ln and pow are a compile-time option many SQLite builds lack), no text
+    conversion. NULL falls through every comparison and stays NULL."""
+    if lo == hi:
+        return f"({lo << SUB_BITS} + (latency_us >> {lo}))" if lo else "latency_us"
+    mid = (lo + hi) // 2
+    below = 1 << (mid + SUB_BITS + 1)  # latency_us < below: a shift of at most mid
+    return (
+        f"CASE WHEN latency_us < {below} THEN {_bucket_case(lo, mid)}"
+        f" ELSE {_bucket_case(mid + 1, hi)} END"
+    )
+
+
+BUCKET_SQL = f"({_bucket_case(0, _MAX_SHIFT)})"
 
 _UP, _DEGRADED, _DOWN, _UNKNOWN = (
     OUTCOME_CODES[o] for o in (Outcome.UP, Outcome.DEGRADED, Outcome.DOWN, Outcome.UNKNOWN)
@@ -73,18 +88,42 @@ _INSERT_DAY = (
 )
 
 
-def bucket_ms(latency_us: int) -> int:
-    """The histogram bucket of a latency (>= 0): floor ms below 100 ms, else 2 digits."""
-    ms = latency_us // 1000
-    if ms < 100:
-        return ms
-    step: int = 10 ** (len(str(ms)) - 2)
-    return ms - ms % step
+def bucket(latency_us: int) -> int:
+    """The histogram bucket of a latency in microseconds (>= 0); BUCKET_SQL in Python."""
+    shift = max(0, latency_us.bit_length() - SUB_BITS - 1)
+    return (shift << SUB_BITS) + (latency_us >> shift)
+
+
+def bucket_bounds(index: int) -> tuple[int, int]:
+    """The lowest and highest latency (us) of a bucket: `bucket` undone."""
+    shift = max(0, (index >> SUB_BITS) - 1)
+    low = (index - (shift << SUB_BITS)) << shift
+    return low, low + (1 << shift) - 1
+
+
+def bucket_value_ms(index: int) -> float:
+    """What a percentile falling in the bucket reports (ms): the bucket's middle."""
+    low, high = bucket_bounds(index)
+    return (low + high) / 2000
+
+
+def nearest_ranks(total: int, ps: Sequence[float]) -> list[int]:
+    """The nearest rank of each percentile among `total` values: ceil(p/100 x total), at
+    least 1. The rank is computed from p's decimal text, so 99.9 % of 1000 is rank 999."""
+    ranks = []
+    for p in ps:
+        if not 0 <= p <= 100:
+            raise ValueError(f"percentile {p} is not in 0..100")
+        if float(p).is_integer():  # the common case, in integers: no Fraction needed
+            ranks.append(max(1, -(-int(p) * total // 100)))
+        else:
+            ranks.append(max(1, math.ceil(Fraction(str(p)) * total / 100)))
+    return ranks
 
 
 @dataclasses.dataclass(slots=True)
 class Histogram:
-    """Counts per latency bucket (ms)."""
+    """Counts per latency bucket (`bucket` indexes)."""
 
     counts: dict[int, int] = dataclasses.field(default_factory=dict)
 
@@ -93,48 +132,54 @@ class Histogram:
             self.counts[bucket] = self.counts.get(bucket, 0) + n
 
     def merge(self, other: Histogram) -> None:
-        for bucket, n in other.counts.items():
-            self.add(bucket, n)
+        counts = self.counts  # inline, no add(): a month merges some 10,000 buckets
+        for index, n in other.counts.items():
+            counts[index] = counts.get(index, 0) + n
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
     def percentile(self, p: float) -> float | None:
-        """Nearest rank: the bucket of the ceil(p/100 x N)-th smallest latency; None if empty.
-
-        The rank is computed from p's decimal text, so 99.9 % of 1000 is rank 999 exactly.
-        """
+        """Nearest rank: the middle (ms) of the bucket of the ceil(p/100 x N)-th smallest
+        latency, within 0.4 % of that latency; None if empty."""
         return self.percentiles(p)[0]
 
     def percentiles(self, *ps: float) -> list[float | None]:
         """Several percentiles in one pass over the buckets."""
-        total = self.total
-        ranks = []
-        for p in ps:
-            if not 0 <= p <= 100:
-                raise ValueError(f"percentile {p} is not in 0..100")
-            if float(p).is_integer():  # the common case, in integers: no Fraction needed
-                ranks.append(max(1, -(-int(p) * total // 100)))
-            else:
-                ranks.append(max(1, math.ceil(Fraction(str(p)) * total / 100)))
-        found: list[float | None] = [None] * len(ps)
+        if not self.counts:
+            nearest_ranks(0, ps)  # the range check
+            return [None] * len(ps)
+        return [bucket_value_ms(b) for b, _ in self.locate(nearest_ranks(self.total, ps))]
+
+    def locate(self, ranks: Sequence[int]) -> list[tuple[int, int]]:
+        """For each rank (1..total), its bucket and how many latencies lie below that
+        bucket."""
+        found: list[tuple[int, int] | None] = [None] * len(ranks)
         seen = 0
-        for bucket in sorted(self.counts):
-            seen += self.counts[bucket]
+        for index in sorted(self.counts):
+            below, seen = seen, seen + self.counts[index]
             for i, rank in enumerate(ranks):
                 if found[i] is None and seen >= rank:
-                    found[i] = float(bucket)
-        return found
+                    found[i] = (index, below)
+        if None in found:
+            raise ValueError(f"ranks {list(ranks)} are not all in 1..{seen}")
+        return [f for f in found if f is not None]
 
     def to_json(self) -> str:
-        """Compact, buckets in numeric order: {"12":3,"120":1}."""
-        items = ",".join(f'"{bucket}":{n}' for bucket, n in sorted(self.counts.items()))
-        return "{" + items + "}"
+        """A JSON array in bucket order: the first bucket, its count, then the gap to each
+        next bucket and its count: {930: 1, 1052: 2} is [930,1,122,2]. Half the bytes of
+        an object keyed by bucket, and a day row reads 5 times faster (no text keys)."""
+        indexes = sorted(self.counts)
+        gaps = map(operator.sub, indexes, [0, *indexes[:-1]])
+        counts = map(self.counts.__getitem__, indexes)
+        flat = itertools.chain.from_iterable(zip(gaps, counts, strict=True))
+        return "[" + ",".join(map(str, flat)) + "]"  # iterated in C: rollups write many
 
     @classmethod
     def from_json(cls, text: str) -> Histogram:
-        return cls({int(bucket): int(n) for bucket, n in json.loads(text).items()})
+        flat = json.loads(text)
+        return cls(dict(zip(itertools.accumulate(flat[0::2]), flat[1::2], strict=True)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -162,6 +207,24 @@ class Rollup:
     def columns(self) -> tuple[object, ...]:
         """The values of _COLUMNS, in order."""
         return (*(getattr(self, name) for name in _FIELDS), self.hist.to_json())
+
+    def percentiles(self, *ps: float) -> list[float | None]:
+        """The histogram's percentiles (ms), kept within min..max (a bucket's middle may lie
+        past every latency in it), the first and last rank exactly min and max."""
+        low, high = self.lat_min_us, self.lat_max_us
+        if low is None or high is None or not self.hist.counts:
+            return self.hist.percentiles(*ps)
+        total = self.hist.total
+        ranks = nearest_ranks(total, ps)
+        found: list[float | None] = []
+        for rank, (b, _) in zip(ranks, self.hist.locate(ranks), strict=True):
+            if rank == 1:
+                found.append(low / 1000)
+            elif rank == total:
+                found.append(high / 1000)
+            else:
+                found.append(min(max(bucket_value_ms(b), low / 1000), high / 1000))
+        return found
 
 
 def combine(rollups: Iterable[Rollup]) -> Rollup:

@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from prober.results import Outcome
 
 # Bump with a step in prober/store/migrations.py (MIGRATIONS[n]: n-1 -> n) and a test there.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 OUTCOME_CODES: dict[Outcome, int] = {
     Outcome.UNKNOWN: 0,
@@ -137,7 +137,7 @@ class _RollupColumns(SQLModel):
     lat_sum_us: int = 0
     lat_min_us: int | None = None
     lat_max_us: int | None = None
-    hist: str = "{}"  # JSON {bucket_ms: count}, prober.store.rollups.bucket_ms
+    hist: str = "[]"  # prober.store.rollups.Histogram.to_json
 
 
 class _HourKey(SQLModel):

@@ -3,6 +3,8 @@ fixtures/schema_v1.sql) filled with history, upgraded by open_engine; and quick_
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
 import json
 import logging
 import pathlib
@@ -15,7 +17,7 @@ import threading
 import pytest
 
 from prober import cli
-from prober.store import queries
+from prober.store import queries, rollups
 from prober.store.db import DatabaseCorrupt, SchemaError, check_integrity, open_engine
 from prober.store.migrations import MIGRATIONS, schema_problems, step_1_to_2
 from prober.store.tables import SCHEMA_VERSION
@@ -172,8 +174,8 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     with caplog.at_level(logging.INFO, logger="prober.store.migrations"):
         engine = open_engine(path)
 
-    assert SCHEMA_VERSION == 2
-    assert version(path) == "2"
+    assert SCHEMA_VERSION == 3
+    assert version(path) == "3"
     # The backup: beside the file, named for the old version, the database as it was.
     (backup,) = tmp_path.glob("prober.db.v1-*.bak")
     assert re.fullmatch(r"prober\.db\.v1-\d{8}T\d{6}Z\.bak", backup.name)
@@ -184,11 +186,15 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     assert "alert" not in {name for _, name, _ in schema(backup)}
     assert list(tmp_path.glob("*.partial")) == []
     assert [r.getMessage() for r in caplog.records] == [
-        f"database upgraded from version 1 to 2, backup at {backup}"
+        f"database upgraded from version 1 to 3, backup at {backup}"
     ]
-    # Every row as it was; only the version moved.
+    # Every row as it was but the histograms, in version 3's buckets; the version moved.
     after = dump(path)
-    assert without_version(after) == without_version(before)
+    expected = {name: [dict(row) for row in rows] for name, rows in before.items()}
+    for table in ("rollup_hour", "rollup_day"):
+        for row in expected[table]:
+            row["hist"] = {'{"12":40,"13":17}': "[963,40,15,17]", "{}": "[]"}[str(row["hist"])]
+    assert without_version(after) == without_version(expected)
     # What version 2 added.
     names = {(kind, name) for kind, name, _ in schema(path)}
     assert {("table", "alert"), ("table", "push_token")} <= names
@@ -230,7 +236,7 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
         open_engine(path).dispose()
     assert list(tmp_path.glob("*.bak")) == [backup]
     assert caplog.records == []
-    assert version(path) == "2"
+    assert version(path) == "3"
 
 
 def test_a_new_file_gets_the_current_schema_without_steps_or_backup(tmp_path: pathlib.Path) -> None:
@@ -241,6 +247,79 @@ def test_a_new_file_gets_the_current_schema_without_steps_or_backup(tmp_path: pa
     conn = sqlite3.connect(path)
     assert schema_problems(conn) == []
     conn.close()
+
+
+def _v2_bucket_ms(latency_us: int) -> int:
+    """Version 2's histogram key: whole ms below 100 ms, else its first 2 digits."""
+    ms = latency_us // 1000
+    return ms if ms < 100 else ms - ms % 10 ** (len(str(ms)) - 2)
+
+
+def _v2_json(counts: collections.Counter[int]) -> str:
+    """Version 2's histogram text: {"12":3,"120":1}."""
+    return json.dumps({str(k): n for k, n in sorted(counts.items())}, separators=(",", ":"))
+
+
+def test_version_2_histograms_move_to_the_middle_of_their_buckets(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17: version 2 reported 270 ms for an exact 279 (a bucket's lower edge). An
+    upgraded file keeps its old resolution but reads each old bucket at its middle, and a
+    day stays the sum of its hours."""
+    path = tmp_path / "prober.db"
+    make_v1(path)
+    conn = sqlite3.connect(path)
+    step_1_to_2(conn)
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.execute("DELETE FROM rollup_hour")
+    conn.execute("DELETE FROM rollup_day")
+    rng = random.Random(17)
+    hours = [
+        [279_000] * 40 + [459_000] * 20,
+        [rng.randrange(0, 100_000) for _ in range(60)],
+        [rng.randrange(0, 30_000_000) for _ in range(60)],
+        [],  # no latency (every check failed)
+    ]
+    day: collections.Counter[int] = collections.Counter()
+    for h, latencies in enumerate(hours):
+        v2 = collections.Counter(map(_v2_bucket_ms, latencies))
+        day.update(v2)
+        conn.execute(
+            "INSERT INTO rollup_hour (monitor_id, location_id, hour_ms, up, degraded, down,"
+            " unknown, lat_count, lat_sum_us, lat_min_us, lat_max_us, hist)"
+            " VALUES (1, 1, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?)",
+            (T0 + h * HOUR, len(latencies), len(latencies), sum(latencies),
+             min(latencies, default=None), max(latencies, default=None), _v2_json(v2)),
+        )  # fmt: skip
+    conn.execute(
+        "INSERT INTO rollup_day (monitor_id, location_id, day, up, degraded, down, unknown,"
+        " lat_count, lat_sum_us, hist) VALUES (1, 1, '2026-11-01', ?, 0, 0, 0, ?, 0, ?)",
+        (day.total(), day.total(), _v2_json(day)),
+    )
+    conn.commit()
+    conn.close()
+
+    with caplog.at_level(logging.INFO, logger="prober.store.migrations"):
+        open_engine(path).dispose()
+    (backup,) = tmp_path.glob("prober.db.v2-*.bak")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"database upgraded from version 2 to 3, backup at {backup}"
+    ]
+    conn = sqlite3.connect(path)
+    stored = rollups.read_hours(conn, [1], T0, T0 + 4 * HOUR)
+    (stored_day,) = rollups.read_days(conn, [1], *[dt.date(2026, 11, 1)] * 2)
+    conn.close()
+    for hour, latencies in zip(stored, hours, strict=True):
+        middles = rollups.Histogram()
+        for latency in latencies:
+            ms = _v2_bucket_ms(latency)
+            width = 1 if ms < 100 else 10 ** (len(str(ms)) - 2)
+            middles.add(rollups.bucket(ms * 1000 + width * 500))
+        assert hour.hist == middles
+    assert stored[-1].hist == rollups.Histogram()
+    assert stored_day.hist == rollups.combine(stored).hist
+    p50, p95 = stored[0].hist.percentiles(50, 95)  # exact: 279 and 459; version 2: 270, 450
+    assert (p50, p95) == (pytest.approx(275, rel=1 / 256), pytest.approx(455, rel=1 / 256))
 
 
 def test_every_version_has_a_step() -> None:
@@ -283,7 +362,7 @@ def test_version_1_from_a_development_build_keeps_its_alerts(tmp_path: pathlib.P
     conn.commit()
     conn.close()
     open_engine(path).dispose()
-    assert version(path) == "2"
+    assert version(path) == str(SCHEMA_VERSION)
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT * FROM push_token").fetchall() == [("api", "secret-token-value")]
     conn.close()
@@ -303,7 +382,7 @@ def test_an_upgrade_that_does_not_reach_the_schema_changes_nothing(tmp_path: pat
     conn.close()
     before = dump(path)
     with pytest.raises(
-        SchemaError, match=r"the schema differs from version 2's: alert is"
+        SchemaError, match=rf"the schema differs from version {SCHEMA_VERSION}'s: alert is"
     ) as caught:
         open_engine(path)
     assert "nothing was changed" in str(caught.value)
@@ -334,7 +413,7 @@ def test_two_processes_opening_an_old_file_upgrade_it_once(tmp_path: pathlib.Pat
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert version(path) == "2"
+    assert version(path) == str(SCHEMA_VERSION)
     assert len(list(tmp_path.glob("*.bak"))) == 1
 
 
