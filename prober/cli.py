@@ -14,16 +14,17 @@ import pathlib
 import sys
 import time
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 from prober import __version__, logs
 from prober.alerts import channels
 from prober.alerts.channels import NotifyError, SendContext
-from prober.alerts.dispatcher import notify_test_message
+from prober.alerts.message import notify_test_message
 from prober.canaries import Canaries
 from prober.checks.runner import run_check
 from prober.checks.session import open_shared
 from prober.config import Config, ConfigError, load_config
-from prober.config.monitors import ProbeMonitor, ProbingMonitor
+from prober.config.monitors import Monitor, ProbeMonitor, ProbingMonitor, PushMonitor
 from prober.config.settings import Notifier
 from prober.errors import UserError
 from prober.filemodes import write_text
@@ -46,11 +47,17 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 monitor`, `0 monitors`, `1,024 rows`: a count and its noun, agreeing."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args)
     print(
-        f"{config.path}: ok ({len(config.monitors)} monitors, {len(config.notifiers)} notifiers, "
-        f"{len(config.maintenance)} maintenance windows)"
+        f"{config.path}: ok ({counted(len(config.monitors), 'monitor')}, "
+        f"{counted(len(config.notifiers), 'notifier')}, "
+        f"{counted(len(config.maintenance), 'maintenance window')})"
     )
     return 0
 
@@ -68,17 +75,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `check --all` says of a push monitor, listed with outcome unknown (exit status unaffected).
+PUSH_NOT_CHECKED = "push monitor: it reports in to /push/TOKEN, so it cannot be checked from here"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args)
     monitors = _select(config, args.ids, args.all)
+    probing = [m for m in monitors if not isinstance(m, PushMonitor)]
     redact = Redactor(config.secret_values())
     logs.setup(redact, logging.WARNING)
-    results = asyncio.run(_check_all(monitors, config.settings.canaries, redact))
-    for monitor, result in zip(monitors, results, strict=True):
+    results = asyncio.run(
+        _check_all(probing, config.settings.canaries, redact, config.settings.location)
+    )
+    checked = dict(zip((m.id for m in probing), results, strict=True))
+    for monitor in monitors:
+        result = checked.get(monitor.id)
         if args.json:
-            print(json.dumps(_as_json(monitor.id, result), ensure_ascii=False))
+            line = _as_json(monitor.id, result) if result else _push_json(monitor.id)
+            print(json.dumps(line, ensure_ascii=False))
         else:
-            print(_as_text(monitor.id, result))
+            print(_as_text(monitor.id, result) if result else _push_text(monitor.id))
     return 1 if any(r.outcome is Outcome.DOWN for r in results) else 0
 
 
@@ -88,12 +105,13 @@ def _unknown_monitor(config: Config, monitor_id: str) -> str:
     return f"no monitor has id {monitor_id!r}{hint}"
 
 
-def _select(config: Config, ids: Sequence[str], everything: bool) -> list[ProbingMonitor]:
+def _select(config: Config, ids: Sequence[str], everything: bool) -> list[Monitor]:
+    """The named probing monitors, or every monitor (push ones too, to be listed)."""
     if everything == bool(ids):
         raise UsageError("name monitor ids, or --all (not both)")
     if everything:
-        return [m for m in config.monitors if isinstance(m, ProbeMonitor)]
-    chosen: list[ProbingMonitor] = []
+        return list(config.monitors)
+    chosen: list[Monitor] = []
     for monitor_id in ids:
         monitor = config.monitor(monitor_id)
         if monitor is None:
@@ -107,10 +125,10 @@ def _select(config: Config, ids: Sequence[str], everything: bool) -> list[Probin
 
 
 async def _check_all(
-    monitors: Sequence[ProbingMonitor], canaries: Sequence[str], redact: Redactor
+    monitors: Sequence[ProbingMonitor], canaries: Sequence[str], redact: Redactor, location: str
 ) -> list[CheckResult]:
     """Judged as `run` judges them: a failure while every canary fails is unknown."""
-    async with open_shared(redact=redact) as shared:
+    async with open_shared(redact=redact, location=location) as shared:
         network = Canaries(canaries, shared)
         results = await asyncio.gather(*(run_check(m, shared) for m in monitors))
         return list(await asyncio.gather(*(network.judge(r) for r in results)))
@@ -124,6 +142,20 @@ def _as_json(monitor_id: str, result: CheckResult) -> dict[str, object]:
         "error": result.error,
         "details": result.details_json(),
     }
+
+
+def _push_json(monitor_id: str) -> dict[str, object]:
+    return {
+        "id": monitor_id,
+        "outcome": Outcome.UNKNOWN.value,
+        "latency_ms": None,
+        "error": PUSH_NOT_CHECKED,
+        "details": {},
+    }
+
+
+def _push_text(monitor_id: str) -> str:
+    return f"{monitor_id:<20} {Outcome.UNKNOWN.value:<9} {'-':>8}     {PUSH_NOT_CHECKED}"
 
 
 def _as_text(monitor_id: str, result: CheckResult) -> str:
@@ -146,18 +178,23 @@ def _as_text(monitor_id: str, result: CheckResult) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
     from prober import timeline
     from prober.report import monthly
 
     config = _load(args)
+    month: str = args.month
+    if month is None:  # last month, the one an SLA is billed for
+        month = monthly.previous_month(dt.datetime.now(dt.UTC), ZoneInfo(config.settings.timezone))
     try:
-        timeline.month_bounds(args.month, dt.UTC)
+        timeline.month_bounds(month, dt.UTC)
     except ValueError as exc:
         raise UsageError(f"--month: {exc}") from None
     for monitor_id in args.monitor:
         if config.monitor(monitor_id) is None:
             raise UsageError(_unknown_monitor(config, monitor_id))
-    text = monthly.report(config, args.month, args.format, monitors=args.monitor)
+    text = monthly.report(config, month, args.format, monitors=args.monitor)
     if args.output:
         out = pathlib.Path(args.output)
         try:
@@ -185,7 +222,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         nonlocal shown
         if time.monotonic() - shown >= 1.0:
             shown = time.monotonic()
-            print(f"read {rows:,} rows ({100 * done / max(size, 1):.0f}%)", file=sys.stderr)
+            print(
+                f"read {counted(rows, 'row')} ({100 * done / max(size, 1):.0f}%)", file=sys.stderr
+            )
 
     try:
         summary = history.import_results(config, path, progress=progress)
@@ -194,12 +233,14 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"{path}:{error.line}: {error.message}", file=sys.stderr)
         more = exc.parsed.unlisted_errors
         if more:
-            print(f"... and {more:,} more errors", file=sys.stderr)
-        print(f"nothing imported: {exc.parsed.error_count:,} rows have errors", file=sys.stderr)
+            print(f"... and {counted(more, 'more error')}", file=sys.stderr)
+        bad = exc.parsed.error_count
+        have = "has" if bad == 1 else "have"
+        print(f"nothing imported: {counted(bad, 'row')} {have} errors", file=sys.stderr)
         return 1
     print(
-        f"imported {summary.added:,} new results of {summary.rows:,} rows for "
-        f"{summary.monitors} monitors in {summary.seconds:.1f}s "
+        f"imported {counted(summary.added, 'new result')} of {counted(summary.rows, 'row')} for "
+        f"{counted(summary.monitors, 'monitor')} in {summary.seconds:.1f}s "
         f"({summary.rows / max(summary.seconds, 1e-9):,.0f} rows/s)"
     )
     return 0
@@ -211,7 +252,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     config = _load(args)
     deleted = history.prune(config)
     print(
-        f"pruned {deleted:,} raw results older than {config.settings.retention_days} days "
+        f"pruned {counted(deleted, 'raw result')} older than "
+        f"{counted(config.settings.retention_days, 'day')} "
         "(rollups, incidents and transitions are kept)"
     )
     return 0
@@ -232,13 +274,12 @@ def cmd_export_static(args: argparse.Namespace) -> int:
     config = _load(args)
     out = pathlib.Path(args.dir)
     written = export(config, out)
-    print(f"wrote {len(written)} files to {out}")
+    print(f"wrote {counted(len(written), 'file')} to {out}")
     return 0
 
 
 def cmd_push_urls(args: argparse.Namespace) -> int:
     from prober import push
-    from prober.config.monitors import PushMonitor
     from prober.store.db import connect_raw, open_engine
 
     config = _load(args)
@@ -289,7 +330,14 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 async def _notify_test(config: Config, notifier: Notifier) -> tuple[bool, str]:
     redact = Redactor(config.secret_values())
-    message = notify_test_message(config, notifier, dt.datetime.now(dt.UTC))
+    settings = config.settings
+    message = notify_test_message(
+        notifier.id,
+        dt.datetime.now(dt.UTC),
+        title_prefix=settings.title,
+        link=settings.public_url + "/" if settings.public_url else "",
+        zone=ZoneInfo(settings.timezone),
+    )
     async with open_shared(redact=redact) as shared:
         try:
             answer = await channels.send(message, notifier, SendContext(shared.session))
@@ -323,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     report = sub.add_parser("report", parents=[common], help="monthly SLA report")
-    report.add_argument("--month", required=True, help="YYYY-MM, in settings.timezone")
+    report.add_argument(
+        "--month", help="YYYY-MM, in settings.timezone (default: last month, there)"
+    )
     report.add_argument("--format", choices=("json", "csv", "html"), default="json")
     report.add_argument("--output", "-o", help="write to this file instead of stdout")
     report.add_argument(

@@ -4,8 +4,11 @@ Added monitors start, removed ones stop (their history stays), changed ones take
 settings at their next run; trackers, open incidents, push deadlines of unchanged monitors
 and the alert outbox survive. A config that does not validate is refused: every error is
 logged and the running config stays. Settings that shape the process itself (listen,
-database, location, timezone, max_concurrency, retention_days) keep their running values
-until a restart, and the log says so.
+database, timezone, max_concurrency, retention_days) keep their running values until a
+restart, and the log says so. Where monitors are probed from (settings.location and
+[[agents]], their tokens included) is fixed at start: a reload that changes it is refused
+as a whole, since keeping the old locations while monitors resolve against the new ones
+would half-apply it. A monitor's own `locations` and `quorum` reload like its other keys.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from prober.config.monitors import ProbeMonitor
 
 log = logging.getLogger(__name__)
 
-RESTART_ONLY = ("listen", "database", "location", "timezone", "max_concurrency", "retention_days")
+RESTART_ONLY = ("listen", "database", "timezone", "max_concurrency", "retention_days")
 
 
 def pid_path(config: Config) -> pathlib.Path:
@@ -85,6 +88,13 @@ class Reloader:
         except OSError as exc:
             log.error("reload refused, the running config stays: %s", exc)
             return False
+        moved = placement_changed(self.config, new)
+        if moved:
+            log.error(
+                "reload refused, the running config stays: %s changed; restart to apply it",
+                moved,
+            )
+            return False
         new = keep_restart_only(self.config, new)
         old_ids = {m.id: m for m in self.config.monitors}
         new_ids = {m.id: m for m in new.monitors}
@@ -103,6 +113,16 @@ class Reloader:
             time.monotonic() - started,
         )  # fmt: skip
         return True
+
+
+def placement_changed(running: Config, new: Config) -> str:
+    """What changed of where monitors are probed from ("" if nothing)."""
+    changed = []
+    if running.settings.location != new.settings.location:
+        changed.append("settings.location")
+    if running.agents != new.agents:  # SecretStr compares its value: a new token counts
+        changed.append("[[agents]]")
+    return " and ".join(changed)
 
 
 def keep_restart_only(running: Config, new: Config) -> Config:

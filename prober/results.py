@@ -21,7 +21,8 @@ class Outcome(StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Phases:
-    """Milliseconds spent in each phase; None when the phase did not happen."""
+    """Milliseconds spent in each phase; None when the phase did not happen or did not end
+    (a connect refused, a handshake that failed, a response that never came)."""
 
     dns_ms: float | None = None
     connect_ms: float | None = None

@@ -73,7 +73,7 @@ def test_validate_ok_and_errors(tmp_path: pathlib.Path) -> None:
     write_config(tmp_path, '[[monitors]]\nid = "a"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 1\n')
     ok = prober("validate", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "ok (1 monitors" in ok.stdout
+    assert "ok (1 monitor, 0 notifiers, 0 maintenance windows)" in ok.stdout
     assert "canaries is empty" in ok.stderr
 
     write_config(
@@ -86,6 +86,50 @@ def test_validate_ok_and_errors(tmp_path: pathlib.Path) -> None:
         "monitors.toml:5: monitors[0].port: 0 is not a port (1-65535)",
         "monitors.toml:6: monitors[0].timout: unknown key (did you mean 'timeout'?)",
     ]
+
+
+def test_counts_agree_with_their_nouns(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prober.cli import counted, main
+
+    assert [counted(n, "monitor") for n in (0, 1, 2, 1000)] == [
+        "0 monitors",
+        "1 monitor",
+        "2 monitors",
+        "1,000 monitors",
+    ]
+    path = write_config(
+        tmp_path,
+        """
+        [[monitors]]
+        id = "a"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 1
+
+        [[monitors]]
+        id = "b"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 2
+
+        [[notifiers]]
+        id = "ops"
+        type = "webhook"
+        url = "http://127.0.0.1:9/hook"
+
+        [[maintenance]]
+        title = "DB upgrade"
+        monitors = ["a"]
+        start = "2026-12-01T02:00:00+09:00"
+        end = "2026-12-01T03:00:00+09:00"
+        """,
+    )
+    assert main(["validate", "-c", str(path)]) == 0
+    assert capsys.readouterr().out == (
+        f"{path}: ok (2 monitors, 1 notifier, 1 maintenance window)\n"
+    )
 
 
 def test_config_from_env_and_missing_file(tmp_path: pathlib.Path) -> None:
@@ -131,6 +175,67 @@ def test_check_json_and_exit_codes(tmp_path: pathlib.Path, http_target: int) -> 
     text = prober("check", "gone", cwd=tmp_path)
     assert text.returncode == 1
     assert "connection refused" in text.stdout
+
+
+PUSH_LISTED = "push monitor: it reports in to /push/TOKEN, so it cannot be checked from here"
+
+
+def test_check_all_lists_push_monitors_as_unknown(tmp_path: pathlib.Path, http_target: int) -> None:
+    write_config(
+        tmp_path,
+        f"""
+        [[monitors]]
+        id = "api"
+        type = "http"
+        url = "http://127.0.0.1:{http_target}/ok"
+
+        [[monitors]]
+        id = "nightly"
+        type = "push"
+        period = "1d"
+        """,
+    )
+    as_json = prober("check", "--all", "--json", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr  # an unknown push monitor fails nothing
+    api, nightly = map(json.loads, as_json.stdout.splitlines())
+    assert (api["id"], api["outcome"]) == ("api", "up")
+    assert nightly == {
+        "id": "nightly",
+        "outcome": "unknown",
+        "latency_ms": None,
+        "error": PUSH_LISTED,
+        "details": {},
+    }
+
+    as_text = prober("check", "--all", cwd=tmp_path)
+    assert as_text.returncode == 0, as_text.stderr
+    first, second = as_text.stdout.splitlines()[0], as_text.stdout.splitlines()[-1]
+    assert first.split()[:2] == ["api", "up"]
+    assert second.split()[:3] == ["nightly", "unknown", "-"]
+    assert second.endswith(PUSH_LISTED)
+
+
+def test_check_json_of_a_timeout_has_no_first_byte(tmp_path: pathlib.Path) -> None:
+    with socket.socket() as stuck:  # the kernel accepts connections; nobody ever answers
+        stuck.bind(("127.0.0.1", 0))
+        stuck.listen(8)
+        port = stuck.getsockname()[1]
+        write_config(
+            tmp_path,
+            f"""
+            [[monitors]]
+            id = "stuck"
+            type = "http"
+            url = "http://127.0.0.1:{port}/"
+            interval = "10s"
+            timeout = "1s"
+            """,
+        )
+        out = prober("check", "--all", "--json", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    line = json.loads(out.stdout)
+    assert line["error"] == "timed out after 1s waiting for the response"
+    assert list(line["details"]["phases"]) == ["connect_ms"]
 
 
 def test_usage_errors_exit_2(tmp_path: pathlib.Path) -> None:

@@ -18,7 +18,6 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
-import datetime as dt
 import logging
 import pathlib
 import sqlite3
@@ -379,19 +378,3 @@ def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {value!r}")
     return int(value)
-
-
-def notify_test_message(config: Config, notifier: Notifier, now: dt.datetime) -> Message:
-    """What `prober notify-test` sends: marked as a test in the title and the text."""
-    event = Event(
-        kind=Kind.OPENED,
-        monitor_id="prober-test",
-        monitor_name="Test alert from prober: nothing is down",
-        since=now,
-        cause="this is a test message sent by `prober notify-test`",
-        link=config.settings.public_url + "/" if config.settings.public_url else "",
-        incident_key=f"prober-test-{to_ms(now)}",
-    )
-    zone = ZoneInfo(config.settings.timezone)
-    return Message(Kind.OPENED, (event,), f"test/{notifier.id}/{to_ms(now)}",
-                   title_prefix=config.settings.title, test=True, zone=zone)  # fmt: skip

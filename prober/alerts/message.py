@@ -25,6 +25,7 @@ class Kind(enum.StrEnum):
     REMINDER = "reminder"  # still down, `repeat` after the last message
     CERT_EXPIRING = "cert_expiring"  # a certificate entered warn_days
     PROBER_NETWORK = "prober_network"  # every canary fails: the prober's own network is down
+    TEST = "test"  # `prober notify-test`: nothing happened; never stored, never routed
 
 
 CAUSE_LIMIT = 300
@@ -42,8 +43,8 @@ class Event:
     """One thing that happened to one monitor (or, for PROBER_NETWORK, to the prober)."""
 
     kind: Kind
-    monitor_id: str  # "" for PROBER_NETWORK
-    monitor_name: str
+    monitor_id: str  # "" for PROBER_NETWORK and TEST
+    monitor_name: str  # TEST: the id of the notifier being tested
     since: dt.datetime  # the incident's first down result; the certificate check; canaries failing
     cause: str = ""  # what was seen vs wanted (a check's error), target-controlled
     until: dt.datetime | None = None  # RESOLVED: the first success; REMINDER: as of when;
@@ -94,10 +95,33 @@ class Message:
         return "\n".join([self.title, *self.lines])
 
 
+def notify_test_message(
+    notifier_id: str,
+    now: dt.datetime,
+    *,
+    title_prefix: str = "",
+    link: str = "",
+    zone: dt.tzinfo = dt.UTC,
+) -> Message:
+    """What `prober notify-test` sends: a test in its first words, nothing about an outage.
+
+    Each channel sends it as it sends an alert (the path under test), with its own
+    idempotency key; PagerDuty gets a dedup key of its own, so it never touches a real
+    incident."""
+    stamp_ms = round(now.timestamp() * 1000)
+    event = Event(Kind.TEST, "", notifier_id, now, link=link)
+    key = f"test/{notifier_id}/{stamp_ms}"
+    return Message(Kind.TEST, (event,), key, title_prefix=title_prefix, test=True, zone=zone)
+
+
 def title(message: Message) -> str:
     events = message.events
     first, n = events[0], len(events)
     kind = message.kind
+    if kind is Kind.TEST:  # TEST first: the words a chat preview or a lock screen shows
+        source = f"prober [{clean(message.title_prefix, 80)}]" if message.title_prefix else "prober"
+        name = clean(first.monitor_name, 80)
+        return clean(f"TEST from {source}: this is a test of notifier {name}, nothing is down", 200)
     if kind is Kind.OPENED:
         words = f"DOWN: {first.monitor_name}" if n == 1 else f"DOWN: {n} monitors"
     elif kind is Kind.RESOLVED:
@@ -122,7 +146,12 @@ def line(event: Event, zone: dt.tzinfo = dt.UTC) -> str:
     name = clean(event.monitor_name, 120)
     cause = clean(event.cause) if event.cause else ""
     kind = event.kind
-    if kind is Kind.OPENED or kind is Kind.REMINDER:
+    if kind is Kind.TEST:
+        text = (
+            f"Nothing is down: prober notify-test sent this at {since} to check that "
+            f"notifier {name} reaches you"
+        )
+    elif kind is Kind.OPENED or kind is Kind.REMINDER:
         text = f"{name} is down since {since}"
         if kind is Kind.REMINDER:
             text += f" ({span(event.duration)} so far)"

@@ -26,12 +26,18 @@ PHASE_WORDS = {
     "judge": "checking the body",
     "send": "sending",
     "expect": "waiting for the expected reply",
+    "done": "finishing",
 }
 _TIMED = ("dns", "connect", "tls", "first_byte")
 
 
 class PhaseTimer:
-    """Marks phase boundaries; the runner reads the current phase when a deadline hits."""
+    """Marks phase boundaries; the runner reads the current phase when a deadline hits.
+
+    A timed phase (dns, connect, tls, first_byte) is measured when it ends, that is when
+    the check enters the next one: a phase cut short by the deadline or a failure never
+    ended, so it has no time (no first_byte_ms when no byte came); the error names it.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -53,15 +59,16 @@ class PhaseTimer:
         """Set a phase measured elsewhere (tracing callbacks)."""
         self._spent[phase] = ms
 
+    def done(self) -> None:
+        """The current phase ended and the check has nothing more to time."""
+        self.enter("done")
+
     def elapsed_ms(self) -> float:
         return (self._clock.monotonic() - self.started) * 1000
 
     def phases(self) -> Phases:
-        spent = dict(self._spent)
-        if self.phase in _TIMED:  # still in it: count the time so far
-            spent[self.phase] = (
-                spent.get(self.phase, 0.0) + (self._clock.monotonic() - self._phase_started) * 1000
-            )
+        """The phases that ended; the one still running (if any) is left out."""
+        spent = self._spent
         return Phases(
             dns_ms=spent.get("dns"),
             connect_ms=spent.get("connect"),

@@ -70,6 +70,7 @@ async def check(spec: DnsMonitor, ctx: CheckContext) -> CheckResult:
         except (OSError, EOFError, dns.exception.DNSException) as exc:
             failures.append(f"{server.label}: {_reason(exc)}")
         else:
+            ctx.timer.done()  # an answer came: the dns phase ended
             details = {"nameserver": server.label, "transport": transport}
             return _judge(spec, query, response, details, ctx)
     return down(

@@ -71,6 +71,7 @@ async def _run(spec: HttpMonitor, ctx: CheckContext, guard: Guard, url: URL) -> 
             )
         except Exception as exc:
             return _connect_failure(exc, ctx, guard, hops)
+        ctx.timer.enter("body")  # the headers came: first_byte ended (a redirect's too)
         async with response:
             if spec.follow_redirects and response.status in REDIRECTS:
                 target = _next_hop(url, response)
@@ -93,7 +94,6 @@ async def _run(spec: HttpMonitor, ctx: CheckContext, guard: Guard, url: URL) -> 
                 guard.hop += 1
                 continue
             certificate = _certificate(url, guard)
-            ctx.timer.enter("body")
             return await _judge(spec, ctx, response, certificate, hops)
 
 

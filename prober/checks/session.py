@@ -17,7 +17,13 @@ from prober.checks.netguard import RecordingSSLObject, socket_factory
 from prober.clock import Clock, SystemClock
 from prober.redact import Redactor
 
-USER_AGENT = f"prober/{__version__} (+uptime check)"
+USER_AGENT = f"prober/{__version__} (+uptime check)"  # the watchdog's heartbeat pings
+
+
+def user_agent(location: str) -> str:
+    """What HTTP checks send unless a monitor's `headers` set their own: the location lets
+    a target's operator tell the probers apart (and test a regional failure by it)."""
+    return f"prober/{__version__} (location={location})"
 
 
 def _timer(ctx: types.SimpleNamespace) -> PhaseTimer | None:
@@ -80,8 +86,10 @@ async def open_shared(
     redact: Redactor | None = None,
     clock: Clock | None = None,
     classify_address: Callable[[IpAddress], bool] = is_internal,
+    location: str = "default",
 ) -> AsyncIterator[Shared]:
-    """Everything checks share, for the lifetime of a `run` or a `check` command."""
+    """Everything checks share, for the lifetime of a `run` or a `check` command;
+    `location` is where they probe from (settings.location), named in the User-Agent."""
     session = create_session()
     by_family = {
         4: create_session(family=socket.AF_INET),
@@ -93,7 +101,7 @@ async def open_shared(
             tls=TlsContexts(sslobject_class=RecordingSSLObject),
             clock=clock or SystemClock(),
             redact=redact or Redactor(),
-            user_agent=USER_AGENT,
+            user_agent=user_agent(location),
             classify_address=classify_address,
             family_sessions=by_family,
         )

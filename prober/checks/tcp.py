@@ -59,6 +59,7 @@ async def _converse(
             return down(
                 failure, ctx.timer.elapsed_ms(), phases=ctx.timer.phases(), certificate=certificate
             )
+    ctx.timer.done()  # a plain connect or a handshake was the last timed phase
     return CheckResult(
         Outcome.UP, ctx.timer.elapsed_ms(), phases=ctx.timer.phases(), certificate=certificate
     )

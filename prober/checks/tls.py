@@ -39,6 +39,8 @@ async def check(spec: TlsMonitor, ctx: CheckContext) -> CheckResult:
         ctx.timer.enter("tls")
         ssl_ctx = ctx.shared.tls.get(True, spec.ca_file)  # a tls check always verifies
         failure = await handshake(writer, ssl_ctx, spec.server_name or spec.host)
+        if failure is None:
+            ctx.timer.done()
         latency, phases = ctx.timer.elapsed_ms(), ctx.timer.phases()
         if failure is not None:
             return down(failure, latency, phases=phases)

@@ -18,21 +18,21 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
 
 from prober.config.envsubst import interpolate
+from prober.config.locations import resolve_locations
 from prober.config.monitors import (
     MONITOR_TYPES,
     Monitor,
-    MonitorBase,
     ProbeMonitor,
     PushMonitor,
     field_names,
 )
-from prober.config.settings import NOTIFIER_TYPES, Maintenance, Notifier, Settings
+from prober.config.settings import NOTIFIER_TYPES, Agent, Maintenance, Notifier, Settings
 from prober.config.tomlpos import KeyLines, Path, format_path
 from prober.config.warnings import Source, collect
 
 M = TypeVar("M", bound=BaseModel)
 
-TOP_LEVEL = ("settings", "defaults", "monitors", "notifiers", "maintenance")
+TOP_LEVEL = ("settings", "agents", "defaults", "monitors", "notifiers", "maintenance")
 NOT_DEFAULTABLE = {"id", "name", "type", "description"}
 
 
@@ -51,6 +51,12 @@ class Config:
     maintenance: tuple[Maintenance, ...]
     database_url: str
     warnings: tuple[str, ...] = ()
+    agents: tuple[Agent, ...] = ()
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        """Every declared location: this hub's, then each agent's."""
+        return (self.settings.location, *(a.location for a in self.agents))
 
     def monitor(self, monitor_id: str) -> Monitor | None:
         return next((m for m in self.monitors if m.id == monitor_id), None)
@@ -79,7 +85,7 @@ class Config:
                 for value in node:
                     walk(value)
 
-        walk([self.settings, self.monitors, self.notifiers])
+        walk([self.settings, self.agents, self.monitors, self.notifiers])
         return found
 
 
@@ -88,10 +94,23 @@ class _Collector:
         self.filename = filename
         self.lines = lines
         self.errors: list[tuple[int, str]] = []
+        self._paths: set[Path] = set()
 
     def add(self, path: Path, message: str) -> None:
-        line = self.lines.line_of(path)
+        self._add(self.lines.line_of(path), path, message)
+
+    def add_inherited(self, path: Path, key: str, message: str) -> None:
+        """An error in a value the entry took from [defaults]: the line to edit is there."""
+        line = self.lines.line_of(("defaults", key))
+        self._add(line, path, f"{message}; {key} comes from [defaults]")
+
+    def _add(self, line: int, path: Path, message: str) -> None:
         self.errors.append((line, f"{self.filename}:{line}: {format_path(path)}: {message}"))
+        self._paths.add(path)
+
+    def has_error(self, path: Path) -> bool:
+        """Whether an error was reported at `path` or inside it."""
+        return any(p[: len(path)] == path for p in self._paths)
 
     def add_validation(
         self,
@@ -104,8 +123,9 @@ class _Collector:
             loc = tuple(p for p in error["loc"] if isinstance(p, str | int))
             message = _describe(error, model, loc)
             if loc and loc[0] in inherited:
-                message += f"; {loc[0]} comes from [defaults]"
-            self.add((*prefix, *loc), message)
+                self.add_inherited((*prefix, *loc), str(loc[0]), message)
+            else:
+                self.add((*prefix, *loc), message)
 
     def sorted(self) -> list[str]:
         return [text for _, text in sorted(self.errors, key=lambda e: e[0])]
@@ -194,19 +214,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     env = os.environ if env is None else env
     file = pathlib.Path(path)
     filename = str(path)
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{filename}: no such file (set -c FILE or $PROBER_CONFIG)"]) from None
-    except OSError as exc:  # permission denied, a folder
-        reason = (exc.strerror or str(exc)).lower()
-        raise ConfigError([f"{filename}: cannot read the config: {reason}"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{filename}:1: (file): not UTF-8 text ({exc.reason})"]) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_syntax_error(filename, exc)]) from None
+    text, raw = read_toml(file, filename)
 
     out = _Collector(filename, KeyLines(text))
     data, missing = interpolate(raw, env)
@@ -227,6 +235,13 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         for i, item in enumerate(_table_list(out, data, "maintenance"))
         if (m := _validate(out, Maintenance, item, ("maintenance", i), context)) is not None
     ]
+    agents = [  # one with an unset ${VAR} is reported as that alone (not as a weak token)
+        (i, a)
+        for i, item in enumerate(_table_list(out, data, "agents"))
+        if ("agents", i) not in bad_paths
+        and (a := _validate(out, Agent, item, ("agents", i), context)) is not None
+    ]
+    monitors = resolve_locations(out, data, defaults, agents, monitors)
 
     database_url = env.get("PROBER_DATABASE") or (settings.database if settings else "")
     if settings is not None and env.get("PROBER_DATABASE"):
@@ -249,7 +264,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         else:
             settings = settings.model_copy(update={"listen": listen})
 
-    monitor_ids = _cross_check(out, raw_monitors=monitors, notifiers=notifiers, data=data)
+    monitor_ids = _cross_check(out, data, defaults)
     for i, window in enumerate(maintenance):
         for name in window.monitors:
             if name != "*" and name not in monitor_ids:
@@ -261,7 +276,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     if out.errors or settings is None:
         raise ConfigError(out.sorted())
     source = Source(file, filename, raw, env, out.lines)
-    warnings = collect(source, settings, monitors, notifiers, listen_from_env=bool(listen))
+    warnings = collect(
+        source, settings, monitors, notifiers, listen_from_env=bool(listen), agents=agents
+    )
     return Config(
         path=file,
         settings=settings,
@@ -270,7 +287,25 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         maintenance=tuple(maintenance),
         database_url=database_url,
         warnings=tuple(warnings),
+        agents=tuple(a for _, a in agents),
     )
+
+
+def read_toml(file: pathlib.Path, filename: str) -> tuple[str, dict[str, Any]]:
+    """The file's text and its TOML (also for an agent's config); else a ConfigError."""
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{filename}: no such file (set -c FILE or $PROBER_CONFIG)"]) from None
+    except OSError as exc:  # permission denied, a folder
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError([f"{filename}: cannot read the config: {reason}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{filename}:1: (file): not UTF-8 text ({exc.reason})"]) from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_error(filename, exc)]) from None
 
 
 def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
@@ -374,62 +409,74 @@ def _validate_list(
     return valid
 
 
-def _declared_ids(data: dict[str, Any], key: str) -> set[str]:
-    """Ids of every `[[key]]` entry, valid or not: an invalid one's errors are reported already."""
+def _entries(data: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every `[[key]]` table, valid or not."""
     items = data.get(key)
     if not isinstance(items, list):
-        return set()
-    return {i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)}
+        return []
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
 
 
-def _cross_check(
-    out: _Collector,
-    raw_monitors: list[tuple[int, Any]],
-    notifiers: list[tuple[int, Any]],
-    data: dict[str, Any],
-) -> set[str]:
-    monitor_ids: dict[str, int] = {}
-    for i, monitor in raw_monitors:
-        if monitor.id in monitor_ids:
-            out.add(
-                ("monitors", i, "id"),
-                f"{monitor.id!r} is already used by monitors[{monitor_ids[monitor.id]}]",
-            )
-        monitor_ids.setdefault(monitor.id, i)
-    notifier_ids: dict[str, int] = {}
-    for i, notifier in notifiers:
-        if notifier.id in notifier_ids:
-            out.add(
-                ("notifiers", i, "id"),
-                f"{notifier.id!r} is already used by notifiers[{notifier_ids[notifier.id]}]",
-            )
-        notifier_ids.setdefault(notifier.id, i)
-    known_notifiers = notifier_ids.keys() | _declared_ids(data, "notifiers")
-    known_monitors = monitor_ids.keys() | _declared_ids(data, "monitors")
+def _ids(out: _Collector, data: dict[str, Any], key: str) -> dict[str, int]:
+    """Each id's first `[[key]]` entry. A repeated id is an error even in an entry that has
+    errors of its own: every error at once."""
+    first: dict[str, int] = {}
+    for i, item in _entries(data, key):
+        name = item.get("id")
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            out.add((key, i, "id"), f"{name!r} is already used by {key}[{first[name]}]")
+        first.setdefault(name, i)
+    return first
+
+
+def _report(out: _Collector, path: Path, item: dict[str, Any], key: str, message: str) -> None:
+    """An error in `key` of the entry at `path`, which may hold it or take it from [defaults]."""
+    if key in item:
+        out.add((*path, key), message)
+    else:
+        out.add_inherited((*path, key), key, message)
+
+
+def _refs(
+    out: _Collector, path: Path, item: dict[str, Any], defaults: dict[str, Any], key: str
+) -> list[str]:
+    """The ids an entry's `key` names, its own or inherited; none when the list is invalid
+    (reported already)."""
+    value = item[key] if key in item else defaults.get(key, [])
+    if not isinstance(value, list) or out.has_error((*path, key)):
+        return []
+    return [ref for ref in value if isinstance(ref, str)]
+
+
+def _cross_check(out: _Collector, data: dict[str, Any], defaults: dict[str, Any]) -> set[str]:
+    """Ids and references across entries, valid or not; returns every monitor id."""
+    monitor_ids = _ids(out, data, "monitors")
+    notifier_ids = _ids(out, data, "notifiers")
+    monitors = dict(_entries(data, "monitors"))
     graph: dict[str, list[str]] = {}
-    for i, monitor in raw_monitors:
-        base: MonitorBase = monitor
-        for ref in base.notify:
-            if ref not in known_notifiers:
-                out.add(
-                    ("monitors", i, "notify"),
-                    f"no notifier has id {ref!r}" + _suggest(ref, known_notifiers),
-                )
-        for ref in base.depends_on:
-            if ref == base.id:
-                out.add(("monitors", i, "depends_on"), "a monitor cannot depend on itself")
-            elif ref not in known_monitors:
-                out.add(
-                    ("monitors", i, "depends_on"),
-                    f"no monitor has id {ref!r}" + _suggest(ref, known_monitors),
-                )
-        graph[base.id] = [r for r in base.depends_on if r in monitor_ids and r != base.id]
+    for i, item in monitors.items():
+        path: Path = ("monitors", i)
+        for ref in _refs(out, path, item, defaults, "notify"):
+            if ref not in notifier_ids:
+                message = f"no notifier has id {ref!r}" + _suggest(ref, notifier_ids)
+                _report(out, path, item, "notify", message)
+        own = item.get("id")
+        depends_on = _refs(out, path, item, defaults, "depends_on")
+        for ref in depends_on:
+            if ref == own:
+                _report(out, path, item, "depends_on", "a monitor cannot depend on itself")
+            elif ref not in monitor_ids:
+                message = f"no monitor has id {ref!r}" + _suggest(ref, monitor_ids)
+                _report(out, path, item, "depends_on", message)
+        if isinstance(own, str) and own not in graph:
+            graph[own] = [r for r in depends_on if r in monitor_ids and r != own]
     for cycle in _find_cycles(graph):
-        out.add(
-            ("monitors", monitor_ids[cycle[0]], "depends_on"),
-            "dependency cycle: " + " -> ".join(cycle),
-        )
-    return known_monitors
+        i = monitor_ids[cycle[0]]
+        message = "dependency cycle: " + " -> ".join(cycle)
+        _report(out, ("monitors", i), monitors[i], "depends_on", message)
+    return set(monitor_ids)
 
 
 def _find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:

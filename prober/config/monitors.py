@@ -26,6 +26,7 @@ from prober.config.types import (
     Host,
     Interval,
     JsonCheck,
+    LocationList,
     Nameserver,
     Port,
     PositiveDuration,
@@ -70,6 +71,12 @@ class MonitorBase(StrictModel):
     # what the public reads as an incident's cause instead of the failure class
     public_cause: str = Field(default="", max_length=200)
     depends_on: list[Slug] = []
+    # Where it is probed, and how many fresh locations must see it down for a down verdict.
+    # Absent from the file they are () and 0; load_config fills both on every monitor
+    # (default: every declared location, and a majority of the monitor's locations), so
+    # code after the load reads them as they are and never recomputes a default.
+    locations: LocationList = ()
+    quorum: int = Field(default=0, ge=1)
 
     @field_validator("sla_target", mode="before")
     @classmethod
@@ -218,12 +225,24 @@ class DnsMonitor(ProbeMonitor):
 
 class PushMonitor(MonitorBase):
     probing: ClassVar[bool] = False
+    # Pushes arrive at the hub; nothing probes a push monitor from anywhere. The loader sets
+    # locations to (settings.location,) and quorum to 1; the file may not set them, nor do
+    # they come from [defaults] (field_names leaves them out).
+    hub_only: ClassVar[frozenset[str]] = frozenset({"locations", "quorum"})
     type: Literal["push"]
     period: PositiveDuration | None = None
     cron: CronExpr | None = None
     timezone: TimeZoneName | None = None
     grace: PositiveDuration = 60.0
     token: SecretStr | None = None
+
+    @field_validator("locations", "quorum")
+    @classmethod
+    def _not_probed(cls, value: object, info: ValidationInfo) -> object:
+        raise ValueError(
+            "a push monitor is not probed from any location: its pushes arrive at the hub, "
+            f"which judges them; {info.field_name} applies to http, tls, tcp and dns monitors"
+        )
 
     @field_validator("token")
     @classmethod
@@ -266,4 +285,7 @@ MONITOR_TYPES: dict[str, type[MonitorBase]] = {
 
 
 def field_names(model: type[BaseModel]) -> set[str]:
-    return {f.alias or name for name, f in model.model_fields.items()}
+    """The keys a table of this model takes, as written (aliases), and so inherits from
+    [defaults]; less the ones the model refuses (a push monitor's locations and quorum)."""
+    refused: frozenset[str] = getattr(model, "hub_only", frozenset())
+    return {f.alias or name for name, f in model.model_fields.items()} - refused

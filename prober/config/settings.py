@@ -1,4 +1,4 @@
-"""`[settings]`, `[[notifiers]]` and `[[maintenance]]`."""
+"""`[settings]`, `[[agents]]`, `[[notifiers]]` and `[[maintenance]]`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,26 @@ from prober.config.types import (
     Duration,
     PositiveDuration,
     Slug,
+    StrongSecret,
     TimeZoneName,
     parse_host_port,
 )
+
+
+def sqlite_url(value: str) -> str:
+    if not value.startswith("sqlite:///") or value == "sqlite:///":
+        raise ValueError(f'{value!r}: use "sqlite:///relative/path.db" or "sqlite:////abs/path.db"')
+    return value
+
+
+def canary_urls(value: list[str]) -> list[str]:
+    for item in value:
+        parts = urlsplit(item)
+        if parts.scheme not in ("tcp", "http", "https") or not parts.hostname:
+            raise ValueError(f"{item!r}: a canary is tcp://HOST:PORT, http://… or https://…")
+        if parts.scheme == "tcp" and parts.port is None:
+            raise ValueError(f"{item!r}: a tcp canary needs a port")
+    return value
 
 
 class MetricsListener(StrictModel):
@@ -71,14 +88,7 @@ class Settings(StrictModel):
         parse_host_port(value)
         return value
 
-    @field_validator("database")
-    @classmethod
-    def _database(cls, value: str) -> str:
-        if not value.startswith("sqlite:///") or value == "sqlite:///":
-            raise ValueError(
-                f'{value!r}: use "sqlite:///relative/path.db" or "sqlite:////abs/path.db"'
-            )
-        return value
+    _database = field_validator("database")(sqlite_url)
 
     @field_validator("public_url")
     @classmethod
@@ -87,16 +97,7 @@ class Settings(StrictModel):
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("canaries")
-    @classmethod
-    def _canaries(cls, value: list[str]) -> list[str]:
-        for item in value:
-            parts = urlsplit(item)
-            if parts.scheme not in ("tcp", "http", "https") or not parts.hostname:
-                raise ValueError(f"{item!r}: a canary is tcp://HOST:PORT, http://… or https://…")
-            if parts.scheme == "tcp" and parts.port is None:
-                raise ValueError(f"{item!r}: a tcp canary needs a port")
-        return value
+    _canaries = field_validator("canaries")(canary_urls)
 
     @model_validator(mode="after")
     def _metrics_apart(self) -> Settings:
@@ -120,6 +121,14 @@ class Settings(StrictModel):
     @property
     def listen_host_port(self) -> tuple[str, int]:
         return parse_host_port(self.listen)
+
+
+class Agent(StrictModel):
+    """`[[agents]]` on a hub: a location that probes for it, and the token it proves itself
+    with (unique per agent; the loader checks that across agents)."""
+
+    location: Slug
+    token: StrongSecret
 
 
 EventName = Literal["opened", "resolved", "reminder", "cert_expiring", "prober_network"]

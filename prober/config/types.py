@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
+import string
 import zoneinfo
 from typing import Annotated, Any
 
@@ -162,3 +164,72 @@ def _string_list(value: Any) -> Any:
 
 StringList = Annotated[list[str], BeforeValidator(_string_list)]
 SecretMap = dict[str, SecretStr]
+
+
+def _location_list(value: Any) -> Any:
+    """`locations = ["seoul", "frankfurt"]`: a non-empty array of distinct names, kept as a
+    tuple (an absent key is `()`, which the loader resolves to every declared location)."""
+    if not isinstance(value, list | tuple):
+        raise ValueError('expected an array of location names, as in ["seoul", "frankfurt"]')
+    if not value:
+        raise ValueError("needs at least one location (leave the key out for all of them)")
+    repeated = sorted({v for v in value if isinstance(v, str) and value.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once")
+    return tuple(value)
+
+
+LocationList = Annotated[tuple[Slug, ...], BeforeValidator(_location_list)]
+
+# Character classes a token may draw from, and how many symbols each adds to its alphabet.
+_CLASSES = (
+    (frozenset(string.ascii_lowercase), 26),
+    (frozenset(string.ascii_uppercase), 26),
+    (frozenset(string.digits), 10),
+    (frozenset("-_"), 2),  # base64url
+    (frozenset("+/="), 3),  # base64
+    (frozenset(string.punctuation) - frozenset("-_+/="), 27),
+)
+TOKEN_BITS = 128
+
+
+def token_bits(text: str) -> float:
+    """An upper bound on a token's randomness: its length times log2 of the alphabet its
+    character classes span (only hex digits: 16; only digits: 10; any other character
+    adds 100). 22 characters of base64url or 32 hex digits reach 128 bits; so does any
+    text of 20+ characters mixing cases, digits and punctuation. Fewer than 8 distinct
+    characters ("aaaa...", "changemechangeme...") count as 0: a random token of this length
+    practically never has so few. A long phrase still passes: no formula can tell, so the
+    docs say to make tokens with `openssl rand -hex 16`."""
+    chars = set(text)
+    if len(chars) < 8:
+        return 0.0
+    if chars <= set(string.digits):
+        alphabet = 10
+    elif chars <= set(string.hexdigits) and not (
+        chars & set(string.ascii_lowercase) and chars & set(string.ascii_uppercase)
+    ):
+        alphabet = 16
+    else:
+        alphabet = sum(size for members, size in _CLASSES if chars & members)
+        if chars - set().union(*(members for members, _ in _CLASSES)):
+            alphabet += 100
+    return len(text) * math.log2(alphabet)
+
+
+def _strong(value: SecretStr) -> SecretStr:
+    text = value.get_secret_value()
+    bits = token_bits(text)
+    if bits >= TOKEN_BITS:
+        return value
+    # never the token itself: its length and the estimate say what is wrong
+    how = "make one with `openssl rand -hex 16` (32 hex digits; or 22+ characters of base64url)"
+    if text and len(set(text)) < 8:
+        raise ValueError(f"too weak for a token: fewer than 8 distinct characters; {how}")
+    raise ValueError(
+        f"too weak for a token: {len(text)} characters give at most {bits:.0f} of the "
+        f"{TOKEN_BITS} random bits it needs; {how}"
+    )
+
+
+StrongSecret = Annotated[SecretStr, AfterValidator(_strong)]

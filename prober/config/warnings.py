@@ -26,7 +26,7 @@ from prober.config.monitors import (
     TcpMonitor,
     TlsMonitor,
 )
-from prober.config.settings import Notifier, Settings
+from prober.config.settings import Agent, Notifier, Settings
 from prober.config.tomlpos import KeyLines, Path, format_path
 from prober.config.types import parse_host_port
 
@@ -56,11 +56,19 @@ def collect(
     monitors: Sequence[tuple[int, Monitor]],
     notifiers: Sequence[tuple[int, Notifier]],
     listen_from_env: bool,
+    agents: Sequence[tuple[int, Agent]] = (),
 ) -> list[str]:
-    """Every warning, in a fixed order; `monitors` and `notifiers` keep their indexes."""
+    """Every warning, in a fixed order; `monitors`, `notifiers` and `agents` keep their
+    indexes."""
+    sections: list[tuple[Path, BaseModel]] = [
+        (("settings",), settings),
+        *((("agents", i), a) for i, a in agents),
+        *((("monitors", i), m) for i, m in monitors),
+        *((("notifiers", i), n) for i, n in notifiers),
+    ]
     return [
         *_canaries(source, settings),
-        *_readable_secrets(source, settings, monitors, notifiers),
+        *readable_secrets(source, sections),
         *_listeners(source, settings, listen_from_env),
         *_metadata_targets(source, monitors),
     ]
@@ -75,25 +83,18 @@ def _canaries(source: Source, settings: Settings) -> list[str]:
     ]
 
 
-def _readable_secrets(
-    source: Source,
-    settings: Settings,
-    monitors: Sequence[tuple[int, Monitor]],
-    notifiers: Sequence[tuple[int, Notifier]],
-) -> list[str]:
+def readable_secrets(source: Source, sections: Sequence[tuple[Path, BaseModel]]) -> list[str]:
     """One line for the file: readable by others while a secret is typed into it. A
-    secret taken from ${VAR} is not in the file, so it does not count."""
+    secret taken from ${VAR} is not in the file, so it does not count. `sections`: each
+    model with its key path (a hub's settings, agents, monitors, notifiers; an agent's
+    settings and hub)."""
     try:
         mode = source.file.stat().st_mode & 0o777
     except OSError:
         return []
     if not mode & 0o044:
         return []
-    secrets = [
-        *_secret_paths(settings, ("settings",)),
-        *(p for i, m in monitors for p in _secret_paths(m, ("monitors", i))),
-        *(p for i, n in notifiers for p in _secret_paths(n, ("notifiers", i))),
-    ]
+    secrets = [p for path, model in sections for p in _secret_paths(model, path)]
     found = {where for path in secrets if (where := _typed_at(source, path)) is not None}
     if not found:
         return []

@@ -182,7 +182,7 @@ async def serve(
     results = ResultLog(writer)
     redact = Redactor(config.secret_values())
     reloader: Reloader | None = None
-    async with open_shared(redact=redact) as shared:
+    async with open_shared(redact=redact, location=settings.location) as shared:
         dispatcher = Dispatcher(config, config.database_path, shared.session, redact=redact)
         writer.on_alert = dispatcher.wake
         canaries = Canaries(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import pathlib
+from typing import Any
 
 import aiohttp
 import prometheus_client
@@ -43,10 +45,87 @@ async def test_notify_test_sends_a_marked_message_and_prints_the_answer(
     assert code == 0
     assert capsys.readouterr().out == "hook (webhook): sent: HTTP 200: ok\n"
     [received] = sink.received
-    body = received.json()
+    body: Any = received.json()
     assert body["test"] is True
-    assert body["title"] == "[TEST] [Acme] DOWN: Test alert from prober: nothing is down"
+    assert body["kind"] == "test"
+    assert body["title"] == (
+        "TEST from prober [Acme]: this is a test of notifier hook, nothing is down"
+    )
+    assert body["text"].startswith("TEST from prober [Acme]: ")
+    assert [e["monitor"] for e in body["events"]] == [None]  # no monitor is involved
+    assert "DOWN" not in received.body.decode()
+    assert "is down since" not in received.body.decode()  # an outage's words
     assert "X-Prober-Signature" in received.headers
+
+
+SLACK = """
+[[notifiers]]
+id = "chat"
+type = "slack"
+url = "http://127.0.0.1:{port}/services/T0/B0/XYZ"
+"""
+
+
+async def test_notify_test_to_slack_reads_as_a_test_in_the_preview(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running_sink() as sink:
+        cfg = write_config(tmp_path, SLACK.format(port=sink.port), title='"Acme"')
+        code = await _cli("notify-test", "chat", "-c", str(cfg.path))
+    assert code == 0, capsys.readouterr()
+    [received] = sink.received
+    body: Any = received.json()
+    preview = "TEST from prober [Acme]: this is a test of notifier chat, nothing is down"
+    assert body["text"] == preview  # what a notification or a channel list shows
+    assert body["blocks"][0]["text"]["text"] == f"*{preview}*"
+    assert body["blocks"][1]["text"]["text"].startswith("Nothing is down: prober notify-test")
+    assert "DOWN" not in received.body.decode()
+    assert "is down since" not in received.body.decode()  # an outage's words
+
+
+def test_every_channel_says_test_first_and_nothing_of_an_outage() -> None:
+    from prober.alerts.channels import discord, email, ntfy, pagerduty, slack, telegram, webhook
+    from prober.alerts.message import notify_test_message
+    from tests.alerts import test_payloads as p
+
+    now = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.UTC)
+    message = notify_test_message("ops", now, title_prefix="Acme", link="https://s.test/")
+    title = "TEST from prober [Acme]: this is a test of notifier ops, nothing is down"
+    assert message.title == title
+    first_words = {
+        "slack": only(slack.build_payload(message, p.SLACK)).payload()["text"],
+        "discord": only(discord.build_payload(message, p.DISCORD)).payload()["content"],
+        "telegram": only(telegram.build_payload(message, p.TELEGRAM)).payload()["text"],
+        "ntfy": only(ntfy.build_payload(message, p.NTFY)).payload()["title"],
+        "webhook": only(webhook.build_payload(message, p.WEBHOOK)).payload()["title"],
+        "email": email.build_payload(message, p.EMAIL)["Subject"],
+    }
+    assert first_words["telegram"].startswith(f"<b>{title}</b>")
+    assert first_words["discord"].startswith("TEST from prober \\[Acme\\]: ")  # escaped
+    for kind in ("slack", "ntfy", "webhook", "email"):
+        assert first_words[kind] == title, kind
+    [pd] = pagerduty.build_payload(message, p.PAGERDUTY)
+    event = pd.payload()
+    assert event["event_action"] == "trigger"
+    assert event["dedup_key"].startswith("prober-test-")  # never a real incident's key
+    assert event["payload"]["summary"].startswith("[TEST] [Acme] Nothing is down: ")
+    bodies = [
+        only(slack.build_payload(message, p.SLACK)).body,
+        only(discord.build_payload(message, p.DISCORD)).body,
+        only(telegram.build_payload(message, p.TELEGRAM)).body,
+        only(ntfy.build_payload(message, p.NTFY)).body,
+        only(webhook.build_payload(message, p.WEBHOOK)).body,
+        pd.body,
+        email.build_payload(message, p.EMAIL).as_bytes(),
+    ]
+    for body in bodies:
+        assert b"DOWN" not in body
+        assert b"is down since" not in body
+
+
+def only(requests: list[Any]) -> Any:
+    assert len(requests) == 1
+    return requests[0]
 
 
 async def test_notify_test_exits_1_with_the_channels_answer(

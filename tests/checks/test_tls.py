@@ -163,8 +163,7 @@ async def test_port_that_never_speaks_tls_is_down_within_the_deadline(
     assert result.outcome is Outcome.DOWN
     assert result.error == "timed out after 1s in the TLS handshake"
     assert result.phases.connect_ms is not None
-    assert result.phases.tls_ms is not None
-    assert result.phases.tls_ms >= TIMEOUT * 1000 * 0.9
+    assert result.phases.tls_ms is None  # the handshake never ended: no time for it
 
 
 async def test_peer_that_ignores_close_notify_costs_no_more_than_the_grace(

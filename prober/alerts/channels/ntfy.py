@@ -59,6 +59,8 @@ def priority(message: Message) -> int:
 
 
 def tags(message: Message) -> list[str]:
+    if message.kind is Kind.TEST:
+        return ["test_tube"]
     if message.events[0].recovered:
         return ["white_check_mark"]
     return ["warning"] if message.kind is Kind.CERT_EXPIRING else ["rotating_light"]
