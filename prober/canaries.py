@@ -2,7 +2,7 @@
 
 `settings.canaries` names independent targets (`tcp://1.1.1.1:53`, `https://www.google.com`).
 When a check fails and every canary fails too, the prober cannot tell an outage from its
-own lost network, so the result is `unknown`, not `down` (see DESIGN.md, Semantics).
+own lost network, so the result is `unknown`, not `down` (see docs/REFERENCE.md, Results).
 
 A canary proves only that the network carries traffic: any HTTP response, whatever its
 status, counts as reachable; only connect, timeout and TLS failures count as failing.

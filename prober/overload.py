@@ -1,4 +1,4 @@
-"""The prober's own lateness is not the target's fault (DESIGN.md, Semantics).
+"""The prober's own lateness is not the target's fault (docs/REFERENCE.md, Results).
 
 `Stalls` is a ticker on the event loop: a timer every 50 ms that notes each wake-up more
 than a few milliseconds late as an interval during which the loop could not run (a

@@ -236,7 +236,7 @@ class ProbeScheduler:
         t0: float,
         started: dt.datetime,
     ) -> CheckResult:
-        """`unknown` for a failure the prober's own lateness explains (DESIGN.md)."""
+        """`unknown` for a failure the prober's own lateness explains (docs/REFERENCE.md)."""
         now = asyncio.get_running_loop().time()
         self.overload.end_if_quiet(now)
         if result.outcome not in (Outcome.DOWN, Outcome.DEGRADED):

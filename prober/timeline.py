@@ -1,5 +1,5 @@
 """Time as sets of half-open millisecond intervals, local calendar bounds, and the uptime
-accounting of DESIGN.md "Semantics". Pure: windows and `now` are passed in.
+accounting of docs/REFERENCE.md. Pure: windows and `now` are passed in.
 
 Instants are UTC epoch milliseconds (ints), so the set algebra is exact; datetimes appear
 only at the edges. Time trap: subtracting two aware datetimes that share a tzinfo gives the
@@ -176,7 +176,7 @@ class Accounting:
 def account(
     window: Pair, known: Spans, incidents: Spans, maintenance: Spans, sla_target: float
 ) -> Accounting:
-    """DESIGN.md "Semantics" for one window. `known` is the time covered by up, degraded or
+    """docs/REFERENCE.md "Accounting a window". `known` is the time covered by up, degraded or
     down results (the rest is unknown), `incidents` the union of [start, end or now).
     Maintenance wins over unknown, and downtime counts only known, unmaintained time."""
     start, end = window
