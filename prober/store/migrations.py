@@ -180,7 +180,11 @@ def step_2_to_3(conn: sqlite3.Connection) -> None:
 
     Conversion, not a re-roll from raw results: a re-roll would read every kept raw result
     inside this transaction at start-up, and the day rows could not follow (a local day's
-    hours depend on settings.timezone, which the file does not record).
+    hours depend on settings.timezone, which the file does not record). Instead
+    `meta.rollup_reroll_until_ms` records the end of the newest converted hour, and `prober
+    run`'s upkeep (prober.store.upkeep.reroll_converted) rolls up again, a bit per pass,
+    the hours whose raw results still exist, and their days: only pruned hours keep the
+    converted histograms.
 
     Python, not SQL: SQLite before 3.44 does not promise the order in which an aggregate
     sees its rows, and the gaps depend on it. One monitor at a time, so memory stays
@@ -198,6 +202,12 @@ def step_2_to_3(conn: sqlite3.Connection) -> None:
                 f" WHERE monitor_id = ? AND location_id = ? AND {when} = ?",
                 [(_v3_hist(hist), monitor_id, loc, at) for loc, at, hist in rows],
             )
+    (newest,) = conn.execute("SELECT max(hour_ms) FROM rollup_hour").fetchone()
+    if newest is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_reroll_until_ms', ?)",
+            (str(newest + rollups.HOUR_MS),),
+        )
 
 
 def _v3_hist(v2: str) -> str:

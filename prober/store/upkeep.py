@@ -4,7 +4,9 @@ Every minute, hours that can no longer receive results (ended more than `grace` 
 results are stamped when a check starts and arrive up to a timeout later) are rolled up
 into `rollup_hour`, and the local days they touch into `rollup_day`; `meta.rollup_until_ms`
 says how far. Once a day raw results older than `retention_days` are pruned; rollups,
-transitions, incidents and coverage are kept forever.
+transitions, incidents and coverage are kept forever. After an upgrade to schema version
+3, the hours whose raw results still exist are rolled up again, a few seconds' worth per
+pass (`reroll_converted`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
 ROLLED_UNTIL_KEY = "rollup_until_ms"
 PRUNED_BEFORE_KEY = "pruned_before_ms"
+REROLL_UNTIL_KEY = "rollup_reroll_until_ms"  # set by migrations.step_2_to_3
+REROLL_FROM_KEY = "rollup_reroll_from_ms"  # the span reroll_converted is in
+REROLL_MONITOR_KEY = "rollup_reroll_monitor"  # the last monitor it did in that span
+REROLL_SPAN_MS = 24 * HOUR_MS  # hours rolled up again for a monitor per transaction
+REROLL_BUDGET_S = 5.0  # per upkeep pass
 CHUNK = 200  # monitors per transaction: the writer's results wait at most that long
 
 
@@ -108,6 +115,7 @@ class Upkeep:
                 rows,
                 time.monotonic() - begun,
             )
+        reroll_converted(conn, self._tz)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + 86_400.0
             self.prune(conn, now_ms)
@@ -148,3 +156,102 @@ def oldest_hour(conn: sqlite3.Connection, monitor_ids: Sequence[int]) -> int:
         if ts is not None and (oldest is None or ts < oldest):
             oldest = ts
     return 0 if oldest is None else oldest // HOUR_MS * HOUR_MS
+
+
+def _meta_ms(conn: sqlite3.Connection, key: str) -> int | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def reroll_converted(conn: sqlite3.Connection, tz: ZoneInfo) -> bool:
+    """One pass of rolling up again, from their raw results, the hours that the upgrade to
+    schema version 3 converted (migrations.step_2_to_3: old buckets moved to their middles,
+    the old ~5 % resolution kept), then the local days they touch. Returns whether any is
+    left.
+
+    The migration records in `meta.rollup_reroll_until_ms` the end of the converted hours.
+    From the oldest raw result on, a span of REROLL_SPAN_MS is done for every monitor and
+    location in transactions of CHUNK monitors, then the next span; a pass stops after the
+    transaction that reaches REROLL_BUDGET_S (the writer's results wait meanwhile).
+    `meta.rollup_reroll_from_ms` and `rollup_reroll_monitor` record how far (the span, the
+    last monitor done in it); the last pass deletes the three keys. Only hours from a
+    (monitor, location)'s first raw result in the span on, and none before
+    `pruned_before`, are rolled up again: hours whose raw results were pruned keep their
+    converted histograms for good (rolling them up would empty them).
+
+    Until the last pass, reports (`prober report` too) read what is stored: hours done at
+    version 3's precision (within 0.4 %), the others and their days at the converted one.
+    Here and not in the migration: a local day needs settings.timezone, which the file
+    does not record, and reading every kept raw result would hold the upgrade's
+    transaction, and the start-up, for minutes.
+    """
+    until = _meta_ms(conn, REROLL_UNTIL_KEY)
+    if until is None:
+        return False
+    start = _meta_ms(conn, REROLL_FROM_KEY)
+    if start is None:  # the first pass; no raw results at all: nothing to roll up again
+        oldest = oldest_hour(conn, [m for (m,) in conn.execute("SELECT id FROM monitor")])
+        start = max(oldest, pruned_before(conn)) if oldest else until
+    after = _meta_ms(conn, REROLL_MONITOR_KEY) or 0
+    floor = max(start, pruned_before(conn))
+    begun = time.monotonic()
+    hours = 0
+    while start < until:
+        end = min(start + REROLL_SPAN_MS, until)
+        chunk = [
+            m
+            for (m,) in conn.execute(
+                "SELECT id FROM monitor WHERE id > ? ORDER BY id LIMIT ?", (after, CHUNK)
+            )
+        ]
+        if not chunk:  # the span is done for every monitor
+            start, after = end, 0
+            floor = max(start, floor)
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            hours += sum(_reroll_monitor(conn, mid, floor, end, tz) for mid in chunk)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        after = chunk[-1]
+        if time.monotonic() - begun >= REROLL_BUDGET_S:
+            break
+    left = start < until
+    if left:
+        conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [(REROLL_FROM_KEY, str(start)), (REROLL_MONITOR_KEY, str(after))],
+        )
+    else:
+        conn.execute(
+            "DELETE FROM meta WHERE key IN (?, ?, ?)",
+            (REROLL_FROM_KEY, REROLL_MONITOR_KEY, REROLL_UNTIL_KEY),
+        )
+    log.info(
+        "rolling up again after the upgrade: at=%s monitor_after=%d hours=%d seconds=%.2f%s",
+        timeline.from_ms(start, tz).isoformat(),
+        after,
+        hours,
+        time.monotonic() - begun,
+        "" if left else " (done)",
+    )
+    return left
+
+
+def _reroll_monitor(
+    conn: sqlite3.Connection, monitor_id: int, start_ms: int, end_ms: int, tz: ZoneInfo
+) -> int:
+    """rollup_span of each location's hours in [start_ms, end_ms) from its first raw result
+    there on: pruning removes whole hours, oldest first, so every later hour is complete."""
+    if end_ms <= start_ms:
+        return 0
+    firsts = conn.execute(
+        "SELECT location_id, min(ts_ms) FROM result"
+        " WHERE monitor_id = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY location_id",
+        (monitor_id, start_ms, end_ms),
+    ).fetchall()
+    return sum(
+        rollups.rollup_span(conn, monitor_id, loc, first, end_ms, tz) for loc, first in firsts
+    )

@@ -13,12 +13,19 @@ import re
 import shutil
 import sqlite3
 import threading
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from prober import cli
-from prober.store import queries, rollups
-from prober.store.db import DatabaseCorrupt, SchemaError, check_integrity, open_engine
+from prober.store import queries, rollups, upkeep
+from prober.store.db import (
+    DatabaseCorrupt,
+    SchemaError,
+    check_integrity,
+    connect_raw,
+    open_engine,
+)
 from prober.store.migrations import MIGRATIONS, schema_problems, step_1_to_2
 from prober.store.tables import SCHEMA_VERSION
 
@@ -194,6 +201,9 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     for table in ("rollup_hour", "rollup_day"):
         for row in expected[table]:
             row["hist"] = {'{"12":40,"13":17}': "[963,40,15,17]", "{}": "[]"}[str(row["hist"])]
+    # ... and the end of the converted hours, for upkeep to roll up again.
+    expected["meta"].append({"key": upkeep.REROLL_UNTIL_KEY, "value": str(T0 + 2 * HOUR)})
+    expected["meta"].sort(key=lambda row: (str(row["key"]), str(row["value"])))
     assert without_version(after) == without_version(expected)
     # What version 2 added.
     names = {(kind, name) for kind, name, _ in schema(path)}
@@ -320,6 +330,125 @@ def test_version_2_histograms_move_to_the_middle_of_their_buckets(
     assert stored_day.hist == rollups.combine(stored).hist
     p50, p95 = stored[0].hist.percentiles(50, 95)  # exact: 279 and 459; version 2: 270, 450
     assert (p50, p95) == (pytest.approx(275, rel=1 / 256), pytest.approx(455, rel=1 / 256))
+
+
+@pytest.mark.parametrize(
+    ("chunk", "budget_s", "passes"),
+    [
+        (upkeep.CHUNK, 3600.0, 1),  # everything in one pass
+        (2, 0.0, 5),  # one transaction per pass: 2 spans of a day x 2 chunks of monitors
+    ],
+)
+def test_hours_with_raw_results_are_rolled_up_again_after_the_upgrade(
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
+    budget_s: float,
+    passes: int,
+) -> None:
+    """A version 2 file with 30 hours of raw results and an hour whose results were pruned,
+    its rollups in version 2's buckets: after the upgrade, upkeep passes roll up again every
+    hour with raw results, and the local days, as a fresh roll-up would; the pruned hour
+    keeps its converted histogram, and its day counts it."""
+    monkeypatch.setattr(upkeep, "CHUNK", chunk)
+    monkeypatch.setattr(upkeep, "REROLL_BUDGET_S", budget_s)
+    tz = ZoneInfo("Europe/Berlin")  # 2026-11-01 local is T0 - 1 h .. T0 + 23 h
+    end = T0 + 30 * HOUR
+    path = tmp_path / "prober.db"
+    make_v1(path)  # results in the first 2 hours
+    conn = sqlite3.connect(path)
+    step_1_to_2(conn)
+    rng = random.Random(33)
+    conn.executemany(
+        "INSERT INTO result (monitor_id, ts_ms, location_id, outcome, latency_us)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [
+            (monitor_id, ts, location_id, rng.choice((1, 1, 1, 2, 3)),
+             rng.randrange(100_000, 3_000_000))
+            for monitor_id in (1, 2, 3, 4)
+            for location_id in (1, 2)
+            for ts in range(T0 + 2 * HOUR, end, 300_000)
+        ],
+    )  # fmt: skip
+    conn.commit()
+    conn.close()
+    # Rollups as version 2 made them: today's counts, version 2's histograms.
+    conn = connect_raw(path)
+    conn.execute("DELETE FROM rollup_hour")
+    conn.execute("DELETE FROM rollup_day")
+    for monitor_id in (1, 2, 3, 4):
+        for location_id in (1, 2):
+            rollups.rollup_span(conn, monitor_id, location_id, T0, end, tz)
+    pruned = (1, 1, T0 - HOUR)
+    conn.execute(
+        "INSERT INTO rollup_hour (monitor_id, location_id, hour_ms, up, degraded, down,"
+        " unknown, lat_count, lat_sum_us, lat_min_us, lat_max_us, hist)"
+        " VALUES (?, ?, ?, 7, 0, 0, 0, 7, 2610000, 270000, 459000, '[]')",
+        pruned,
+    )
+    rollups.rollup_days(conn, 1, 1, [dt.date(2026, 11, 1)], tz)  # counts the pruned hour
+    v2_hours = {pruned: collections.Counter({270: 5, 450: 2})}
+    for key in conn.execute("SELECT monitor_id, location_id, hour_ms FROM rollup_hour"):
+        if key != pruned:
+            latencies = conn.execute(
+                "SELECT latency_us FROM result WHERE monitor_id = ? AND location_id = ?"
+                f" AND ts_ms >= ? AND ts_ms < ? AND outcome IN {rollups.TIMED_CODES}"
+                " AND latency_us IS NOT NULL",
+                (*key[:2], key[2], key[2] + HOUR),
+            )
+            v2_hours[key] = collections.Counter(_v2_bucket_ms(us) for (us,) in latencies)
+    v2_days: dict[tuple[int, int, str], collections.Counter[int]] = {}
+    for (monitor_id, location_id, hour_ms), counts in v2_hours.items():
+        day = dt.datetime.fromtimestamp(hour_ms / 1000, tz).date().isoformat()
+        v2_days.setdefault((monitor_id, location_id, day), collections.Counter()).update(counts)
+    conn.executemany(
+        "UPDATE rollup_hour SET hist = ? WHERE monitor_id = ? AND location_id = ? AND hour_ms = ?",
+        [(_v2_json(counts), *key) for key, counts in v2_hours.items()],
+    )
+    conn.executemany(
+        "UPDATE rollup_day SET hist = ? WHERE monitor_id = ? AND location_id = ? AND day = ?",
+        [(_v2_json(counts), *key) for key, counts in v2_days.items()],
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+        [("schema_version", "2"), ("rollup_until_ms", str(end)), ("pruned_before_ms", str(T0))],
+    )
+    conn.close()
+
+    open_engine(path).dispose()
+    conn = connect_raw(path)
+    monitors = [1, 2, 3, 4]
+    days = (dt.date(2026, 11, 1), dt.date(2026, 11, 2))
+    converted = rollups.read_hours(conn, monitors, T0 - HOUR, end)
+    assert conn.execute(
+        "SELECT value FROM meta WHERE key = ?", (upkeep.REROLL_UNTIL_KEY,)
+    ).fetchone() == (str(end),)
+
+    job = upkeep.Upkeep(1, monitors, tz, grace_s=0, retention_days=3650)
+    for _ in range(passes):
+        assert conn.execute("SELECT 1 FROM meta WHERE key LIKE 'rollup_reroll%'").fetchone()
+        job.run(conn, now_ms=end)
+    assert conn.execute("SELECT 1 FROM meta WHERE key LIKE 'rollup_reroll%'").fetchone() is None
+    hours = rollups.read_hours(conn, monitors, T0 - HOUR, end)
+    day_rows = rollups.read_days(conn, monitors, *days)
+
+    # What rolling up the same raw results afresh gives (the pruned hour: as stored).
+    for monitor_id in monitors:
+        for location_id in (1, 2):
+            rollups.rollup_span(conn, monitor_id, location_id, T0, end, tz)
+    fresh = rollups.read_hours(conn, monitors, T0 - HOUR, end)
+    assert len(hours) == 8 * 30 + 1
+    assert hours == fresh
+    assert day_rows == rollups.read_days(conn, monitors, *days)
+    assert hours[0] == converted[0]  # the pruned hour, converted
+    assert (hours[0].monitor_id, hours[0].location_id, hours[0].hour_ms) == pruned
+    assert hours[0].hist.percentiles(50, 95) == [
+        pytest.approx(275, rel=1 / 256),
+        pytest.approx(455, rel=1 / 256),
+    ]
+    assert sum(h.hist != c.hist for h, c in zip(hours, converted, strict=True)) > 200
+    assert day_rows[0].hist == rollups.combine(hours[:24]).hist  # the pruned hour's day
+    conn.close()
 
 
 def test_every_version_has_a_step() -> None:
