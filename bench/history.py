@@ -1,11 +1,15 @@
 """History benchmark: import, monthly report and pruning at 100 monitors x 30 days.
 
-    .venv/bin/python bench/history.py [--monitors 100] [--days 30] [--no-docs]
+    .venv/bin/python bench/history.py [--monitors 100] [--days 30] [--rounds 1]
+        [--baseline DIR] [--no-docs]
 
 Writes a CSV of one result a minute per monitor for the last `days` days of last month
 (4.32 million rows by default; outages, blips and unknown stretches included), then
 measures with the real CLI, in one run:
-- `prober import-results` wall time and rows per second;
+- `prober import-results` wall time and rows per second (the median of `--rounds`
+  imports into a fresh database); with `--baseline DIR` (another checkout, e.g.
+  `git worktree add /tmp/base HEAD`), the same file imported by that code too, each
+  round right before ours, and the ratio;
 - `prober report --month` (JSON) wall time, and the report computation alone in-process,
   beside a plain `SELECT count(*)` over the same month's raw rows (the ratio is what the
   rollups buy);
@@ -26,6 +30,7 @@ import random
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -79,8 +84,13 @@ def write_csv(path: pathlib.Path, monitors: int, start: dt.datetime, days: int) 
     return rows
 
 
-def prober(config: pathlib.Path, *args: str) -> tuple[float, str]:
+def prober(
+    config: pathlib.Path, *args: str, source: pathlib.Path | None = None
+) -> tuple[float, str]:
+    """Runs `prober ARGS -c CONFIG`; from the checkout `source` if given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROBER_")}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     begun = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "prober", *args, "-c", str(config)],
@@ -93,6 +103,24 @@ def prober(config: pathlib.Path, *args: str) -> tuple[float, str]:
     if done.returncode != 0:
         raise SystemExit(f"prober {' '.join(args)} failed:\n{done.stderr}")
     return seconds, done.stdout
+
+
+def remove_db(db: pathlib.Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        pathlib.Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def commit_of(checkout: pathlib.Path) -> str:
+    """The checkout's commit, and whether its code differs from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "prober", "statuspage")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
 
 
 def db_bytes(path: pathlib.Path) -> int:
@@ -141,6 +169,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--monitors", type=int, default=100)
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=1, help="imports to take the median of")
+    parser.add_argument(
+        "--baseline", type=pathlib.Path, help="another checkout to import the same file with"
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -158,9 +190,21 @@ def main() -> None:
     rows = write_csv(csv_path, args.monitors, start, args.days)
     log(f"{rows:,} rows, {csv_path.stat().st_size / 1e6:.0f} MB")
 
-    import_s, out = prober(config, "import-results", str(csv_path))
-    log(out.strip())
     db = OUT / "prober.db"
+    load = os.getloadavg()[0]
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(args.rounds):
+        if args.baseline:
+            remove_db(db)
+            seconds, out = prober(config, "import-results", str(csv_path), source=args.baseline)
+            theirs.append(seconds)
+            log(f"baseline: {out.strip()}")
+        remove_db(db)
+        seconds, out = prober(config, "import-results", str(csv_path))
+        ours.append(seconds)
+        log(out.strip())
+    import_s = statistics.median(ours)
     report_cli_s, before = prober(config, "report", "--month", month, "--format", "json")
     report_s = in_process_report(config, month)
     count_s, counted = count_raw(db, start, end)
@@ -180,8 +224,14 @@ def main() -> None:
         "monitors": args.monitors,
         "days": args.days,
         "rows": rows,
+        "load_average_before": load,
+        "commit": commit_of(ROOT),
         "import_seconds": import_s,
         "import_rows_per_second": rows / import_s,
+        "import_seconds_each": ours,
+        "baseline_commit": commit_of(args.baseline) if args.baseline else None,
+        "baseline_import_seconds": statistics.median(theirs) if theirs else None,
+        "baseline_import_seconds_each": theirs,
         "report_seconds_in_process": report_s,
         "report_seconds_cli": report_cli_s,
         "count_seconds": count_s,
@@ -214,6 +264,18 @@ def render(r: dict[str, object]) -> str:
     def f(key: str, spec: str) -> str:
         return format(r[key], spec)
 
+    each = r["import_seconds_each"]
+    assert isinstance(each, list)
+    rounds = f", median of {len(each)}" if len(each) > 1 else ""
+    baseline = []
+    if r["baseline_import_seconds"] is not None:
+        before = float(r["baseline_import_seconds"])  # type: ignore[arg-type]
+        baseline = [
+            f"| the same import by {r['baseline_commit']}, each round right before{rounds} | "
+            f"{before:.1f} s = {int(r['rows']) / before:,.0f} rows/s; now "  # type: ignore[call-overload]
+            f"**{before / float(r['import_seconds']):.2f}× faster** | |"  # type: ignore[arg-type]
+        ]
+
     return "\n".join(
         [
             "<!-- generated by bench/history.py; edits between these markers are overwritten -->",
@@ -221,13 +283,15 @@ def render(r: dict[str, object]) -> str:
             f"**Run:** {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {r['monitors']} monitors x "
             f"{r['days']} days x 1 result/min = {f('rows', ',')} rows (month {r['month']}), "
             f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-            f"SQLite {sqlite3.sqlite_version}.",
+            f"SQLite {sqlite3.sqlite_version}; commit {r['commit']}; load average "
+            f"{f('load_average_before', '.2f')} before the first import.",
             "",
             "| measure | figure | target |",
             "|---|---|---|",
-            f"| `prober import-results` (parse, insert, derive incidents, roll up) | "
+            f"| `prober import-results` (parse, insert, derive incidents, roll up){rounds} | "
             f"{f('import_seconds', '.1f')} s = **{f('import_rows_per_second', ',.0f')} rows/s** "
             "| ≥ 200,000 rows/s |",
+            *baseline,
             f"| monthly report, computed in-process (best of 3) | "
             f"**{f('report_seconds_in_process', '.3f')} s** | < 1 s |",
             f"| `prober report --format json` (whole CLI, incl. start-up) | "

@@ -6,7 +6,7 @@ kill -9 can never leave one without the other. The tracker (prober.incidents) is
 whenever its status changes; on start the results after that point are replayed, so a
 restart continues where it was without writing state for every result.
 
-Coverage is stored as spans of time covered by known results (DESIGN.md: a result covers
+Coverage is stored as spans of time covered by known results (docs/REFERENCE.md: a result covers
 until the next one, at most 2 x interval); the newest span of a monitor is open (end_ms
 NULL) and reaches its last result plus the monitor's coverage, never past now. Everything
 outside the spans is unknown time.
@@ -20,7 +20,7 @@ import functools
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from prober import maintenance
@@ -283,11 +283,12 @@ def rebuild(
     location_id: int,
     monitor_id: int,
     spec: TrackSpec,
-    samples: Sequence[tuple[int, int, str | None]],
+    samples: Iterable[tuple[int, int, str | None]],
 ) -> int:
     """Re-derive one monitor's transitions, incidents, coverage and state from all of its
     results (time-ordered (ts_ms, outcome code, error)), inside the caller's transaction:
-    what an import does, and exactly what live ingestion would have produced."""
+    what an import does, and exactly what live ingestion would have produced. Returns the
+    number of samples (an iterator is read once, as it goes)."""
     mark_rewritten(conn)
     for table in ("transition", "incident", "coverage", "monitor_state"):
         conn.execute(
@@ -300,9 +301,9 @@ def rebuild(
     ledger._tracks[spec.slug] = track
     # Most results change nothing but the time (up after up, within coverage): those skip
     # the tracker and the coverage bookkeeping, which are then told the last one's time.
-    steady_code, last = -1, -1
-    for ts_ms, code, error in samples:
-        if code == steady_code and last < ts_ms <= last + spec.cover_ms:
+    steady_code, last, cover_ms, count = -1, -1, spec.cover_ms, 0
+    for count, (ts_ms, code, error) in enumerate(samples, 1):  # noqa: B007  (returned)
+        if code == steady_code and last < ts_ms <= last + cover_ms:
             last = ts_ms
             continue
         if steady_code != -1:
@@ -317,4 +318,4 @@ def rebuild(
         track.last_ts = last
         tracker.advance(last)
     ledger._save_state(conn, track)
-    return len(samples)
+    return count
