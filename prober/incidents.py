@@ -275,41 +275,42 @@ class Tracker:
         edit): a pending run is then judged by the new rule at its next `down` result."""
         tracker = cls(rule)
         status = data["status"]
-        tracker.status = None if status is None else Status(_str(status))
-        tracker.last_ts_ms = _opt_int(data["last_ts_ms"])
-        tracker._run_start = _opt_int(data["run_start_ms"])
-        tracker._run_downs = _int(data["run_downs"])
-        tracker._run_cause = _str(data["run_cause"])
+        tracker.status = None if status is None else Status(json_str(status))
+        tracker.last_ts_ms = json_opt_int(data["last_ts_ms"])
+        tracker._run_start = json_opt_int(data["run_start_ms"])
+        tracker._run_downs = json_int(data["run_downs"])
+        tracker._run_cause = json_str(data["run_cause"])
         incident = data["incident"]
         if incident is not None:
             if not isinstance(incident, Mapping):
                 raise ValueError(f"incident: expected an object, got {incident!r}")
             tracker.open_incident = Incident(
-                start_ms=_int(incident["start_ms"]),
-                confirmed_ms=_int(incident["confirmed_ms"]),
+                start_ms=json_int(incident["start_ms"]),
+                confirmed_ms=json_int(incident["confirmed_ms"]),
                 end_ms=None,
                 resolved_ms=None,
-                cause=_str(incident["cause"]),
+                cause=json_str(incident["cause"]),
             )
-        tracker._streak_start = _opt_int(data["streak_start_ms"])
-        tracker._streak = _int(data["streak"])
+        tracker._streak_start = json_opt_int(data["streak_start_ms"])
+        tracker._streak = json_int(data["streak"])
         return tracker
 
     def __repr__(self) -> str:
         return f"Tracker({self.rule!r}, {self.to_dict()!r})"
 
 
-def _int(value: object) -> int:
+def json_int(value: object) -> int:
+    """A value read back from saved JSON state (here and in prober.quorum): an int, not a bool."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected an integer, got {value!r}")
     return value
 
 
-def _opt_int(value: object) -> int | None:
-    return None if value is None else _int(value)
+def json_opt_int(value: object) -> int | None:
+    return None if value is None else json_int(value)
 
 
-def _str(value: object) -> str:
+def json_str(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
     return value

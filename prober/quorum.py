@@ -83,7 +83,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
-from prober.incidents import Sample
+from prober.incidents import Sample, json_int, json_opt_int, json_str
 from prober.results import Outcome
 
 
@@ -233,7 +233,7 @@ class Quorum:
     @classmethod
     def from_dict(cls, quorum: int, cover_ms: int, data: Mapping[str, object]) -> Quorum:
         built = cls(quorum, cover_ms)
-        built.horizon_ms = _opt_int(data["horizon_ms"])
+        built.horizon_ms = json_opt_int(data["horizon_ms"])
         locations = data["locations"]
         if not isinstance(locations, Mapping):
             raise ValueError(f"locations: expected an object, got {locations!r}")
@@ -241,12 +241,12 @@ class Quorum:
             if not isinstance(name, str) or not isinstance(item, Mapping):
                 raise ValueError(f"location {name!r}: expected an object, got {item!r}")
             latest = _Latest()
-            latest.ts_ms = _int(item["ts_ms"])
-            latest.outcome = Outcome(_str(item["outcome"]))
+            latest.ts_ms = json_int(item["ts_ms"])
+            latest.outcome = Outcome(json_str(item["outcome"]))
             error = item["error"]
-            latest.error = None if error is None else _str(error)
-            latest.run_start = _opt_int(item["run_start_ms"])
-            latest.run_downs = _int(item["run_downs"])
+            latest.error = None if error is None else json_str(error)
+            latest.run_start = json_opt_int(item["run_start_ms"])
+            latest.run_downs = json_int(item["run_downs"])
             built._locations[name] = latest
         return built
 
@@ -320,19 +320,3 @@ def _first_of_each_ms(samples: Iterable[Sample]) -> list[Sample]:
     for sample in samples:
         kept.setdefault(sample[0], sample)
     return sorted(kept.values(), key=lambda s: s[0])
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value is None else _int(value)
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value

@@ -18,18 +18,16 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from prober import addresses
-from prober.config.envsubst import interpolate
 from prober.config.load import (
     ConfigError,
     _Collector,
     _describe,
     _suggest,
     _validate,
-    read_toml,
+    begin,
 )
 from prober.config.monitors import StrictModel, resolve_file
 from prober.config.settings import Settings, canary_urls, sqlite_url
-from prober.config.tomlpos import KeyLines
 from prober.config.types import PositiveDuration, Slug, StrongSecret
 from prober.config.warnings import Source, readable_secrets
 from prober.redact import redact_url
@@ -112,13 +110,8 @@ def load_agent_config(
     path: str | os.PathLike[str], env: Mapping[str, str] | None = None
 ) -> AgentConfig:
     env = os.environ if env is None else env
-    file = pathlib.Path(path)
+    file, out, raw, data, missing = begin(path, env)
     filename = str(path)
-    text, raw = read_toml(file, filename)
-    out = _Collector(filename, KeyLines(text))
-    data, missing = interpolate(raw, env)
-    for ref in missing:
-        out.add(ref.path, str(ref))
     bad_paths = {ref.path[:1] for ref in missing}
 
     for key, value in data.items():

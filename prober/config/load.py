@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
 
-from prober.config.envsubst import interpolate
+from prober.config.envsubst import MissingVariable, interpolate
 from prober.config.locations import resolve_locations
 from prober.config.monitors import (
     MONITOR_TYPES,
@@ -210,16 +210,25 @@ def _suggest(key: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    env = os.environ if env is None else env
+def begin(
+    path: str | os.PathLike[str], env: Mapping[str, str]
+) -> tuple[pathlib.Path, _Collector, dict[str, Any], Any, list[MissingVariable]]:
+    """Read, parse and interpolate a config file (a hub's or an agent's): the file, the
+    error collector (every unset `${VAR}` already in it), the TOML as written, the data
+    interpolated, the unset references."""
     file = pathlib.Path(path)
-    filename = str(path)
-    text, raw = read_toml(file, filename)
-
-    out = _Collector(filename, KeyLines(text))
+    text, raw = read_toml(file, str(path))
+    out = _Collector(str(path), KeyLines(text))
     data, missing = interpolate(raw, env)
     for ref in missing:
         out.add(ref.path, str(ref))
+    return file, out, raw, data, missing
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    file, out, raw, data, missing = begin(path, env)
+    filename = str(path)
     bad_paths = {ref.path[:2] for ref in missing}
 
     for key in data:
