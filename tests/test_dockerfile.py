@@ -370,6 +370,19 @@ def test_copies_exactly_what_the_build_needs() -> None:
     assert not [i for i in INSTRUCTIONS if i.keyword == "ADD"], "COPY, not ADD"
 
 
+def test_every_package_folder_is_installed() -> None:
+    """A package folder missing from `packages` works from the checkout and is absent from
+    the wheel and the image (prober.agent once was)."""
+    setuptools = pyproject()["tool"]["setuptools"]  # type: ignore[index]
+    listed = set(setuptools["packages"]) - set(setuptools["package-dir"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("prober", "statuspage")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found - listed == set(), "add them to [tool.setuptools] packages in pyproject.toml"
+
+
 def test_dockerignore_keeps_the_context_small_and_private() -> None:
     ignore = DockerIgnore.read(ROOT / ".dockerignore")
     private = (".venv/bin/python", ".git/HEAD", "data/prober.db", "monitors.toml")
