@@ -38,7 +38,7 @@ from prober.runtime.connection import Counters, Limits
 from prober.runtime.serving import AcceptErrors, Listeners
 from statuspage.app import SECURITY_HEADERS
 from tests.support.net import free_port
-from tests.support.proc import ProberRun, until
+from tests.support.proc import ProberRun, http_target, until
 
 FAST = Limits(max_connections=8, header_timeout=2.0, idle_timeout=2.5, body_timeout=2.0)
 SLACK = 2.0  # seconds past a deadline a busy machine may take to close a connection
@@ -447,30 +447,8 @@ FLOOD_S = 16.0
 @pytest.fixture
 def target(tmp_path: pathlib.Path) -> Iterator[int]:
     """A healthy HTTP target on loopback, in its own process."""
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "ok").write_text("ok\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        until(lambda: _connects(port), within=20)
+    with http_target(tmp_path / "www") as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 class Flood:

@@ -24,7 +24,7 @@ import pytest
 
 from prober.scheduler import lateness
 from tests.support.net import free_port
-from tests.support.proc import ProberRun, until
+from tests.support.proc import ProberRun, http_target, until
 
 INTERVAL = 1.0
 
@@ -32,28 +32,8 @@ INTERVAL = 1.0
 @pytest.fixture
 def target(tmp_path: pathlib.Path) -> Iterator[int]:
     """A healthy HTTP target on loopback, in its own process (nothing here can slow it)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "ok").write_text("ok\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    until(lambda: _connects(port), within=20)
-    yield port
-    proc.terminate()
-    proc.wait(10)
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
+    with http_target(tmp_path / "www") as port:
+        yield port
 
 
 def _config(

@@ -3,15 +3,19 @@ wait for what the log says (readiness), never for a fixed time."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from tests.support.net import free_port
 
 
 class ProberRun:
@@ -91,3 +95,32 @@ def until(predicate: Callable[[], object], within: float = 30.0, every: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {within} s: {predicate}")
         time.sleep(every)
+
+
+@contextlib.contextmanager
+def http_target(root: pathlib.Path) -> Iterator[int]:
+    """A healthy HTTP target on loopback serving `root/ok`, in its own process (nothing a
+    test does to the prober can slow it); yields its port once it accepts connections."""
+    root.mkdir()
+    (root / "ok").write_text("ok\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        until(lambda: connects(port), within=20)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
