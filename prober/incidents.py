@@ -249,6 +249,27 @@ class Tracker:
         transition = Transition(ts_ms, old, new)
         return [transition] if event is None else [transition, event]
 
+    def step_run(
+        self,
+        ts_ms: int,
+        outcome: Outcome,
+        error: str | None,
+        since_ms: int | None,
+        run_checks: int,
+    ) -> list[Change]:
+        """A combined verdict (prober.quorum) rather than one location's result: a `down`
+        verdict carries its failure run, the moment the quorum was met (`since_ms`) and
+        the checks every location of the quorum made in it (`run_checks`), and those,
+        not this tracker's count of down verdicts, confirm the run and date the incident."""
+        last = self.last_ts_ms
+        fresh = last is None or ts_ms > last
+        if fresh and outcome is _O_DOWN and self.open_incident is None and since_ms is not None:
+            if self._run_start is None:
+                self._run_cause = error or "down"
+            self._run_start = since_ms
+            self._run_downs = run_checks - 1  # step() counts this verdict
+        return self.step(ts_ms, outcome, error)
+
     def to_dict(self) -> dict[str, object]:
         """The state as JSON-ready values; the rule is not included (it lives in config)."""
         incident = self.open_incident

@@ -81,6 +81,7 @@ Notes for wiring this into the writer (prober.store.ledger), where the verdicts 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 
 from prober.incidents import Sample, json_int, json_opt_int, json_str
@@ -138,6 +139,9 @@ class _Latest:
             self.run_start, self.run_downs = None, 0
 
 
+_NEVER = _Latest()  # a location with no result yet
+
+
 class Quorum:
     """One monitor's locations; add() per stored result, tick() as time passes."""
 
@@ -166,9 +170,31 @@ class Quorum:
         verdicts.append(self._judge(ts_ms, lapsed=False))
         return verdicts
 
+    def add_moment(
+        self, ts_ms: int, results: Sequence[tuple[str, Outcome, str | None]]
+    ) -> list[Verdict] | Rewind:
+        """Every location's result of one millisecond at once (as `rebuild` judges them):
+        the lapses before it, then one verdict at ts_ms. A location named twice keeps its
+        first; one whose newest result is already at ts_ms is a repeat and skipped."""
+        if self.horizon_ms is not None and ts_ms <= self.horizon_ms:
+            fresh = [r for r in results if self._locations.get(r[0], _NEVER).ts_ms != ts_ms]
+            return Rewind(ts_ms) if fresh else []
+        verdicts = self._lapses(ts_ms - 1)
+        taken: set[str] = set()
+        for location, outcome, error in results:
+            if location not in taken:
+                taken.add(location)
+                self._take(location, ts_ms, outcome, error)
+        verdicts.append(self._judge(ts_ms, lapsed=False))
+        return verdicts
+
     def tick(self, now_ms: int) -> list[Verdict]:
         """The lapses due at or before now_ms."""
         return self._lapses(now_ms)
+
+    def newest(self) -> dict[str, int]:
+        """Each location's newest result time."""
+        return {name: latest.ts_ms for name, latest in self._locations.items()}
 
     def next_lapse_ms(self) -> int | None:
         """When the next lapse verdict is due if no result arrives first."""
@@ -320,3 +346,68 @@ def _first_of_each_ms(samples: Iterable[Sample]) -> list[Sample]:
     for sample in samples:
         kept.setdefault(sample[0], sample)
     return sorted(kept.values(), key=lambda s: s[0])
+
+
+class Gate:
+    """One monitor's results from several locations, held until no location still
+    reporting can send an older one, then let through in time order a moment at a time
+    (for `Quorum.add_moment`). Agents send in batches, seconds apart and not in step with
+    each other or the hub; without the gate each batch would arrive behind verdicts
+    already emitted and cost a Rewind.
+
+    A location is still reporting while its newest result covers now. Its next result
+    starts a whole interval after its newest (the scheduler's fixed phase), so nothing
+    older than `newest + quiet_ms` (half an interval) can come from it: the watermark is
+    the earliest such moment over the locations still reporting, and never later than
+    now. A result from a location that was not reporting (an agent back after an outage)
+    can still be late, and is a Rewind. Pure: the caller says what time it is."""
+
+    __slots__ = ("_held", "_newest", "_order", "cover_ms", "quiet_ms")
+
+    def __init__(self, cover_ms: int, quiet_ms: int = 0) -> None:
+        self.cover_ms = cover_ms
+        self.quiet_ms = quiet_ms
+        self._newest: dict[str, int] = {}
+        # a heap of (ts_ms, location, arrival, outcome, error): arrival keeps the first of
+        # a repeated (ts_ms, location) first and outcome and error out of the comparison
+        self._held: list[tuple[int, str, int, Outcome, str | None]] = []
+        self._order = 0
+
+    def seen(self, location: str, ts_ms: int) -> None:
+        """The location's newest result is at ts_ms (already judged: not held)."""
+        if ts_ms > self._newest.get(location, -1):
+            self._newest[location] = ts_ms
+
+    def offer(self, location: str, ts_ms: int, outcome: Outcome, error: str | None) -> None:
+        self._order += 1
+        heapq.heappush(self._held, (ts_ms, location, self._order, outcome, error))
+        self.seen(location, ts_ms)
+
+    def watermark(self, now_ms: int) -> int:
+        """Up to when no location still reporting can send an older result (<= now)."""
+        cover, quiet = self.cover_ms, self.quiet_ms
+        live = (ts + quiet for ts in self._newest.values() if ts + cover > now_ms)
+        return min(now_ms, min(live, default=now_ms))
+
+    def release(self, now_ms: int) -> list[tuple[int, list[tuple[str, Outcome, str | None]]]]:
+        """The held moments up to the watermark, oldest first, each with its results."""
+        until = self.watermark(now_ms)
+        held = self._held
+        moments: list[tuple[int, list[tuple[str, Outcome, str | None]]]] = []
+        while held and held[0][0] <= until:
+            ts_ms = held[0][0]
+            items = []
+            while held and held[0][0] == ts_ms:
+                _, location, _, outcome, error = heapq.heappop(held)
+                items.append((location, outcome, error))
+            moments.append((ts_ms, items))
+        return moments
+
+    def drop_until(self, ts_ms: int) -> None:
+        """Forget held results at or before ts_ms (a rebuild read them from the store)."""
+        self._held = [item for item in self._held if item[0] > ts_ms]
+        heapq.heapify(self._held)
+
+    @property
+    def holding(self) -> int:
+        return len(self._held)

@@ -27,6 +27,34 @@ class Report(Protocol):
     def add_inherited(self, path: Path, key: str, message: str) -> None: ...
 
 
+# The location name under which a monitor probed from several places keeps its combined
+# verdict's transitions, incidents, coverage and state (not a slug: no location is named so).
+COMBINED = "*"
+
+
+def verdict_location(monitor: Monitor, hub: str) -> str:
+    """Where a monitor's verdict is kept: its one location, or `COMBINED` when the quorum
+    of several decides. A config without agents reads every monitor where it always did
+    (`hub`, settings.location: also for a monitor built without load_config)."""
+    if len(monitor.locations) > 1:
+        return COMBINED
+    return monitor.locations[0] if monitor.locations else hub
+
+
+def probed_at(monitor: Monitor, location: str) -> bool:
+    """Whether `location` runs this monitor's checks (a monitor built without load_config
+    has no locations: wherever it runs)."""
+    return not monitor.locations or location in monitor.locations
+
+
+def latency_location(monitor: Monitor, hub: str) -> str:
+    """Whose response times a monitor's charts and reports show: the hub's own when it
+    probes the monitor, else the monitor's first location."""
+    if hub in monitor.locations or not monitor.locations:
+        return hub
+    return monitor.locations[0]
+
+
 def majority(count: int) -> int:
     """The default quorum of `count` locations: 1 of 1, 2 of 2, 2 of 3, 3 of 4."""
     return count // 2 + 1

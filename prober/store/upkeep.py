@@ -82,6 +82,7 @@ class Upkeep:
         every_s: float = 60.0,
     ) -> None:
         self._location_id = location_id
+        self._others: list[int] = []  # agents' locations (issue 13): rolled up alike
         self._monitor_ids = list(monitor_ids)
         self._tz = tz
         self._grace_ms = round(grace_s * 1000)
@@ -92,6 +93,10 @@ class Upkeep:
 
     def set_monitors(self, monitor_ids: Iterable[int]) -> None:
         self._monitor_ids = list(monitor_ids)
+
+    def set_other_locations(self, location_ids: Iterable[int]) -> None:
+        """Agents' locations whose results are rolled up and pruned with the hub's own."""
+        self._others = sorted(set(location_ids) - {self._location_id})
 
     def due(self) -> bool:
         return time.monotonic() >= self._next
@@ -104,7 +109,10 @@ class Upkeep:
         if target > done:
             start = done or oldest_hour(conn, self._monitor_ids)
             begun = time.monotonic()
-            rows = roll_up(conn, self._location_id, self._monitor_ids, start, target, self._tz)
+            rows = sum(
+                roll_up(conn, location, self._monitor_ids, start, target, self._tz)
+                for location in (self._location_id, *self._others)
+            )
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 (ROLLED_UNTIL_KEY, str(target)),
@@ -123,7 +131,8 @@ class Upkeep:
     def prune(self, conn: sqlite3.Connection, now_ms: int) -> int:
         begun = time.monotonic()
         cutoff = now_ms - self._retention_ms
-        deleted = rollups.prune(conn, self._location_id, cutoff, self._monitor_ids)
+        every = None if self._others else self._location_id  # None: every location
+        deleted = rollups.prune(conn, every, cutoff, self._monitor_ids)
         # The outbox's finished rows (sent, given up) go with the results of their time.
         conn.execute(
             "DELETE FROM alert WHERE state IN ('sent', 'failed', 'suppressed') AND created_ms < ?",

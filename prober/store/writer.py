@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from zoneinfo import ZoneInfo
 
+from prober.config.locations import COMBINED
 from prober.incidents import Change, Opened, Resolved
 from prober.results import CheckResult
 from prober.store.db import connect_raw
@@ -46,6 +47,7 @@ class Observation:
     monitor: str
     at: dt.datetime
     result: CheckResult
+    location: str | None = None  # None: the hub's own (settings.location); else an agent's
 
 
 def _us(ms: float | None) -> int | None:
@@ -129,6 +131,7 @@ class ResultWriter:
         self._thread = threading.Thread(target=self._loop, name="result-writer", daemon=True)
         self._ids: dict[str, int] = {}
         self._location_id = 0
+        self._location_ids: dict[str, int] = {}
         self._ledger: Ledger | None = None
         self._ledger_stale = False
         self._upkeep: Upkeep | None = None
@@ -141,11 +144,13 @@ class ResultWriter:
     def start(self) -> None:
         conn = connect_raw(self._path)
         try:
-            self._ids, self._location_id = register(
-                conn, self._location, [(s.slug, s.type) for s in self._specs]
-            )
+            self._register(conn)
             self._ledger = Ledger(
-                self._location_id, self._ids, self._specs, on_incident=self._incident_alerts
+                self._location_id,
+                self._ids,
+                self._specs,
+                on_incident=self._incident_alerts,
+                location_ids=self._location_ids,
             )
             # An hour is final once every check started in it has reported.
             grace = max((s.cover_ms for s in self._specs), default=0) / 2000 + 60
@@ -156,6 +161,7 @@ class ResultWriter:
                 grace_s=grace,
                 retention_days=self._retention_days,
             )
+            self._upkeep.set_other_locations(self._other_locations())
             replayed = self._ledger.load(conn)
             if replayed:
                 log.info("incident state restored, replayed_results=%d", replayed)
@@ -266,11 +272,9 @@ class ResultWriter:
         delay = 0.1
         while True:  # like a commit: retried until the database takes it
             try:
-                self._ids, self._location_id = register(
-                    conn, self._location, [(s.slug, s.type) for s in item.specs]
-                )
                 self._specs = list(item.specs)
-                self._ledger.replace(self._ids, self._specs)
+                self._register(conn)
+                self._ledger.replace(self._ids, self._specs, self._location_ids)
                 self._ledger.load(conn)
                 break
             except sqlite3.Error as exc:
@@ -280,6 +284,7 @@ class ResultWriter:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._upkeep.set_monitors(self._ids[s.slug] for s in self._specs)
+        self._upkeep.set_other_locations(self._other_locations())
         if item.then is not None:
             item.then()
         item.done.set()
@@ -302,10 +307,15 @@ class ResultWriter:
     ) -> None:
         batch = [o for o in items if isinstance(o, Observation)]
         network = [o for o in items if isinstance(o, NetworkChange)]
+        places = self._location_ids
         rows = [
-            to_row(self._ids[o.monitor], self._location_id, o)
+            to_row(
+                self._ids[o.monitor],
+                self._location_id if o.location is None else places[o.location],
+                o,
+            )
             for o in batch
-            if o.monitor in self._ids
+            if o.monitor in self._ids and (o.location is None or o.location in places)
         ]
         alerts_before = self._outbox.added if self._outbox else 0
         assert self._ledger is not None
@@ -367,17 +377,40 @@ class ResultWriter:
     ) -> list[tuple[str, Change]]:
         assert self._ledger is not None
         changes = []
+        places = self._location_ids
         for obs in batch:
             result = obs.result
             at_ms = to_ms(obs.at)
+            where = None if obs.location is None else places.get(obs.location)
+            if where is None and obs.location is not None:
+                continue  # a location no longer configured (the row was not kept either)
             for change in self._ledger.apply(
-                conn, obs.monitor, at_ms, result.outcome, result.error
+                conn, obs.monitor, at_ms, result.outcome, result.error, where
             ):
                 changes.append((obs.monitor, change))
             cert = result.certificate
             if cert is not None and self._outbox is not None:
                 self._outbox.certificate(conn, obs.monitor, to_ms(cert.not_after), at_ms)
+        changes += self._ledger.settle(conn, round(time.time() * 1000))
         return changes
+
+    def _other_locations(self) -> list[int]:
+        names = {n for s in self._specs for n in s.locations} - {self._location}
+        return [self._location_ids[n] for n in sorted(names) if n in self._location_ids]
+
+    def _register(self, conn: sqlite3.Connection) -> None:
+        """Ids for the monitors and every location results may come from (the combined
+        verdict's too, when a monitor has several)."""
+        specs = self._specs
+        names = {n for s in specs for n in s.locations}
+        if any(s.multi for s in specs):
+            names.add(COMBINED)
+        self._ids, self._location_id = register(
+            conn, self._location, [(s.slug, s.type) for s in specs], sorted(names)
+        )
+        self._location_ids = {
+            name: lid for lid, name in conn.execute("SELECT id, name FROM location")
+        }
 
     def _incident_alerts(
         self, conn: sqlite3.Connection, slug: str, change: Opened | Resolved
@@ -417,10 +450,16 @@ def _log_change(monitor: str, change: Change) -> None:
 
 
 def register(
-    conn: sqlite3.Connection, location: str, monitors: Iterable[tuple[str, str]]
+    conn: sqlite3.Connection,
+    location: str,
+    monitors: Iterable[tuple[str, str]],
+    others: Iterable[str] = (),
 ) -> tuple[dict[str, int], int]:
-    """Ids for monitor slugs and the location, creating rows for new ones."""
+    """Ids for monitor slugs and the location, creating rows for new ones (and for the
+    `others` locations, whose ids the caller reads from the table)."""
     conn.execute("BEGIN IMMEDIATE")
+    for name in others:
+        conn.execute("INSERT OR IGNORE INTO location (name) VALUES (?)", (name,))
     for slug, kind in monitors:
         conn.execute(
             "INSERT INTO monitor (slug, type) VALUES (?, ?)"
