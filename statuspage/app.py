@@ -6,25 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import errno
 import hmac
 import importlib.resources
 import json
 import pathlib
 import re
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 import jinja2
 import prometheus_client
+import prometheus_client.openmetrics.exposition
 from aiohttp import web
 
+from prober import timeline
 from prober.config import Config
 from prober.report import monthly
 from statuspage import api, badges, feeds, pages
 from statuspage.i18n import LANGUAGES
-from statuspage.metrics import Scrapes, exposition
+from statuspage.metrics import exposition
 from statuspage.publisher import Publisher, Render
+from statuspage.scrapes import Keeper, Scrapes
 from statuspage.snapshot import Snapshot
 
 
@@ -39,6 +44,12 @@ CONFIG = web.AppKey("config", Config)
 HEALTH: web.AppKey[HealthReport] = web.AppKey("health")
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 SCRAPES = web.AppKey("scrapes", Scrapes)
+KEEPER = web.AppKey("keeper", Keeper)
+OPENMETRICS = prometheus_client.openmetrics.exposition.CONTENT_TYPE_LATEST
+_openmetrics = typing.cast(
+    Callable[[prometheus_client.CollectorRegistry], bytes],
+    prometheus_client.openmetrics.exposition.generate_latest,
+)
 PUBLISHER = web.AppKey("publisher", Publisher)
 # (token, action, query) -> (status, text): prober.runtime.web.PushGate, which forwards
 # to prober.push.PushHub in the probing process; tests may pass a plain function
@@ -248,9 +259,10 @@ async def metrics(request: web.Request) -> web.Response:
             text="a bearer token is required\n",
             headers={"WWW-Authenticate": 'Bearer realm="prober metrics"'},
         )
-    exposition = await request.app[SCRAPES].get()
+    openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
+    exposition = await request.app[SCRAPES].get(openmetrics)
     headers = {
-        "Content-Type": prometheus_client.CONTENT_TYPE_LATEST,
+        "Content-Type": OPENMETRICS if openmetrics else prometheus_client.CONTENT_TYPE_LATEST,
         "Cache-Control": "no-store",
         "Vary": "Accept-Encoding",
     }
@@ -311,21 +323,43 @@ def create_metrics_app(
 ) -> web.Application:
     """The metrics listener (`settings.metrics.listen`): `GET /metrics` and nothing else.
     Every family of `registry` (the web process adds the probing process's, asked for by
-    `prepare`) then the page's, from `publisher`, which the public app runs and closes."""
+    `prepare`), then every monitor's (statuspage.metrics, from a Keeper's readings of the
+    database), then the page's banner, from `publisher`, which the public app runs and
+    closes."""
     others = registry if registry is not None else prometheus_client.CollectorRegistry()
+    keeper = Keeper(lambda: publisher.config)
 
-    def render() -> bytes:
-        return prometheus_client.generate_latest(others) + exposition(publisher.latest).encode()
+    def render(openmetrics: bool) -> bytes:
+        ours = exposition(
+            keeper.frame,
+            publisher.latest,
+            timeline.to_ms(dt.datetime.now(dt.UTC)),
+            openmetrics=openmetrics,
+        ).encode()
+        if not openmetrics:
+            return prometheus_client.generate_latest(others) + ours
+        theirs: bytes = _openmetrics(others)
+        return theirs.removesuffix(b"# EOF\n") + ours + b"# EOF\n"
 
     async def fresh() -> None:
-        waits: list[Awaitable[object]] = [publisher.current()]  # after a quiet spell: catch up
+        waits: list[Awaitable[object]] = [publisher.current(), keeper.current()]
         if prepare is not None:
             waits.append(prepare())
-        await asyncio.gather(*waits)
+        await asyncio.gather(*waits)  # after a quiet spell: catch up first
+
+    async def reading(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(keeper.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await keeper.close()
 
     app = web.Application(client_max_size=1024)
     app[PUBLISHER] = publisher
-    app[SCRAPES] = Scrapes(render, fresh)
+    app[KEEPER] = keeper
+    app[SCRAPES] = Scrapes(render, fresh, version=keeper.version)
+    app.cleanup_ctx.append(reading)
     from statuspage.routes import add_metrics_routes
 
     add_metrics_routes(app)

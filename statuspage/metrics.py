@@ -1,179 +1,315 @@
-"""Prometheus metrics of the public monitors, read at scrape time from the current Snapshot.
+"""The families /metrics serves of the monitors, in blackbox_exporter's meanings.
 
-The families follow blackbox_exporter where it has a name (`probe_success`,
-`probe_duration_seconds`, `probe_http_status_code`, `probe_ssl_earliest_cert_expiry`), so
-dashboards and alerts written for it work here; the rest are `monitor_*` (one public
-monitor) and `status_page_*` (the page). Every per-monitor series carries the labels
-`monitor` (id), `name`, `group` ("" for none) and `type`; a family's label set never varies.
+Every monitor, private ones too (the metrics listener is the operators', never the
+public's), from a `readings.Frame`: every monitor's newest result and accounting. Every
+per-monitor series is labelled `monitor` (id) and `location` (`settings.location`, the
+location whose results they are) and nothing else but a family's own label (`phase`,
+`state`, `window`, `version`); names, groups and types are in `prober_monitor_info`, so
+renaming a monitor starts no new series.
 
-Like the page, this sees only public monitors and the snapshot's allow-list of fields,
-and it tells the state as the page tells it:
-- `probe_success`: 1 when the monitor is up or degraded, 0 when down or unknown (stale, or
-  the prober could not judge). Absent when never checked, and in maintenance (the
-  snapshot's state then says "maintenance", not what the last check saw).
-- `monitor_up`: 1 up, degraded or in maintenance, 0 down. Absent when unknown: "no data"
-  must not fire `monitor_up == 0` alerts; alert on `monitor_state{state="unknown"} == 1`
-  or `monitor_stale == 1` for that.
-- Other per-monitor values are absent while unknown (no latency, no certificate seen, no
-  uptime in a window with nothing monitored), never 0.
-Before the first snapshot there is nothing to tell: no samples at all.
+- `probe_*`: the newest check, as blackbox_exporter reports a probe. `probe_success` is 1
+  up or degraded, 0 down (at once: confirmation by `down_after` is the page's business),
+  whatever maintenance says. No `probe_*` sample at all while the newest result is
+  `unknown` (the prober could not judge) or stale (older than twice the interval: the
+  coverage rule's unknown time), nor before the first one. An HTTP check that got no
+  response has `probe_http_status_code` 0 (blackbox's value) and its phases that did not
+  happen 0; `transfer` is the rest of the check's time after the first byte.
+- `monitor_up`, `monitor_state`, `monitor_uptime_ratio`, ...: the state as the status page
+  tells it (maintenance, confirmed incidents, stale results), for every monitor.
+- `prober_{monitored,downtime,unknown}_seconds_total`: the report's accounting since the
+  monitor's first coverage, only ever growing (see statuspage.readings), so
+  `1 - increase(downtime) / increase(monitored)` is the report's uptime over a window.
+- `status_page_*`: the public page's banner, from its Snapshot.
 
-The metrics listener writes these families with `exposition()` (the collector's text,
-four times faster) after the registry's others, through `Scrapes`: rendered in a worker
-thread, never on the event loop, at most once per MAX_AGE seconds however many scrapers
-ask (Prometheus, a second Prometheus, someone's curl loop), and kept with its gzip form.
+`exposition()` writes the text (or OpenMetrics) directly; `FrameCollector` is the same
+families as prometheus_client objects, and a test holds the two to the same bytes
+(prometheus_client checks and escapes every label of every sample: seconds of CPU for
+10,000 monitors).
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import gzip
-import time
 import typing
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, utils
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import utils
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from statuspage.snapshot import MonitorView, Overall, Snapshot, State
+from statuspage.readings import Frame, Last, Reading
+from statuspage.snapshot import Overall, Snapshot, State
 
-LABELS = ["monitor", "name", "group", "type"]
+DAY_MS = 86_400_000
+WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "90d": 90 * DAY_MS}
+PHASES = ("resolve", "connect", "tls", "processing", "transfer")  # blackbox's names
+_OUTCOME_STATE = {0: State.UNKNOWN, 1: State.UP, 2: State.DEGRADED, 3: State.DEGRADED}
 
-# name -> (extra labels, HELP)
-MONITOR_FAMILIES: dict[str, tuple[list[str], str]] = {
-    "probe_success": (
-        [],
-        "Whether the monitor's last check succeeded (1 up or degraded, 0 down or unknown); "
-        "absent when never checked or in maintenance",
+
+@typing.final
+class Family(typing.NamedTuple):
+    kind: str  # gauge | counter | info
+    label: str | None  # the family's own label, besides monitor and location
+    help: str
+
+
+# name (without _total / _info) -> Family, in the order written
+FAMILIES: dict[str, Family] = {
+    "prober_monitor": Family(
+        "info", None, "A monitor's name, group and type (labels monitor, name, group, type)"
     ),
-    "probe_duration_seconds": ([], "Latency of the monitor's last check, in seconds"),
-    "probe_http_status_code": ([], "HTTP status code of the monitor's last check"),
-    "probe_ssl_earliest_cert_expiry": (
-        [],
-        "Earliest expiry of the monitor's TLS certificate chain, in unix seconds",
+    "probe_success": Family(
+        "gauge",
+        None,
+        "Whether the newest check succeeded (1 up or degraded, 0 down); absent while it is "
+        "unknown or stale",
     ),
-    "monitor_up": (
-        [],
-        "Whether the monitor counts as available (1 up, degraded or in maintenance, "
-        "0 down); absent while its state is unknown",
+    "probe_duration_seconds": Family("gauge", None, "How long the newest check took"),
+    "probe_http_status_code": Family(
+        "gauge", None, "HTTP status code of the newest check's response, 0 when none came"
     ),
-    "monitor_state": (
-        ["state"],
-        "The monitor's public state: 1 for the current one, 0 for the others",
+    "probe_http_duration_seconds": Family(
+        "gauge", "phase", "Time the newest HTTP check spent in each phase, redirects summed"
     ),
-    "monitor_uptime_ratio": (
-        ["window"],
+    "probe_http_ssl": Family("gauge", None, "Whether the final response came over TLS"),
+    "probe_http_version": Family("gauge", None, "HTTP version of the response, 0 when none"),
+    "probe_http_redirects": Family("gauge", None, "Redirects the newest HTTP check followed"),
+    "probe_tls_version_info": Family("gauge", "version", "TLS version of the newest check"),
+    "probe_ssl_earliest_cert_expiry": Family(
+        "gauge", None, "Earliest expiry of the certificate chain seen, in unix seconds"
+    ),
+    "probe_dns_lookup_time_seconds": Family(
+        "gauge", None, "Time the newest check spent resolving the target's name"
+    ),
+    "monitor_up": Family(
+        "gauge",
+        None,
+        "Whether the monitor counts as available (1 up, degraded or in maintenance, 0 down: "
+        "an incident is open); absent while its state is unknown",
+    ),
+    "monitor_state": Family(
+        "gauge", "state", "The monitor's state as the status page tells it: 1 for the current one"
+    ),
+    "monitor_uptime_ratio": Family(
+        "gauge",
+        "window",
         "Share of monitored time the monitor was up, 0 to 1, over the trailing window; "
         "absent when nothing was monitored in it",
     ),
-    "monitor_last_check_timestamp_seconds": ([], "Time of the monitor's last check, unix seconds"),
-    "monitor_stale": (
-        [],
-        "1 when the monitor's last check is older than twice its interval, else 0",
+    "monitor_last_check_timestamp_seconds": Family(
+        "gauge", None, "Time of the monitor's newest check, unix seconds"
     ),
-    "monitor_incidents_open": ([], "1 while the monitor has an open incident, else 0"),
+    "monitor_stale": Family(
+        "gauge", None, "1 when the newest check is older than twice the interval, else 0"
+    ),
+    "monitor_incidents_open": Family("gauge", None, "1 while an incident is open, else 0"),
+    "prober_monitored_seconds": Family(
+        "counter",
+        None,
+        "Monitored time since the monitor's first coverage (not unknown, not maintenance), "
+        "as the monthly report counts it",
+    ),
+    "prober_downtime_seconds": Family(
+        "counter", None, "Downtime since the monitor's first coverage, as the report counts it"
+    ),
+    "prober_unknown_seconds": Family(
+        "counter",
+        None,
+        "Unknown time (no fresh known result, outside maintenance) since the first coverage",
+    ),
 }
-PAGE_FAMILIES: dict[str, tuple[list[str], str]] = {
-    "status_page_overall": (
-        ["state"],
-        "The status page's overall state: 1 for the current one, 0 for the others",
+PAGE_FAMILIES: dict[str, Family] = {
+    "status_page_overall": Family(
+        "gauge", "state", "The status page's overall state: 1 for the current one, 0 for the others"
     ),
-    "status_page_generated_timestamp_seconds": (
-        [],
-        "When the status page's data was last computed, unix seconds",
+    "status_page_generated_timestamp_seconds": Family(
+        "gauge", None, "When the status page's data was last computed, unix seconds"
     ),
 }
+LABELS = ["location", "monitor"]
+INFO_LABELS = ["monitor", "name", "group", "type"]
+
+Sample = tuple[str, str, str | None, float]  # family, location, its own label's value, value
 
 
-class SnapshotCollector(Collector):
-    """Per public monitor: last check, state, uptime windows; the page's overall state."""
+def monitor_samples(r: Reading, now_ms: int) -> Iterator[Sample]:
+    """One monitor's samples at `now_ms` (but the info), in FAMILIES' order: `probe_*` of
+    each location probing it, the rest at its verdict's location."""
+    for location, newest in r.probes:
+        if newest.outcome != 0 and now_ms - newest.ts_ms <= r.cover_ms:  # known, not stale
+            for name, own, value in _probe(r.type, newest):
+                yield name, location, own, value
+    last, stale, here = r.last, r.stale(now_ms), r.location
+    state = _state(r, now_ms, stale)
+    if state is not State.UNKNOWN:
+        yield "monitor_up", here, None, 0.0 if state is State.DOWN else 1.0
+    for each in State:
+        yield "monitor_state", here, each.value, 1.0 if each is state else 0.0
+    for window, length in WINDOWS.items():
+        mon, down, _ = r.window(now_ms - length, now_ms)
+        if mon:
+            yield "monitor_uptime_ratio", here, window, (mon - down) / mon
+    if last is not None:
+        yield "monitor_last_check_timestamp_seconds", here, None, last.ts_ms / 1000
+    yield "monitor_stale", here, None, 1.0 if stale else 0.0
+    yield "monitor_incidents_open", here, None, 1.0 if r.incident_open else 0.0
+    counted = r.counted
+    yield "prober_monitored_seconds", here, None, counted.monitored_ms / 1000 if counted else 0.0
+    yield "prober_downtime_seconds", here, None, counted.down_ms / 1000 if counted else 0.0
+    yield "prober_unknown_seconds", here, None, counted.unknown_ms / 1000 if counted else 0.0
 
-    def __init__(self, get: Callable[[], Snapshot | None]) -> None:
-        self._get = get
 
-    def describe(self) -> Iterator[Metric]:
-        """The names, without asking for a snapshot (the registry calls this on register)."""
-        for name, (extra, text) in MONITOR_FAMILIES.items():
-            yield GaugeMetricFamily(name, text, labels=LABELS + extra)
-        for name, (extra, text) in PAGE_FAMILIES.items():
-            yield GaugeMetricFamily(name, text, labels=extra)
+def _probe(kind: str, last: Last) -> Iterator[tuple[str, str | None, float]]:
+    """blackbox_exporter's families of one result."""
+    yield "probe_success", None, 1.0 if last.outcome in (1, 2) else 0.0
+    if last.latency_us is not None:
+        yield "probe_duration_seconds", None, last.latency_us / 1e6
+    answered = last.status_code is not None
+    if kind == "http":
+        yield "probe_http_status_code", None, float(last.status_code or 0)
+        yield from _phases(last)
+        yield "probe_http_ssl", None, 1.0 if answered and last.tls_version else 0.0
+        yield "probe_http_version", None, _version(last.http_version) if answered else 0.0
+        yield "probe_http_redirects", None, float(last.redirects)
+    if last.tls_version:
+        yield "probe_tls_version_info", last.tls_version.replace("TLSv", "TLS "), 1.0
+    if last.cert_expiry is not None:
+        yield "probe_ssl_earliest_cert_expiry", None, float(last.cert_expiry)
+    if last.dns_us is not None:
+        yield "probe_dns_lookup_time_seconds", None, last.dns_us / 1e6
+
+
+def _phases(last: Last) -> Iterator[tuple[str, str | None, float]]:
+    """Blackbox's five phases, 0 for those that did not happen; `transfer` is the time
+    after the first byte (the body, summed over redirects), the rest of the check's."""
+    spent = (last.dns_us, last.connect_us, last.tls_us, last.first_byte_us)
+    transfer = 0
+    if last.first_byte_us is not None and last.latency_us is not None:
+        transfer = max(0, last.latency_us - sum(us or 0 for us in spent))
+    for phase, us in zip(PHASES, (*spent, transfer), strict=True):
+        yield "probe_http_duration_seconds", phase, (us or 0) / 1e6
+
+
+def _version(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def _state(r: Reading, now_ms: int, stale: bool) -> State:
+    """As the page tells it (statuspage.build): maintenance, then unknown, then an open
+    incident; a failure not confirmed yet shows as degraded, never as up."""
+    if r.maintained(now_ms):
+        return State.MAINTENANCE
+    if r.last is None or stale:
+        return State.UNKNOWN
+    if r.incident_open:
+        return State.DOWN
+    return _OUTCOME_STATE[r.last.outcome]
+
+
+def page_samples(snapshot: Snapshot) -> Iterator[Sample]:
+    for state in Overall:
+        yield "status_page_overall", "", state.value, 1.0 if state is snapshot.overall else 0.0
+    yield "status_page_generated_timestamp_seconds", "", None, snapshot.generated_at.timestamp()
+
+
+class FrameCollector(Collector):
+    """The families of `exposition()`, as prometheus_client objects (for tests, and for
+    anyone who wants them in a registry)."""
+
+    def __init__(
+        self,
+        frame: Callable[[], Frame | None],
+        snapshot: Callable[[], Snapshot | None],
+        now_ms: Callable[[], int],
+    ) -> None:
+        self._frame, self._snapshot, self._now_ms = frame, snapshot, now_ms
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = self._get()
-        if snapshot is None:
-            return
-        families = {
-            name: GaugeMetricFamily(name, text, labels=LABELS + extra)
-            for name, (extra, text) in MONITOR_FAMILIES.items()
-        } | {
-            name: GaugeMetricFamily(name, text, labels=extra)
-            for name, (extra, text) in PAGE_FAMILIES.items()
-        }
-        for m in snapshot.monitors:
-            labels = [m.id, m.name, m.group, m.type]
-            for name, extra, value in _monitor_samples(m):
-                families[name].add_metric([*labels, *extra], value)
-        for name, extra, value in _page_samples(snapshot):
-            families[name].add_metric(list(extra), value)
-        yield from families.values()
+        frame, snapshot, now_ms = self._frame(), self._snapshot(), self._now_ms()
+        if frame is not None:
+            info = InfoMetricFamily("prober_monitor", FAMILIES["prober_monitor"].help, labels=[])
+            made = {name: _family(name, f, LABELS) for name, f in FAMILIES.items()}
+            for r in frame.readings:
+                info.add_metric(
+                    [], {"monitor": r.id, "name": r.name, "group": r.group, "type": r.type}
+                )
+                for name, location, own, value in monitor_samples(r, now_ms):
+                    labels = [location, r.id] + ([] if own is None else [own])
+                    made[name].add_metric(labels, value)
+            yield info
+            yield from (family for name, family in made.items() if name != "prober_monitor")
+        if snapshot is not None:
+            page = {name: _family(name, f, []) for name, f in PAGE_FAMILIES.items()}
+            for name, _, own, value in page_samples(snapshot):
+                page[name].add_metric([] if own is None else [own], value)
+            yield from page.values()
 
 
-def exposition(snapshot: Snapshot | None) -> str:
-    """The text `generate_latest` makes of a SnapshotCollector, written directly: the same
-    text (a test holds them equal) in a fraction of the time. prometheus_client checks and
-    escapes every label of every sample: 3 s of CPU for 10,000 monitors' 170,000 samples."""
-    if snapshot is None:
-        return ""
-    out = {name: [_help(name, text)] for name, (_, text) in MONITOR_FAMILIES.items()}
-    for m in snapshot.monitors:
-        own = {"monitor": _escape(m.id), "name": _escape(m.name)}
-        own |= {"group": _escape(m.group), "type": _escape(m.type)}
-        plain = _LINES[""].format_map(own)  # the families with the monitor's labels only
-        for name, extra, value in _monitor_samples(m):
-            if extra:  # a state or a window
-                more = zip(MONITOR_FAMILIES[name][0], map(_escape, extra), strict=True)
-                line = _LINES[name].format_map(own | dict(more))
-            else:
-                line = name + plain
-            out[name].append(f"{line} {_number(value)}\n")
-    page = {name: [_help(name, text)] for name, (_, text) in PAGE_FAMILIES.items()}
-    for name, extra, value in _page_samples(snapshot):
-        labels = dict(zip(PAGE_FAMILIES[name][0], map(_escape, extra), strict=True))
-        page[name].append(f"{_LINES[name].format_map(labels)} {_number(value)}\n")
-    return "".join(line for lines in (*out.values(), *page.values()) for line in lines)
+def _family(name: str, f: Family, labels: list[str]) -> GaugeMetricFamily | CounterMetricFamily:
+    every = labels + ([] if f.label is None else [f.label])
+    if f.kind == "counter":
+        return CounterMetricFamily(name, f.help, labels=every)
+    return GaugeMetricFamily(name, f.help, labels=every)
 
 
-Sample = tuple[str, tuple[str, ...], float]  # family, values of its extra labels, value
+def exposition(
+    frame: Frame | None, snapshot: Snapshot | None, now_ms: int, *, openmetrics: bool = False
+) -> str:
+    """What generate_latest (or prometheus_client.openmetrics's, without its `# EOF`)
+    writes of a FrameCollector, written directly."""
+    out: list[str] = []
+    if frame is not None:
+        lines: dict[str, list[str]] = {name: [] for name in FAMILIES}
+        info = lines["prober_monitor"]
+        bases: dict[str, str] = {}  # location -> its label, escaped
+        for r in frame.readings:
+            mid = _escape(r.id)
+            info.append(
+                f'prober_monitor_info{{group="{_escape(r.group)}",monitor="{mid}",'
+                f'name="{_escape(r.name)}",type="{_escape(r.type)}"}} 1.0\n'
+            )
+            for name, location, own, value in monitor_samples(r, now_ms):
+                loc = bases.get(location)
+                if loc is None:
+                    loc = bases[location] = f'{{location="{_escape(location)}",monitor="'
+                base = f'{loc}{mid}"'
+                labels = base if own is None else f'{base},{FAMILIES[name].label}="{_escape(own)}"'
+                lines[name].append(f"{_SAMPLE[name]}{labels}}} {_number(value)}\n")
+        for name, f in FAMILIES.items():
+            out.append(_header(name, f, openmetrics))
+            out.extend(lines[name])
+    if snapshot is not None:
+        page: dict[str, list[str]] = {name: [] for name in PAGE_FAMILIES}
+        for name, _, own, value in page_samples(snapshot):
+            labels = "" if own is None else f'{{state="{_escape(own)}"}}'
+            page[name].append(f"{name}{labels} {_number(value)}\n")
+        for name, f in PAGE_FAMILIES.items():
+            out.append(_header(name, f, openmetrics))
+            out.extend(page[name])
+    return "".join(out)
 
 
-def _monitor_samples(m: MonitorView) -> Iterator[Sample]:
-    if m.checked_at is not None and m.state is not State.MAINTENANCE:
-        yield "probe_success", (), 1.0 if m.state in (State.UP, State.DEGRADED) else 0.0
-    if m.latency_ms is not None:
-        yield "probe_duration_seconds", (), m.latency_ms / 1000.0
-    if m.status_code is not None:
-        yield "probe_http_status_code", (), float(m.status_code)
-    if m.cert_expires is not None:
-        yield "probe_ssl_earliest_cert_expiry", (), m.cert_expires.timestamp()
-    if m.state is not State.UNKNOWN:
-        yield "monitor_up", (), 0.0 if m.state is State.DOWN else 1.0
-    for state in State:
-        yield "monitor_state", (state.value,), 1.0 if state is m.state else 0.0
-    for window, percent in m.uptime.items():
-        if percent is not None:
-            yield "monitor_uptime_ratio", (window,), percent / 100.0
-    if m.checked_at is not None:
-        yield "monitor_last_check_timestamp_seconds", (), m.checked_at.timestamp()
-    yield "monitor_stale", (), 1.0 if m.stale else 0.0
-    yield "monitor_incidents_open", (), 1.0 if any(i.end is None for i in m.incidents) else 0.0
+_SAMPLE = {
+    name: name + ("_total" if f.kind == "counter" else "_info" if f.kind == "info" else "")
+    for name, f in FAMILIES.items()
+}
 
 
-def _page_samples(snapshot: Snapshot) -> Iterator[Sample]:
-    for state in Overall:
-        yield "status_page_overall", (state.value,), 1.0 if state is snapshot.overall else 0.0
-    yield "status_page_generated_timestamp_seconds", (), snapshot.generated_at.timestamp()
+def _header(name: str, f: Family, openmetrics: bool) -> str:
+    if openmetrics:
+        text = f.help.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        return f"# HELP {name} {text}\n# TYPE {name} {f.kind}\n"
+    text = f.help.replace("\\", "\\\\").replace("\n", "\\n")
+    shown = _SAMPLE.get(name, name)
+    kind = "gauge" if f.kind == "info" else f.kind
+    return f"# HELP {shown} {text}\n# TYPE {shown} {kind}\n"
 
 
 _go_float = typing.cast(Callable[[float], str], utils.floatToGoString)
@@ -186,82 +322,3 @@ def _number(value: float) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _help(name: str, text: str) -> str:
-    text = text.replace("\\", "\\\\").replace("\n", "\\n")
-    return f"# HELP {name} {text}\n# TYPE {name} gauge\n"
-
-
-def _line(name: str, labels: list[str]) -> str:
-    """A format string, `name{{a="{a}",b="{b}"}}`: the labels in the (sorted) order
-    generate_latest writes them."""
-    if not labels:
-        return name
-    return name + "{{" + ",".join(f'{k}="{{{k}}}"' for k in sorted(labels)) + "}}"
-
-
-_LINES = {name: _line(name, LABELS + extra) for name, (extra, _) in MONITOR_FAMILIES.items()}
-_LINES[""] = _line("", LABELS)
-_LINES |= {name: _line(name, extra) for name, (extra, _) in PAGE_FAMILIES.items()}
-
-
-def add_to(registry: CollectorRegistry, get: Callable[[], Snapshot | None]) -> SnapshotCollector:
-    """Register a SnapshotCollector reading `get()` on every scrape; returns it."""
-    collector = SnapshotCollector(get)
-    registry.register(collector)
-    return collector
-
-
-MAX_AGE = 5.0  # seconds: a scrape's body is never older, and never rendered more often
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Exposition:
-    body: bytes
-    gzipped: bytes
-    at: float  # the clock when its rendering began
-
-
-class Scrapes:
-    """The /metrics body. A scrape gets the kept one while it is under `max_age` old; else
-    `prepare` (fresh data: the snapshot, the probing process's families) then one call of
-    `render` in a worker thread, which scrapes arriving meanwhile share."""
-
-    def __init__(
-        self,
-        render: Callable[[], bytes],
-        prepare: Callable[[], Awaitable[None]] | None = None,
-        *,
-        max_age: float = MAX_AGE,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._render = render
-        self._prepare = prepare
-        self._max_age = max_age
-        self._clock = clock
-        self._kept: Exposition | None = None
-        self._rendering: asyncio.Future[Exposition] | None = None
-        self.renders = 0
-
-    async def get(self) -> Exposition:
-        kept = self._kept
-        if kept is not None and self._clock() - kept.at < self._max_age:
-            return kept
-        if self._rendering is None or self._rendering.done():
-            self._rendering = asyncio.ensure_future(self._refresh())
-        # shielded: a scraper that hangs up does not cancel the render the others wait for
-        return await asyncio.shield(self._rendering)
-
-    async def _refresh(self) -> Exposition:
-        at = self._clock()
-        if self._prepare is not None:
-            await self._prepare()
-        body, gzipped = await asyncio.to_thread(self._encode)
-        self._kept = Exposition(body, gzipped, at)
-        self.renders += 1
-        return self._kept
-
-    def _encode(self) -> tuple[bytes, bytes]:
-        body = self._render()
-        return body, gzip.compress(body, 6, mtime=0)

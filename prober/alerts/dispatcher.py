@@ -18,6 +18,8 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
+import datetime as dt
+import hashlib
 import logging
 import pathlib
 import sqlite3
@@ -35,7 +37,8 @@ from prober.alerts.message import Event, Kind, Message
 from prober.alerts.outbox import FAILED, PENDING, SENDING, SENT, SUPPRESSED, Row
 from prober.alerts.plan import Situation, plan
 from prober.config import Config
-from prober.config.settings import Notifier
+from prober.config.locations import verdict_location
+from prober.config.settings import AlertmanagerNotifier, Notifier
 from prober.redact import Redactor
 from prober.store.db import connect_raw
 from prober.timeline import from_ms, to_ms
@@ -100,8 +103,14 @@ class Dispatcher:
         already in the outbox stay; one whose notifier is gone is dropped at the next pass."""
         self._config = config
         self._settings = config.settings
+        hub = config.settings.location
+        self._places = {m.id: verdict_location(m, hub) for m in config.monitors}
         self._zone = ZoneInfo(config.settings.timezone)
         self._notifiers = {n.id: n for n in config.notifiers}
+        # Alertmanager notifiers that turn maintenance windows into silences
+        self._silencers = [
+            n.id for n in config.notifiers if isinstance(n, AlertmanagerNotifier) and n.silences
+        ]
         self._monitors = {m.id: m for m in config.monitors}
         self._parents = {m.id: tuple(m.depends_on) for m in config.monitors if m.depends_on}
         self._children: dict[str, list[str]] = collections.defaultdict(list)
@@ -178,8 +187,9 @@ class Dispatcher:
         now = self._now_ms()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            open_incidents = outbox.open_incidents(conn, self._settings.location)
+            open_incidents = outbox.open_incidents(conn, self._settings.location, self._places)
             next_reminder = self._remind(conn, open_incidents, now)
+            next_window = self._silence(conn, now)
             rows = outbox.unfinished(conn)
             unknown = [r for r in rows if r.notifier not in self._notifiers]
             if unknown:
@@ -218,7 +228,7 @@ class Dispatcher:
         dues = [
             held.get(r.id, r.due_ms) for r in rows if r.state == PENDING and r.id not in claimed
         ]
-        return outgoing, min([*dues, next_reminder, now + round(self._idle_s * 1000)])
+        return outgoing, min([*dues, next_reminder, next_window, now + round(self._idle_s * 1000)])
 
     def _situation(
         self,
@@ -233,7 +243,14 @@ class Dispatcher:
             for row in outbox.by_incident(conn, waiting, kind):
                 if kind is Kind.OPENED or "until_ms" not in row.data:
                     openings[(row.incident, row.notifier)] = row.state
-        return Situation(now, open_incidents, self._parents, self._in_maintenance, openings)
+        return Situation(
+            now,
+            open_incidents,
+            self._parents,
+            self._in_maintenance,
+            openings,
+            frozenset(self._silencers),
+        )
 
     def _in_maintenance(self, monitor: str, now_ms: int) -> int | None:
         if not monitor or not self._config.maintenance:
@@ -254,10 +271,33 @@ class Dispatcher:
             if every is None or opened.state != SENT or opened.sent_ms is None:
                 continue
             n = (now - opened.sent_ms) // every
-            if n >= 1:
-                outbox.add_reminder(conn, opened, n, now)
+            added = n >= 1 and outbox.add_reminder(conn, opened, n, now)
+            if added and isinstance(self._notifiers.get(opened.notifier), AlertmanagerNotifier):
+                outbox.forget_reminders(conn, opened, keep=outbox.reminder_key(opened, n))
             next_ms = min(next_ms, opened.sent_ms + (n + 1) * every)
         return next_ms
+
+    def _silence(self, conn: sqlite3.Connection, now: int) -> int:
+        """Silences for the maintenance windows running now (`silences = true`); the start
+        of the next window, when a pass is due again."""
+        later = now + 86_400_000
+        if not self._silencers or not self._config.maintenance:
+            return later
+        at = from_ms(now, self._zone)
+        location = self._settings.location
+        for item in self._config.maintenance:
+            scope = sorted(item.monitors)
+            digest = hashlib.sha256(f"{item.title}\0{chr(0).join(scope)}".encode()).hexdigest()
+            for window in maintenance.active([item], None, at, self._zone):
+                start, end = to_ms(window.start), to_ms(window.end)
+                key = f"{location}/maintenance/{digest[:16]}/{start}"
+                data = {"since_ms": start, "until_ms": end, "title": item.title, "scope": scope}
+                for notifier in self._silencers:
+                    outbox.add_silence(conn, notifier, key, data, now)
+        upcoming = maintenance.upcoming(
+            self._config.maintenance, None, at, self._zone, dt.timedelta(days=1)
+        )
+        return min([later, *(to_ms(w.start) for w in upcoming)])
 
     # -- messages ---------------------------------------------------------------------
 
@@ -272,6 +312,8 @@ class Dispatcher:
         data = row.data
         monitor = self._monitors.get(row.monitor)
         name = monitor.display_name if monitor else (row.monitor or self._settings.location)
+        if row.kind is Kind.SILENCE:
+            name = str(data.get("title") or "")
         until = data.get("until_ms")
         if row.kind is Kind.REMINDER:
             until = now
@@ -294,6 +336,11 @@ class Dispatcher:
             dependents=dependents,
             cert_expires=None if expires is None else from_ms(_int(expires), self._zone),
             incident_key=row.incident,
+            location=self._settings.location,
+            parents=self._parents.get(row.monitor, ()),
+            scope=tuple(str(m) for m in _list(data.get("scope"))),
+            locations=tuple(str(p) for p in _list(data.get("locations"))),
+            of_locations=len(monitor.locations) if monitor else 0,
         )
 
     def _name(self, slug: str) -> str:
@@ -372,6 +419,10 @@ class Dispatcher:
             "alert failed, retrying in %.0fs notifier=%s kind=%s events=%d attempt=%d error=\"%s\"",
             delay, nid, message.kind, len(rows), attempts, reason,
         )  # fmt: skip
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
 
 
 def _int(value: object) -> int:

@@ -26,6 +26,8 @@ class Kind(enum.StrEnum):
     CERT_EXPIRING = "cert_expiring"  # a certificate entered warn_days
     PROBER_NETWORK = "prober_network"  # every canary fails: the prober's own network is down
     TEST = "test"  # `prober notify-test`: nothing happened; never stored, never routed
+    REGIONAL = "regional"  # failing at fewer than `quorum` locations, for down_after
+    SILENCE = "silence"  # a maintenance window started: an Alertmanager silence (`silences`)
 
 
 CAUSE_LIMIT = 300
@@ -53,6 +55,12 @@ class Event:
     dependents: tuple[str, ...] = ()  # names of monitors down under this one (depends_on)
     cert_expires: dt.datetime | None = None  # CERT_EXPIRING
     incident_key: str = ""  # stable per incident: PagerDuty's dedup_key
+    location: str = ""  # the prober's settings.location
+    parents: tuple[str, ...] = ()  # ids of the monitors this one depends_on
+    scope: tuple[str, ...] = ()  # SILENCE: the window's monitors ("*": all); the name is its title
+    # REGIONAL: the failing locations, and how many locations probe the monitor
+    locations: tuple[str, ...] = ()
+    of_locations: int = 0
 
     @property
     def duration(self) -> dt.timedelta | None:
@@ -134,6 +142,10 @@ def title(message: Message) -> str:
             if n == 1
             else f"CERTIFICATES EXPIRING: {n} monitors"
         )
+    elif kind is Kind.SILENCE:
+        words = f"MAINTENANCE: {first.monitor_name}" if n == 1 else f"MAINTENANCE: {n} windows"
+    elif kind is Kind.REGIONAL:
+        words = f"REGIONAL: {first.monitor_name}" if n == 1 else f"REGIONAL: {n} monitors"
     else:
         words = "PROBER NETWORK BACK" if first.recovered else "PROBER NETWORK DOWN"
     prefix = f"[{clean(message.title_prefix, 80)}] " if message.title_prefix else ""
@@ -170,6 +182,17 @@ def line(event: Event, zone: dt.tzinfo = dt.UTC) -> str:
         text = f"{name}: the TLS certificate expires {expires}"
         if cause:
             text += f" ({cause})"
+    elif kind is Kind.REGIONAL:
+        where = ", ".join(clean(p, 60) for p in event.locations)
+        text = (
+            f"{name} fails from {where} since {since} ({len(event.locations)} of "
+            f"{event.of_locations} locations: a regional problem, not down)"
+        )
+        if cause:
+            text += f": {cause}"
+    elif kind is Kind.SILENCE:
+        until = stamp(event.until, zone) if event.until else "its end"
+        text = f"Maintenance {name} from {since} to {until}: {', '.join(event.scope)}"
     elif event.recovered:
         text = f"The prober's network is back (it failed from {since} for {span(event.duration)})"
     else:

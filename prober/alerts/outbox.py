@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from prober.alerts.message import Kind
 from prober.config import Config
+from prober.config.locations import COMBINED
 from prober.config.monitors import HttpMonitor, TlsMonitor
 from prober.incidents import Incident, Opened, Resolved
 
@@ -149,6 +150,23 @@ class Outbox:
             self._add(conn, f"{incident}/{Kind.CERT_EXPIRING}/{notifier}", notifier,
                       Kind.CERT_EXPIRING, monitor, incident, now_ms, data)  # fmt: skip
 
+    def regional(
+        self,
+        conn: sqlite3.Connection,
+        monitor: str,
+        locations: Sequence[str],
+        since_ms: int,
+        cause: str | None,
+        now_ms: int,
+    ) -> None:
+        """A regional problem (failing at fewer than `quorum` locations) lasted down_after:
+        told once per problem, to notifiers that ask for `regional`."""
+        incident = f"{self.location}/{monitor}/regional-{since_ms}"
+        data = {"since_ms": since_ms, "cause": cause or "", "locations": list(locations)}
+        for notifier in self.routes.targets(monitor, Kind.REGIONAL):
+            self._add(conn, f"{incident}/{Kind.REGIONAL}/{notifier}", notifier,
+                      Kind.REGIONAL, monitor, incident, now_ms, data)  # fmt: skip
+
     def network(self, conn: sqlite3.Connection, failing: bool, at_ms: int) -> None:
         """The prober's own network went down (every canary fails) or came back."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'network_down_since_ms'").fetchone()
@@ -189,9 +207,13 @@ class Outbox:
         self.added += cursor.rowcount
 
 
+def reminder_key(opened: Row, n: int) -> str:
+    return f"{opened.incident}/reminder-{n}/{opened.notifier}"
+
+
 def add_reminder(conn: sqlite3.Connection, opened: Row, n: int, now_ms: int) -> bool:
     """The n-th reminder of an incident to one notifier; false if it exists already."""
-    key = f"{opened.incident}/reminder-{n}/{opened.notifier}"
+    key = reminder_key(opened, n)
     cursor = conn.execute(
         "INSERT OR IGNORE INTO alert (key, notifier, kind, monitor, incident, created_ms,"
         " due_ms, state, attempts, silenced, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
@@ -199,6 +221,34 @@ def add_reminder(conn: sqlite3.Connection, opened: Row, n: int, now_ms: int) -> 
          now_ms, PENDING, json.dumps(dict(opened.data), separators=(",", ":"))),
     )  # fmt: skip
     return cursor.rowcount == 1
+
+
+def add_silence(
+    conn: sqlite3.Connection,
+    notifier: str,
+    window: str,
+    data: Mapping[str, object],
+    now_ms: int,
+) -> bool:
+    """A maintenance window (`window`: its stable key) as a silence for one notifier, due
+    now; false if it exists already (a later pass, a restart)."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO alert (key, notifier, kind, monitor, incident, created_ms,"
+        " due_ms, state, attempts, silenced, data) VALUES (?, ?, ?, '', ?, ?, ?, ?, 0, 0, ?)",
+        (f"{window}/{Kind.SILENCE}/{notifier}", notifier, Kind.SILENCE.value, window, now_ms,
+         now_ms, PENDING, json.dumps(dict(data), separators=(",", ":"))),
+    )  # fmt: skip
+    return cursor.rowcount == 1
+
+
+def forget_reminders(conn: sqlite3.Connection, opened: Row, keep: str) -> int:
+    """Delete an incident's finished reminders to one notifier but `keep` (a key): for a
+    notifier reminded every minute, an outage of a day would leave 1,440 rows."""
+    return conn.execute(
+        "DELETE FROM alert WHERE incident = ? AND notifier = ? AND kind = ? AND key != ?"
+        " AND state IN ('sent', 'failed', 'suppressed')",
+        (opened.incident, opened.notifier, Kind.REMINDER.value, keep),
+    ).rowcount
 
 
 def unfinished(conn: sqlite3.Connection) -> list[Row]:
@@ -228,14 +278,28 @@ def by_incident(conn: sqlite3.Connection, incidents: Iterable[str], kind: Kind) 
     return found
 
 
-def open_incidents(conn: sqlite3.Connection, location: str) -> dict[str, str]:
-    """Monitor slug -> incident key, for every incident open at this location."""
+def open_incidents(
+    conn: sqlite3.Connection, location: str, places: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Monitor slug -> incident key, for every open incident of a monitor's verdict: kept
+    under `places[slug]` (prober.config.locations.verdict_location; default this hub's
+    `location`). A combined verdict's incident is keyed by the start its opening was told
+    with (`alias_ms` in its state), which late results may have moved since."""
     rows = conn.execute(
-        "SELECT m.slug, i.start_ms FROM incident i JOIN monitor m ON m.id = i.monitor_id"
-        " JOIN location l ON l.id = i.location_id WHERE i.end_ms IS NULL AND l.name = ?",
-        (location,),
+        "SELECT m.slug, l.name, i.start_ms, json_extract(s.state, '$.alias_ms')"
+        " FROM incident i JOIN monitor m ON m.id = i.monitor_id"
+        " JOIN location l ON l.id = i.location_id"
+        " LEFT JOIN monitor_state s ON l.name = ? AND s.monitor_id = i.monitor_id"
+        " AND s.location_id = i.location_id"
+        " WHERE i.end_ms IS NULL",
+        (COMBINED,),
     )
-    return {slug: incident_key(location, slug, start) for slug, start in rows}
+    where = places or {}
+    return {
+        slug: incident_key(location, slug, start if alias is None else alias)
+        for slug, name, start, alias in rows
+        if name == where.get(slug, location)
+    }
 
 
 def release_claims(conn: sqlite3.Connection) -> int:

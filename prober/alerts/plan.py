@@ -6,7 +6,9 @@ For each row that is due (or waiting only for its group to be due), in this orde
   batch: same events, same idempotency key. Nothing is re-decided.
 - Maintenance: an opening, reminder or certificate event of a monitor inside a window is
   held until the window ends (`silenced`); a reminder is dropped instead (the next one
-  comes). An incident that ended while its opening was held is never announced.
+  comes), except to an Alertmanager that holds the window as a silence (`silencers`): it
+  keeps hearing of the alert, which it silences. An incident that ended while its opening
+  was held is never announced. A silence goes out at once.
 - Dependencies: while a monitor it `depends_on` has an open incident, a monitor's opening
   is held (rechecked every `hold_ms`) and its reminders are dropped; the parent's message
   lists it. If it is still down when the parent recovers, its own alert goes out then.
@@ -39,6 +41,9 @@ class Situation:
     # (incident, notifier) -> state of the opening row, for resolutions whose opening
     # finished already (the unfinished ones are among the rows)
     openings: Mapping[tuple[str, str], str]
+    # notifiers that silence maintenance themselves (Alertmanager with `silences`): their
+    # reminders go on in a window, so the alert stays there, silenced, instead of lapsing
+    silencers: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(slots=True)
@@ -117,7 +122,7 @@ def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> o
         if opening is None:  # the notifier does not take openings (`events`): nothing to pair
             return _SEND
         return _Drop("its opening was never sent")
-    if kind is Kind.PROBER_NETWORK:
+    if kind is Kind.PROBER_NETWORK or kind is Kind.SILENCE:
         return _SEND
     still_open = s.open_incidents.get(row.monitor) == row.incident
     if kind is Kind.REMINDER and not still_open:
@@ -126,8 +131,11 @@ def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> o
         return _Drop("the incident ended while its alert was held")
     window_end = s.in_maintenance(row.monitor, s.now_ms)
     if window_end is not None:
-        return _Drop("in maintenance") if kind is Kind.REMINDER else _Hold(window_end)
-    if kind is Kind.CERT_EXPIRING:
+        if kind is not Kind.REMINDER:
+            return _Hold(window_end)
+        if row.notifier not in s.silencers:
+            return _Drop("in maintenance")
+    if kind is Kind.CERT_EXPIRING or kind is Kind.REGIONAL:
         return _SEND
     down = [p for p in s.parents.get(row.monitor, ()) if p in s.open_incidents]
     if down:

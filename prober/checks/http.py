@@ -94,7 +94,9 @@ async def _run(spec: HttpMonitor, ctx: CheckContext, guard: Guard, url: URL) -> 
                 guard.hop += 1
                 continue
             certificate = _certificate(url, guard)
-            return await _judge(spec, ctx, response, certificate, hops)
+            return await _judge(
+                spec, ctx, response, certificate, hops, _protocol(url, guard, response)
+            )
 
 
 def _family_mismatch(host: str | None, ip_version: int | None) -> str | None:
@@ -130,6 +132,19 @@ def _next_hop(url: URL, response: aiohttp.ClientResponse) -> URL | str:
     return target
 
 
+def _protocol(url: URL, guard: Guard, response: aiohttp.ClientResponse) -> dict[str, object]:
+    """What /metrics tells of the final response (`probe_http_version`, `probe_http_ssl`,
+    `probe_tls_version_info`): its TLS version, and its HTTP version unless 1.1 (almost
+    every response's: not worth bytes in every stored result)."""
+    found: dict[str, object] = {}
+    if url.scheme == "https" and guard.ssl_object is not None:
+        found["tls_version"] = guard.ssl_object.version()
+    version = response.version
+    if version is not None and (version.major, version.minor) != (1, 1):
+        found["http_version"] = f"{version.major}.{version.minor}"
+    return found
+
+
 def _certificate(url: URL, guard: Guard) -> Certificate | None:
     """The final hop's certificates, captured at handshake time (see RecordingSSLObject)."""
     ssl_object = guard.ssl_object
@@ -147,6 +162,7 @@ async def _judge(
     response: aiohttp.ClientResponse,
     certificate: Certificate | None,
     hops: list[str],
+    protocol: dict[str, object],
 ) -> CheckResult:
     try:
         content, truncated = await body_mod.read_capped(response, spec.max_body)
@@ -156,9 +172,10 @@ async def _judge(
             ctx.timer.elapsed_ms(),
             status_code=response.status,
             phases=ctx.timer.phases(),
+            details=protocol | ({"redirects": hops} if hops else {}),
         )
     latency = ctx.timer.elapsed_ms()
-    details: dict[str, object] = {"redirects": hops} if hops else {}
+    details: dict[str, object] = protocol | ({"redirects": hops} if hops else {})
     if truncated:
         # A big page is not an outage: judge its first max_body bytes and say so.
         details["body_truncated"] = True

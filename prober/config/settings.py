@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -131,7 +132,8 @@ class Agent(StrictModel):
     token: StrongSecret
 
 
-EventName = Literal["opened", "resolved", "reminder", "cert_expiring", "prober_network"]
+EventName = Literal["opened", "resolved", "reminder", "cert_expiring", "prober_network", "regional"]
+# the default `events`: every kind but `regional`, which a notifier asks for by name
 ALL_EVENTS: list[EventName] = ["opened", "resolved", "reminder", "cert_expiring", "prober_network"]
 
 
@@ -192,6 +194,51 @@ class PagerDutyNotifier(NotifierBase):
     api_url: str = "https://events.pagerduty.com/v2/enqueue"
 
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+AM_OWN_LABELS = ("alertname", "monitor", "location", "depends_on")
+
+
+class AlertmanagerNotifier(NotifierBase):
+    """Alertmanager's API v2 at `url` (its base URL). The alert is re-sent every `repeat`
+    while the incident is open: Alertmanager resolves an alert it has not heard of within
+    its resolve_timeout (5m by default). Certificates and the prober's network are for
+    Prometheus's rules (deploy/prometheus/), not default events here."""
+
+    type: Literal["alertmanager"]
+    url: str  # not secret: credentials in it (user:password@) are redacted from logs
+    labels: dict[str, str] = {}  # added to every alert; `severity` here replaces "critical"
+    silences: bool = False  # maintenance windows become Alertmanager silences when they start
+    repeat: PositiveDuration | None = 60.0
+    events: list[EventName] = ["opened", "resolved", "reminder"]
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("Alertmanager's base URL must be http:// or https://")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+                raise ValueError(f"{name!r} is not a Prometheus label name")
+            if name in AM_OWN_LABELS:
+                raise ValueError(f"{name!r} is set by prober; choose another label name")
+        return value
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat(cls, value: float | None) -> float | None:
+        if value is None or value > 240:
+            raise ValueError(
+                "Alertmanager forgets an alert not re-sent within its resolve_timeout (5m by"
+                ' default): repeat must be at most "4m" (default "60s")'
+            )
+        return value
+
+
 Notifier = (
     WebhookNotifier
     | SlackNotifier
@@ -200,6 +247,7 @@ Notifier = (
     | EmailNotifier
     | NtfyNotifier
     | PagerDutyNotifier
+    | AlertmanagerNotifier
 )
 
 NOTIFIER_TYPES: dict[str, type[NotifierBase]] = {
@@ -210,6 +258,7 @@ NOTIFIER_TYPES: dict[str, type[NotifierBase]] = {
     "email": EmailNotifier,
     "ntfy": NtfyNotifier,
     "pagerduty": PagerDutyNotifier,
+    "alertmanager": AlertmanagerNotifier,
 }
 
 

@@ -8,6 +8,7 @@ the incident itself, and the store's imports stay below the alerting layer.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Protocol
 
 from prober.incidents import Opened, Resolved
@@ -26,6 +27,17 @@ class EventHook(Protocol):
         self, conn: sqlite3.Connection, monitor: str, not_after_ms: int, now_ms: int
     ) -> None:
         """A result saw a certificate expiring at `not_after_ms`."""
+
+    def regional(
+        self,
+        conn: sqlite3.Connection,
+        monitor: str,
+        locations: Sequence[str],
+        since_ms: int,
+        cause: str | None,
+        now_ms: int,
+    ) -> None:
+        """A regional problem (failing at fewer than `quorum` locations) lasted down_after."""
 
     def network(self, conn: sqlite3.Connection, failing: bool, at_ms: int) -> None:
         """The prober's own network went down (every canary fails) or came back."""

@@ -92,6 +92,7 @@ def notifier(kind: str, base: str, **fields: Any) -> Notifier:
         "telegram": {"api_url": base, "bot_token": TOKEN, "chat_id": "-100"},
         "ntfy": {"url": f"{base}/alerts", "token": "tk_1"},
         "pagerduty": {"api_url": f"{base}/v2/enqueue", "routing_key": "R0UTING"},
+        "alertmanager": {"url": base},
     }
     data = {"id": kind, "type": kind, **defaults[kind], **fields}
     model = NOTIFIER_TYPES[kind].model_validate(data)
@@ -99,7 +100,7 @@ def notifier(kind: str, base: str, **fields: Any) -> Notifier:
     return model  # type: ignore[return-value]
 
 
-HTTP_KINDS = ["webhook", "slack", "discord", "telegram", "ntfy", "pagerduty"]
+HTTP_KINDS = ["webhook", "slack", "discord", "telegram", "ntfy", "pagerduty", "alertmanager"]
 
 
 # --- what arrives ---------------------------------------------------------------------
@@ -175,6 +176,14 @@ async def test_pagerduty_one_request_per_event(sink: Sink, ctx: SendContext) -> 
         "event_action": "resolve",
         "dedup_key": "inc-api-1",
     }
+
+
+async def test_alertmanager_posts_alerts_under_its_base_path(sink: Sink, ctx: SendContext) -> None:
+    am = notifier("alertmanager", sink.url(""), url=sink.url("/am/"))
+    assert await channels.send(GROUPED, am, ctx) == "HTTP 200: ok"
+    [seen] = sink.seen
+    assert (seen.method, seen.path) == ("POST", "/am/api/v2/alerts")
+    assert [a["labels"]["monitor"] for a in seen.json()] == ["api", "db", "web"]
 
 
 # --- how answers are judged -----------------------------------------------------------

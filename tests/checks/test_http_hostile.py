@@ -167,3 +167,12 @@ async def test_port_that_accepts_and_never_speaks_times_out(shared: Shared) -> N
         result = await probe(shared, port)
     assert result.outcome is Outcome.DOWN
     assert result.error == "timed out after 1s waiting for the response"
+
+
+async def test_an_http_1_0_answer_is_recorded_for_metrics(shared: Shared) -> None:
+    """probe_http_version reads it; HTTP/1.1, almost every answer's, is not stored."""
+    raw = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    async with serve(hostile.respond(raw)) as port:
+        result = await probe(shared, port)
+    assert result.outcome is Outcome.UP, result.error
+    assert result.details == {"http_version": "1.0"}

@@ -61,6 +61,8 @@ async def test_valid_certificate_is_up_with_tls_timed(
     assert result.phases.connect_ms is not None
     assert result.phases.tls_ms is not None
     assert result.phases.first_byte_ms is not None
+    # for /metrics' probe_http_ssl and probe_tls_version_info; HTTP/1.1 is not stored
+    assert result.details == {"tls_version": "TLSv1.3"}
 
 
 async def test_valid_certificate_is_recorded(

@@ -1,5 +1,6 @@
-"""/metrics from a Snapshot: the text a Prometheus server scrapes, parsed back as it parses it;
-and the metrics listener that serves it (own app, bearer token, gzip, cached off the loop)."""
+"""The metrics listener: its own app, bearer token, gzip, OpenMetrics when asked, bodies
+rendered off the loop and shared (statuspage.scrapes); the page's banner families. What
+the per-monitor families mean: tests/test_metrics_blackbox.py."""
 
 from __future__ import annotations
 
@@ -14,186 +15,37 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.openmetrics import parser as om_parser
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 from pytest_aiohttp import AiohttpClient
 
 from prober.config import load_config
+from prober.results import CheckResult, Outcome
 from prober.store.db import open_engine
-from statuspage.app import SCRAPES, create_metrics_app
-from statuspage.metrics import (
-    MONITOR_FAMILIES,
-    PAGE_FAMILIES,
-    Scrapes,
-    SnapshotCollector,
-    add_to,
-    exposition,
-)
+from prober.store.ledger import TrackSpec
+from prober.store.writer import Observation, ResultWriter
+from statuspage.app import KEEPER, SCRAPES, create_metrics_app
+from statuspage.metrics import PAGE_FAMILIES, exposition
 from statuspage.publisher import Publisher
-from statuspage.snapshot import Group, Overall, Snapshot, State
-from tests.statuspage.factory import HOSTILE, NOW, monitor, sample
-
-Scraped = dict[str, list[Sample]]
-
-
-def scrape(snapshot: Snapshot | None) -> tuple[str, Scraped]:
-    registry = CollectorRegistry(auto_describe=True)
-    add_to(registry, lambda: snapshot)
-    text = generate_latest(registry).decode()
-    return text, {f.name: f.samples for f in text_string_to_metric_families(text)}
+from statuspage.scrapes import Scrapes
+from statuspage.snapshot import Overall
+from tests.statuspage.factory import NOW, sample
 
 
-def series(scraped: Scraped, metric: str, monitor_id: str, **labels: str) -> list[float]:
-    """The values of `metric` for one monitor whose labels include `labels`."""
-    return [
-        s.value
-        for s in scraped.get(metric, [])
-        if s.labels.get("monitor") == monitor_id
-        and all(s.labels.get(k) == v for k, v in labels.items())
-    ]
-
-
-def one(scraped: Scraped, metric: str, monitor_id: str, **labels: str) -> float:
-    found = series(scraped, metric, monitor_id, **labels)
-    assert len(found) == 1, (metric, monitor_id, labels, found)
-    return found[0]
-
-
-@pytest.fixture(scope="module")
-def scraped() -> Scraped:
-    return scrape(sample())[1]
-
-
-def test_down_monitor(scraped: Scraped) -> None:
-    assert one(scraped, "probe_success", "api") == 0
-    assert one(scraped, "monitor_up", "api") == 0
-    assert one(scraped, "probe_http_status_code", "api") == 503
-    assert one(scraped, "probe_duration_seconds", "api") == pytest.approx(0.042)
-    assert one(scraped, "monitor_incidents_open", "api") == 1
-    assert one(scraped, "monitor_stale", "api") == 0
-    assert one(scraped, "monitor_last_check_timestamp_seconds", "api") == pytest.approx(
-        (NOW - dt.timedelta(seconds=20)).timestamp()
-    )
-    assert {
-        s.labels["state"]: s.value for s in scraped["monitor_state"] if s.labels["monitor"] == "api"
-    } == {"up": 0, "degraded": 0, "down": 1, "maintenance": 0, "unknown": 0}
-
-
-def test_uptime_ratios_and_certificate(scraped: Scraped) -> None:
-    assert one(scraped, "monitor_uptime_ratio", "api", window="24h") == pytest.approx(0.9826)
-    assert one(scraped, "monitor_uptime_ratio", "api", window="90d") == pytest.approx(0.9998)
-    expiry = one(scraped, "probe_ssl_earliest_cert_expiry", "api")
-    assert expiry == (NOW + dt.timedelta(days=40)).timestamp()
-    assert series(scraped, "probe_ssl_earliest_cert_expiry", "db") == []
-
-
-def test_unknown_values_are_absent_not_zero(scraped: Scraped) -> None:
-    # cron: stale, state unknown, no 24h uptime, no latency, no status code
-    assert series(scraped, "monitor_uptime_ratio", "cron", window="24h") == []
-    assert one(scraped, "monitor_uptime_ratio", "cron", window="7d") == pytest.approx(0.85)
-    assert series(scraped, "monitor_up", "cron") == []
-    assert one(scraped, "probe_success", "cron") == 0
-    assert one(scraped, "monitor_stale", "cron") == 1
-    assert one(scraped, "monitor_state", "cron", state="unknown") == 1
-    assert series(scraped, "probe_duration_seconds", "cron") == []
-    assert series(scraped, "probe_http_status_code", "cron") == []
-    assert one(scraped, "monitor_incidents_open", "cron") == 0
-
-
-def test_maintenance_and_degraded(scraped: Scraped) -> None:
-    assert one(scraped, "monitor_up", "db") == 1
-    assert series(scraped, "probe_success", "db") == []  # the state hides the last check
-    assert one(scraped, "monitor_state", "db", state="maintenance") == 1
-    assert one(scraped, "probe_success", "web") == 1
-    assert one(scraped, "monitor_up", "web") == 1
-    assert one(scraped, "probe_duration_seconds", "web") == pytest.approx(0.812)
-    assert one(scraped, "monitor_incidents_open", "web") == 0  # resolved
-
-
-def test_never_checked_monitor_has_no_probe_success() -> None:
-    fresh = monitor("new", state=State.UNKNOWN, checked_at=None, latency_ms=None, status_code=None)
-    snapshot = dataclasses.replace(sample(), groups=(Group("", (fresh,)),))
-    _, scraped = scrape(snapshot)
-    assert series(scraped, "probe_success", "new") == []
-    assert series(scraped, "monitor_last_check_timestamp_seconds", "new") == []
-    assert one(scraped, "monitor_state", "new", state="unknown") == 1
-
-
-def test_labels_and_escaping() -> None:
-    awkward = 'back\\slash "q"\nnew line'
-    snapshot = sample()
-    odd = monitor("odd", name=awkward, group=awkward)
-    snapshot = dataclasses.replace(snapshot, groups=(*snapshot.groups, Group(awkward, (odd,))))
-    text, scraped = scrape(snapshot)
-
-    web = next(s for s in scraped["monitor_up"] if s.labels["monitor"] == "web")
-    assert web.labels == {
-        "monitor": "web",
-        "name": HOSTILE,
-        "group": "Frontend <&>",
-        "type": "http",
-    }
-    assert '\\"quoted\\"' in text and "<script>" in text  # text format: quotes escaped only
-    odd_up = next(s for s in scraped["monitor_up"] if s.labels["monitor"] == "odd")
-    assert odd_up.labels["name"] == awkward and odd_up.labels["group"] == awkward
-    assert "back\\\\slash" in text and "\\nnew line" in text
-    assert one(scraped, "monitor_up", "db", name="Database", group="Backend", type="tcp") == 1
-
-
-def test_label_sets_are_identical_within_each_family(scraped: Scraped) -> None:
-    for name, samples in scraped.items():
-        assert len({frozenset(s.labels) for s in samples}) == 1, name
-    assert set(scraped) == set(MONITOR_FAMILIES) | set(PAGE_FAMILIES)
-    assert {s.labels["monitor"] for s in scraped["monitor_state"]} == {"api", "db", "web", "cron"}
-
-
-def test_page_families(scraped: Scraped) -> None:
+def test_page_families() -> None:
+    text = exposition(None, sample(), 0)
+    scraped = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    assert set(scraped) == set(PAGE_FAMILIES)
     overall = {s.labels["state"]: s.value for s in scraped["status_page_overall"]}
     assert overall == {o.value: (1.0 if o is Overall.PARTIAL_OUTAGE else 0.0) for o in Overall}
     (generated,) = scraped["status_page_generated_timestamp_seconds"]
     assert generated.value == NOW.timestamp() and generated.labels == {}
 
 
-def test_help_and_type_for_every_family() -> None:
-    text, _ = scrape(sample())
-    for name in (*MONITOR_FAMILIES, *PAGE_FAMILIES):
-        assert f"# HELP {name} " in text
-        assert f"# TYPE {name} gauge" in text
-
-
-def test_no_snapshot_yet_means_no_samples() -> None:
-    text, scraped = scrape(None)
-    assert text == ""
-    assert scraped == {}
-
-
-def test_reads_the_current_snapshot_at_each_scrape() -> None:
-    current: list[Snapshot | None] = [None]
-    registry = CollectorRegistry(auto_describe=True)
-    collector = add_to(registry, lambda: current[0])
-    assert isinstance(collector, SnapshotCollector)
-    assert generate_latest(registry) == b""
-    current[0] = sample()
-    assert b'probe_success{group="Backend",monitor="api"' in generate_latest(registry)
-    empty = dataclasses.replace(sample(), groups=())
-    current[0] = empty
-    names = {f.name for f in text_string_to_metric_families(generate_latest(registry).decode())}
-    assert names >= set(PAGE_FAMILIES)
-
-
-def test_exposition_is_what_generate_latest_writes() -> None:
-    """The metrics listener writes the page's families directly (fast); the text is the
-    collector's, byte for byte: hostile names, every state, no snapshot."""
-    sampled = sample()
-    odd = dataclasses.replace(
-        sampled.monitors[0], id="x", name='back\\slash "q"\nline {x} }{', group="g\\", type="http"
-    )
-    with_odd = dataclasses.replace(
-        sampled, groups=(*sampled.groups, Group(name="g\\", monitors=(odd,)))
-    )
-    for snapshot in (sampled, with_odd, dataclasses.replace(sampled, groups=()), None):
-        assert exposition(snapshot) == scrape(snapshot)[0]
+def test_nothing_read_yet_means_no_samples() -> None:
+    assert exposition(None, None, 0) == ""
+    assert exposition(None, dataclasses.replace(sample(), groups=()), 0) != ""
 
 
 # -- the metrics listener: statuspage.app.create_metrics_app and statuspage.metrics.Scrapes
@@ -218,15 +70,17 @@ class Counting(Collector):
         yield GaugeMetricFamily("renders", "Renders so far", value=len(self.threads))
 
 
-async def test_scrapes_render_at_most_once_per_max_age_off_the_loop() -> None:
-    clock, counting, prepared = Clock(), Counting(), []
+async def test_scrapes_render_at_most_once_per_max_age_and_version_off_the_loop() -> None:
+    clock, counting, prepared, version = Clock(), Counting(), [], [1]
     registry = CollectorRegistry()
     registry.register(counting)
 
     async def prepare() -> None:
         prepared.append(clock.now)
 
-    scrapes = Scrapes(lambda: generate_latest(registry), prepare, clock=clock)
+    scrapes = Scrapes(
+        lambda _: generate_latest(registry), prepare, version=lambda: version[0], clock=clock
+    )
     together = await asyncio.gather(*(scrapes.get() for _ in range(8)))
     assert {e.body for e in together} == {
         b"# HELP renders Renders so far\n# TYPE renders gauge\nrenders 1.0\n"
@@ -238,6 +92,12 @@ async def test_scrapes_render_at_most_once_per_max_age_off_the_loop() -> None:
     fresh = await scrapes.get()
     assert fresh.body.endswith(b"renders 2.0\n") and fresh.at == 1005.0
     assert gzip.decompress(fresh.gzipped) == fresh.body
+    version[0] = 2  # new readings: rendered again once the body is 2 s old
+    clock.now += 1.9
+    assert (await scrapes.get()).body.endswith(b"renders 2.0\n")
+    clock.now += 0.1
+    assert (await scrapes.get()).body.endswith(b"renders 3.0\n")
+    assert (await scrapes.get(openmetrics=True)).body.endswith(b"renders 4.0\n")  # its own
     assert threading.current_thread().name not in counting.threads  # never on the loop
 
 
@@ -251,7 +111,9 @@ async def page(tmp_path: pathlib.Path) -> AsyncIterator[Callable[[str], Publishe
         path.write_text(
             f'[settings]\ndatabase = "sqlite:///{tmp_path / "p.db"}"\n{settings}\n\n'
             '[[monitors]]\nid = "api"\ntype = "http"\nurl = "http://127.0.0.1:9/"\n\n'
-            '[[monitors]]\nid = "db"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
+            '[[monitors]]\nid = "db"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 9\n\n'
+            '[[monitors]]\nid = "secret"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
+            "public = false\n"
         )
         config = load_config(path)
         open_engine(config.database_path).dispose()
@@ -271,7 +133,10 @@ async def test_metrics_listener_serves_metrics_and_nothing_else(
     assert response.status == 200
     assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
     assert response.headers["Cache-Control"] == "no-store"
-    assert 'monitor_state{group="",monitor="api"' in await response.text()
+    text = await response.text()
+    assert 'monitor_state{location="default",monitor="api",state="unknown"} 1.0' in text
+    assert 'prober_monitor_info{group="",monitor="db",name="db",type="tcp"} 1.0' in text
+    assert 'monitor_stale{location="default",monitor="secret"} 0.0' in text  # private too
     for path in ("/", "/healthz", "/api/v1/status", "/push/x", "/metrics/"):
         assert (await client.get(path)).status == 404, path
     assert (await client.post("/metrics")).status == 405
@@ -289,6 +154,27 @@ async def test_metrics_are_gzipped_when_asked(
     assert zipped.headers["Content-Encoding"] == "gzip"
     assert zipped.headers["Vary"] == "Accept-Encoding"
     assert gzip.decompress(await zipped.read()) == await plain.read()
+
+
+async def test_openmetrics_when_the_scraper_asks(
+    page: Callable[[str], Publisher], aiohttp_client: AiohttpClient
+) -> None:
+    scrapes = CollectorRegistry()
+    scrapes.register(Counting())
+    client = await aiohttp_client(create_metrics_app(page(""), scrapes))
+    asked = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert asked.headers["Content-Type"] == (
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    )
+    body = await asked.text()
+    families = {f.name: f for f in om_parser.text_string_to_metric_families(body)}
+    assert families["prober_monitor"].type == "info"
+    assert families["prober_unknown_seconds"].type == "counter"
+    assert families["renders"].type == "gauge"  # the registry's families too
+    assert body.endswith("# EOF\n") and body.count("# EOF") == 1
+    plain = await client.get("/metrics")
+    assert plain.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert "# EOF" not in await plain.text()
 
 
 async def test_metrics_token_is_a_bearer_token(
@@ -343,3 +229,40 @@ async def test_a_slow_render_never_holds_the_loop(
     bodies = {await (await scraper).text() for scraper in scrapers}
     assert len(bodies) == 1 and "released 1.0" in bodies.pop()
     assert app[SCRAPES].renders == 1
+
+
+async def test_scrapes_never_read_the_database_the_keeper_does(
+    page: Callable[[str], Publisher], aiohttp_client: AiohttpClient
+) -> None:
+    """A scrape renders the kept readings; the keeper reads in the background when a
+    commit happened (PRAGMA data_version), whatever the scrapers do."""
+    publisher = page("")
+    app = create_metrics_app(publisher)
+    client = await aiohttp_client(app)
+    keeper = app[KEEPER]
+    assert (await client.get("/metrics")).status == 200  # the first: read first
+    reads = keeper.reads
+    for _ in range(20):
+        assert (await client.get("/metrics")).status == 200
+    assert keeper.reads == reads  # nothing committed: nothing read
+    writer = ResultWriter(
+        publisher.config.database_path,
+        "default",
+        [TrackSpec.of(m) for m in publisher.config.monitors],
+    )
+    writer.start()
+    try:
+        writer.submit(Observation("secret", dt.datetime.now(dt.UTC), CheckResult(Outcome.UP, 5.0)))
+        assert writer.flush(30)
+    finally:
+        writer.close()
+
+    async def shown() -> bool:
+        text = await (await client.get("/metrics")).text()
+        return 'probe_success{location="default",monitor="secret"} 1.0' in text
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await shown():
+        assert asyncio.get_running_loop().time() < deadline, "never read"
+        await asyncio.sleep(0.05)
+    assert keeper.reads > reads

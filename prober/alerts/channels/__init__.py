@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prober.alerts.channels import discord, email, ntfy, pagerduty, slack, telegram, webhook
+from prober.alerts.channels import (
+    alertmanager,
+    discord,
+    email,
+    ntfy,
+    pagerduty,
+    slack,
+    telegram,
+    webhook,
+)
 from prober.alerts.channels.base import NotifyError
 from prober.alerts.channels.context import SendContext
 from prober.alerts.message import Message
@@ -26,6 +35,7 @@ SENDERS: dict[str, Send] = {
     "email": email.send,
     "ntfy": ntfy.send,
     "pagerduty": pagerduty.send,
+    "alertmanager": alertmanager.send,
 }
 
 

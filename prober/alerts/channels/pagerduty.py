@@ -48,7 +48,7 @@ def _event(message: Message, event: Event, words: str, routing_key: str) -> dict
     payload: dict[str, object] = {
         "summary": clean(marks + words, SUMMARY_LIMIT),
         "source": SOURCE,
-        "severity": "warning" if event.kind is Kind.CERT_EXPIRING else "critical",
+        "severity": "warning" if event.kind in (Kind.CERT_EXPIRING, Kind.REGIONAL) else "critical",
         "timestamp": event.since.isoformat(),
     }
     if event.monitor_id:
