@@ -103,6 +103,15 @@ class ProbeMonitor(MonitorBase):
             raise ValueError(f"must be shorter than interval ({value:g}s >= {interval:g}s)")
         return value
 
+    @model_validator(mode="after")
+    def _default_timeout_fits(self) -> ProbeMonitor:
+        """The default timeout (10s) shrinks to 80% of an interval shorter than it: a
+        monitor with `interval = "5s"` and no timeout works as written (a timeout written
+        in the file or [defaults] is checked above instead)."""
+        if "timeout" not in self.model_fields_set and self.timeout >= self.interval:
+            object.__setattr__(self, "timeout", round(self.interval * 0.8, 3))
+        return self
+
 
 def _compile_regexes(value: Any) -> Any:
     if isinstance(value, str):

@@ -574,3 +574,35 @@ def test_config_is_frozen(config: Config) -> None:
     api = config.monitors[0]
     with pytest.raises(ValueError, match="frozen"):
         api.interval = 1.0  # type: ignore[misc]
+
+
+def test_the_default_timeout_fits_a_short_interval(tmp_path: pathlib.Path) -> None:
+    """10s is the default timeout, but never one an interval cannot hold: an interval of
+    5s without a timeout gets 4s (80%); a timeout written anywhere is checked as written."""
+    path = _write(
+        tmp_path,
+        """\
+        [defaults]
+        interval = "5s"
+
+        [[monitors]]
+        id = "short"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 1
+
+        [[monitors]]
+        id = "long"
+        type = "tcp"
+        host = "127.0.0.1"
+        port = 1
+        interval = "1m"
+        """,
+    )
+    short, long = load_config(path, env={}).monitors
+    assert isinstance(short, TcpMonitor) and isinstance(long, TcpMonitor)
+    assert (short.interval, short.timeout) == (5.0, 4.0)
+    assert (long.interval, long.timeout) == (60.0, 10.0)
+    written = _write(tmp_path, MINIMAL + 'interval = "5s"\ntimeout = "5s"\n')
+    with pytest.raises(ConfigError, match=r"timeout: must be shorter than interval"):
+        load_config(written, env={})
