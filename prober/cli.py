@@ -1,4 +1,4 @@
-"""`prober` command line: run, validate, check, report, import-results, export-static,
+"""`prober` command line: run, agent, validate, check, report, import-results, export-static,
 push-urls, notify-test, prune, backup."""
 
 from __future__ import annotations
@@ -75,6 +75,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from prober.runtime.signals import EarlyStop
+
+    early = EarlyStop()  # first: a SIGTERM from here on ends in exit 0
+    from prober.agent import run as agent
+    from prober.config.agent import load_agent_config
+
+    config = load_agent_config(_config_path(args))
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    redact = Redactor(config.secret_values())
+    logs.setup(redact, logging.DEBUG if args.verbose else logging.INFO, args.log_format)
+    agent.run(config, redact, early=early)
+    return 0
+
+
 # What `check --all` says of a push monitor, listed with outcome unknown (exit status unaffected).
 PUSH_NOT_CHECKED = "push monitor: it reports in to /push/TOKEN, so it cannot be checked from here"
 
@@ -85,6 +101,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     probing = [m for m in monitors if not isinstance(m, PushMonitor)]
     redact = Redactor(config.secret_values())
     logs.setup(redact, logging.WARNING)
+    if args.all and config.agents:  # a hub with agents: say where these checks run from
+        where = (
+            f"checking {len(monitors)} monitors from {config.settings.location} (this hub; "
+            "agents' locations are not probed by check)"
+        )
+        print(where, file=sys.stderr if args.json else sys.stdout)  # --json: lines stay JSON
     results = asyncio.run(
         _check_all(probing, config.settings.canaries, redact, config.settings.location)
     )
@@ -360,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every result")
     run.add_argument("--log-format", choices=logs.FORMATS, default="text", help="default: text")
     run.set_defaults(func=cmd_run)
+
+    agent = sub.add_parser("agent", parents=[common], help="probe for a hub from another location")
+    agent.add_argument("-v", "--verbose", action="store_true", help="log every result")
+    agent.add_argument("--log-format", choices=logs.FORMATS, default="text", help="default: text")
+    agent.set_defaults(func=cmd_agent)
 
     validate = sub.add_parser("validate", parents=[common], help="check the config")
     validate.set_defaults(func=cmd_validate)

@@ -25,8 +25,9 @@ from zoneinfo import ZoneInfo
 
 from prober import importcsv, timeline
 from prober.config import Config
+from prober.config.monitors import Monitor
 from prober.report.monthly import HistoryError, open_existing
-from prober.store import rollups, upkeep
+from prober.store import rollups, upkeep, verdicts
 from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec, rebuild
 from prober.store.writer import register
@@ -64,7 +65,9 @@ def import_results(
     rolled up in a second one (half of a big import's monitors by a forked process)."""
     begun = time.monotonic()
     known = {m.id: m for m in config.monitors}
-    parsed = importcsv.parse(path, known, progress)
+    hub = config.settings.location
+    places = importcsv.Places(hub, config.locations, {m.id: m.locations for m in known.values()})
+    parsed = importcsv.parse(path, known, progress, places)
     if parsed.errors:
         raise ImportFailed(parsed)
     open_engine(config.database_path).dispose()  # creates the folder, or says why not
@@ -74,19 +77,21 @@ def import_results(
         _refuse_pruned_hours(conn, parsed, ZoneInfo(config.settings.timezone))
         conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: a big import's B-tree stays hot
         ids, location_id = register(
-            conn,
-            config.settings.location,
-            [(m.id, str(getattr(m, "type", ""))) for m in known.values()],
+            conn, hub, [(m.id, str(getattr(m, "type", ""))) for m in known.values()]
         )
         tz = ZoneInfo(config.settings.timezone)
         added = 0
-        touched: dict[int, tuple[int, int, int]] = {}  # first and last ts_ms, rows
+        # per location id: per monitor id, the first and last ts_ms imported and the rows
+        touched: dict[int, dict[int, tuple[int, int, int]]] = {location_id: {}}
+        combined: set[str] = set()  # monitors with several locations whose rows came in
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for slug, series in parsed.rows.items():
+            place_ids = _location_ids(conn, {importcsv.located(k, hub)[1] for k in parsed.rows})
+            for key, series in parsed.rows.items():
                 if not series:
                     continue
-                mid = ids[slug]
+                slug, place = importcsv.located(key, hub)
+                mid, location_id = ids[slug], place_ids[place]
                 fresh = not conn.execute(
                     "SELECT 1 FROM result WHERE monitor_id = ? AND location_id = ? LIMIT 1",
                     (mid, location_id),
@@ -102,16 +107,44 @@ def import_results(
                         " AND location_id = ? ORDER BY ts_ms",
                         (mid, location_id),
                     ).fetchall()
-                rebuild(conn, location_id, mid, TrackSpec.of(known[slug]), samples)
-                touched[mid] = (series.ts_ms[0], series.ts_ms[-1], len(series))
+                rebuild(conn, location_id, mid, _own(known[slug]), samples)
+                touched.setdefault(location_id, {})[mid] = (
+                    series.ts_ms[0],
+                    series.ts_ms[-1],
+                    len(series),
+                )
+                if len(known[slug].locations) > 1:
+                    combined.add(slug)
+            for slug in sorted(combined):  # each location's own is rebuilt: now the verdict
+                verdicts.rebuild_combined(conn, config, slug, _now_ms(now))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     finally:
         conn.close()
-    _roll_up_after_import(config.database_path, location_id, list(ids.values()), touched, tz, now)
-    return ImportSummary(parsed.count, added, len(parsed.rows), time.monotonic() - begun)
+    for loc, spans in touched.items():  # the hub's own first: it also rolls up the rest
+        _roll_up_after_import(config.database_path, loc, list(ids.values()), spans, tz, now)
+    count = len({importcsv.located(key, hub)[0] for key in parsed.rows})
+    return ImportSummary(parsed.count, added, count, time.monotonic() - begun)
+
+
+def _own(monitor: Monitor) -> TrackSpec:
+    """The monitor's rules for one location's results (a combined verdict is
+    prober.store.verdicts')."""
+    spec = TrackSpec.of(monitor)
+    return TrackSpec(spec.slug, spec.type, spec.rule, spec.cover_ms)
+
+
+def _location_ids(conn: sqlite3.Connection, names: set[str]) -> dict[str, int]:
+    """Ids of the locations rows are imported at, creating rows for new ones."""
+    for name in sorted(names):
+        conn.execute("INSERT OR IGNORE INTO location (name) VALUES (?)", (name,))
+    return {name: lid for lid, name in conn.execute("SELECT id, name FROM location")}
+
+
+def _now_ms(now: dt.datetime | None) -> int:
+    return timeline.to_ms(now or dt.datetime.now(dt.UTC))
 
 
 def _insert(

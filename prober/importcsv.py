@@ -1,6 +1,9 @@
 """Read and check a results CSV for `prober import-results`; storing it is the caller's job.
 
-The header is exactly `monitor,timestamp,outcome,latency_ms,error`. Every problem becomes a
+The header is exactly `monitor,timestamp,outcome,latency_ms,error`, or that and a sixth
+column `location` (where the result was measured; empty: the hub's own, settings.location;
+a location no hub or [[agents]] entry declares, or one that does not probe the monitor, is
+an error). Every problem becomes a
 `RowError` on the physical line where its record starts (lines end at \\n, \\r\\n or \\r), so
 the caller can print them all and import nothing.
 
@@ -31,7 +34,7 @@ import operator
 import os
 import re
 from array import array
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from itertools import pairwise, starmap
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
 
 COLUMNS = ("monitor", "timestamp", "outcome", "latency_ms", "error")
 HEADER = ",".join(COLUMNS)
+LOCATION = "location"  # the optional sixth column
+AT = "@"  # Parsed.rows key of a monitor's rows at a location not the default: "api@frankfurt"
 MAX_ERRORS = 1000  # RowErrors listed; past it they are only counted
 MAX_ERROR_TEXT = 500  # characters of error text kept, as prober.checks.runner.MAX_ERROR
 NO_LATENCY = -1  # latency_us of a row whose latency_ms is empty (SQL: NULLIF(?, -1))
@@ -119,11 +124,31 @@ class Series:
         self.latency_us.extend(other.latency_us)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Places:
+    """Where rows may come from: `default` (settings.location) for rows without a location,
+    the `declared` locations (the hub's and every [[agents]] entry's) and each monitor's
+    own `locations` (a monitor not listed, or with none: any declared location)."""
+
+    default: str
+    declared: tuple[str, ...]
+    probed: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)
+
+
+_NOWHERE = Places("", ())  # no location declared: rows only at the default
+
+
+def located(key: str, default: str) -> tuple[str, str]:
+    """(monitor, location) of a Parsed.rows key."""
+    monitor, _, location = key.partition(AT)
+    return monitor, location or default
+
+
 @dataclasses.dataclass(slots=True)
 class Parsed:
     """What a file holds. Import it only when `errors` is empty: nothing half-imported."""
 
-    rows: dict[str, Series]  # monitor id -> its valid rows
+    rows: dict[str, Series]  # monitor id -> its valid rows; "id@location" elsewhere (located)
     count: int  # data rows read, valid or not (blank lines are not rows)
     errors: list[RowError]  # in line order, at most MAX_ERRORS
     unlisted_errors: int = 0  # errors past MAX_ERRORS, counted only
@@ -134,23 +159,31 @@ class Parsed:
 
 
 def parse(
-    path: Path, known: Collection[str], progress: Callable[[int, int], None] | None = None
+    path: Path,
+    known: Collection[str],
+    progress: Callable[[int, int], None] | None = None,
+    places: Places | None = None,
 ) -> Parsed:
-    """Read a results CSV; `known` are the config's monitor ids.
+    """Read a results CSV; `known` are the config's monitor ids, `places` where results may
+    come from (None: from nowhere but the default; a `location` value is an error).
 
     Times become UTC epoch ms, floored (a .9999 s fraction is 999 ms); latencies µs, rounded.
     progress(rows_read, bytes_read) is called every PROGRESS_EVERY rows and once at the end;
     when worker processes read the file, as their ranges finish, with bytes_read estimated.
     """
     report = progress or _no_progress
-    parsed = _parse_parallel(path, frozenset(known), report)
-    return _parse_single(path, known, report) if parsed is None else parsed
+    where = places or _NOWHERE
+    parsed = _parse_parallel(path, frozenset(known), report, where)
+    return _parse_single(path, known, report, where) if parsed is None else parsed
 
 
 def _parse_single(
-    path: Path, known: Collection[str], progress: Callable[[int, int], None]
+    path: Path,
+    known: Collection[str],
+    progress: Callable[[int, int], None],
+    places: Places = _NOWHERE,
 ) -> Parsed:
-    reader = _Reader(known)
+    reader = _Reader(known, places)
     with (
         path.open("rb") as raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as lines,
@@ -162,7 +195,10 @@ def _parse_single(
 
 
 def _parse_parallel(
-    path: Path, known: frozenset[str], progress: Callable[[int, int], None]
+    path: Path,
+    known: frozenset[str],
+    progress: Callable[[int, int], None],
+    places: Places = _NOWHERE,
 ) -> Parsed | None:
     """parse() by worker processes; None where a single process must read the file (see
     _ranges), on one core, or when a worker failed."""
@@ -176,7 +212,7 @@ def _parse_parallel(
     if len(ranges) < 2:
         return None
     try:
-        return _gather(path, known, ranges, workers, progress)
+        return _gather(path, known, ranges, workers, progress, places)
     except Exception:  # a worker died or its part could not travel: never a wrong answer
         return None
 
@@ -222,6 +258,7 @@ def _gather(
     ranges: list[tuple[int, int]],
     workers: int,
     progress: Callable[[int, int], None],
+    places: Places,
 ) -> Parsed:
     """Every range read by a worker, then joined in file order: each monitor's rows one
     range after the other (the last row of a repeated time still wins), error lines counted
@@ -237,7 +274,9 @@ def _gather(
     done = ranges[0][0]  # bytes read by finished ranges (and the header)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        futures = [pool.submit(_parse_range, path, start, end, known) for start, end in ranges]
+        futures = [
+            pool.submit(_parse_range, path, start, end, known, places) for start, end in ranges
+        ]
         futures.reverse()  # pop() gives them in file order, and frees each part once joined
         for _, end in ranges:
             part = futures.pop().result()
@@ -280,9 +319,10 @@ class _Part:
     unlisted: int
 
 
-def _parse_range(path: Path, start: int, end: int, known: frozenset[str]) -> _Part:
-    """A worker process's job: the lines in bytes [start, end) of a file without quotes."""
-    reader = _Reader(known)
+def _parse_range(path: Path, start: int, end: int, known: frozenset[str], places: Places) -> _Part:
+    """A worker process's job: the lines in bytes [start, end) of a file without quotes
+    (and without a location column: _ranges)."""
+    reader = _Reader(known, places)
     with path.open("rb", buffering=0) as raw:
         raw.seek(start)
         buffer = io.BufferedReader(_Slice(raw, end - start), 1 << 16)
@@ -353,9 +393,12 @@ class _Builder:
 
 
 class _Reader:
-    def __init__(self, known: Collection[str]) -> None:
+    def __init__(self, known: Collection[str], places: Places) -> None:
         self.known = frozenset(known)
-        self.builders: dict[str, _Builder] = {}
+        self.places = places
+        self.columns: tuple[str, ...] = COLUMNS  # and LOCATION when the header has it
+        self.builders: dict[str, _Builder] = {}  # by Parsed.rows key
+        self.placed: dict[tuple[str, str], _Builder] = {}  # by (monitor, location as written)
         self.count = 0
         self.lines = 0  # physical lines after the header
         self.blanks = 0
@@ -376,6 +419,9 @@ class _Reader:
         names = next(csv.reader([line]), [])
         if tuple(names) == COLUMNS:
             return True
+        if tuple(names) == (*COLUMNS, LOCATION):
+            self.columns = (*COLUMNS, LOCATION)
+            return True
         try:
             for name in names:
                 _check_decodable("header", name)
@@ -387,6 +433,9 @@ class _Reader:
     def read(
         self, lines: Iterator[str], progress: Callable[[int, int], None], tell: Callable[[], int]
     ) -> None:
+        if len(self.columns) > len(COLUMNS):
+            self.read_located(lines, progress, tell)
+            return
         quoted = _QuotedRecords(lines)
         builders, texts, codes = self.builders, self.texts, _CODES
         hours, clocks, rests, latencies = self.hours, self.clocks, self.rests, self.latencies
@@ -428,6 +477,48 @@ class _Reader:
         self.lines = n + quoted.extra
         progress(self.count, tell())
 
+    def read_located(
+        self, lines: Iterator[str], progress: Callable[[int, int], None], tell: Callable[[], int]
+    ) -> None:
+        """read() for a file with the location column: the same hot path, with a builder
+        per (monitor, location as written) and the error field no longer last."""
+        quoted = _QuotedRecords(lines)
+        placed, texts, codes = self.placed, self.texts, _CODES
+        hours, clocks, rests, latencies = self.hours, self.clocks, self.rests, self.latencies
+        max_latency, no_latency = _MAX_LATENCY_MS, NO_LATENCY
+        n = 0
+        for n, line in enumerate(lines, 1):
+            if not n % PROGRESS_EVERY:
+                for builder in self.builders.values():
+                    builder.move()
+                progress(n - self.blanks, tell())
+            if '"' in line:
+                self.quoted(quoted, line, n + 1 + quoted.extra)
+                continue
+            try:
+                monitor, stamp, outcome, latency, error, place = line.split(",")
+                builder = placed[monitor, place.rstrip("\r\n")]
+                ts_ms = hours[stamp[:13]] + clocks[stamp[13:19]] + rests[stamp[19:]]
+                code = codes[outcome]
+                if latency:
+                    latency_us = latencies.get(latency, no_latency)
+                    if latency_us == no_latency:  # as read() does
+                        latency_ms = float(latency)
+                        if not 0.0 <= latency_ms <= max_latency:
+                            raise ValueError(latency)
+                        latency_us = round(latency_ms * 1000)
+                        _remember(latencies, latency, latency_us)
+                else:
+                    latency_us = no_latency
+                text = texts[error] if error else None
+            except (KeyError, ValueError):
+                self.careful(line.rstrip("\r\n").split(","), n + 1 + quoted.extra)
+                continue
+            builder.add(ts_ms, code, latency_us, text)
+        self.count = n - self.blanks
+        self.lines = n + quoted.extra
+        progress(self.count, tell())
+
     def finish(self) -> list[tuple[str, Series]]:
         """Every monitor met, in order, with its rows settled (none if all were errors)."""
         return [(monitor, builder.finish()) for monitor, builder in self.builders.items()]
@@ -456,27 +547,56 @@ class _Reader:
         builder.add(ts_ms, code, latency_us, text)
 
     def check_row(self, fields: list[str]) -> tuple[_Builder, int, int, int, str | None]:
-        if len(fields) != len(COLUMNS):
-            hint = "; quote an error text that holds commas" if len(fields) > len(COLUMNS) else ""
-            raise _Problem(f"expected {len(COLUMNS)} fields ({HEADER}), got {len(fields)}{hint}")
-        for name, value in zip(COLUMNS, fields, strict=True):
+        columns = self.columns
+        if len(fields) != len(columns):
+            hint = "; quote an error text that holds commas" if len(fields) > len(columns) else ""
+            raise _Problem(
+                f"expected {len(columns)} fields ({','.join(columns)}), got {len(fields)}{hint}"
+            )
+        for name, value in zip(columns, fields, strict=True):
             _check_decodable(name, value)
-        monitor, stamp, outcome, latency, error = fields
+        monitor, stamp, outcome, latency, error = fields[: len(COLUMNS)]
+        place = fields[len(COLUMNS)] if len(fields) > len(COLUMNS) else ""
         return (
-            self.monitor(monitor),
+            self.monitor(monitor, place),
             self.timestamp(stamp),
             _outcome_code(outcome),
             _latency_us(latency),
             self.text(error),
         )
 
-    def monitor(self, monitor: str) -> _Builder:
-        builder = self.builders.get(monitor)
+    def monitor(self, monitor: str, place: str = "") -> _Builder:
+        """The builder of the monitor's rows at `place` (as written; empty: the default)."""
+        builder = self.placed.get((monitor, place))
         if builder is None:
             if monitor not in self.known:
                 raise _Problem(self.unknown_monitor(monitor))
-            builder = self.builders[monitor] = _Builder()
+            location = self.location(monitor, place)
+            key = monitor if location == self.places.default else monitor + AT + location
+            builder = self.builders.get(key)
+            if builder is None:
+                builder = self.builders[key] = _Builder()
+            self.placed[monitor, place] = builder
         return builder
+
+    def location(self, monitor: str, place: str) -> str:
+        places = self.places
+        if place and place not in places.declared:
+            close = difflib.get_close_matches(place, places.declared, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            declared = ", ".join(places.declared) or "none"
+            raise _Problem(
+                f"location: no hub or [[agents]] entry declares {place!r}{hint}; declared: "
+                f"{declared}"
+            )
+        location = place or places.default
+        probed = places.probed.get(monitor)
+        if probed and location not in probed:
+            raise _Problem(
+                f"location: monitor {monitor!r} is not probed from {location!r} (its "
+                f"locations: {', '.join(probed)})"
+            )
+        return location
 
     def unknown_monitor(self, monitor: str) -> str:
         if not monitor:
@@ -593,8 +713,8 @@ def _header_problem(names: list[str]) -> str:
     missing = [name for name in COLUMNS if name not in names]
     details = [f"missing {', '.join(missing)}"] if missing else []
     for name in names:
-        if name not in COLUMNS:
-            close = difflib.get_close_matches(name, COLUMNS, n=1)
+        if name not in (*COLUMNS, LOCATION):
+            close = difflib.get_close_matches(name, (*COLUMNS, LOCATION), n=1)
             details.append(
                 f"unknown {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
             )

@@ -9,7 +9,8 @@ v1, ours (monitors in config order, incidents newest first)
   "stale" (no fresh result at all), "last_result_at", "monitors": [{"id", "name", "group"
   (null: none), "type", "state" (a State value), "since" (the last transition), "checked_at",
   "stale", "latency_ms", "status_code", "uptime": {"24h", "7d", "30d", "90d"} (percent, null:
-  no data), "cert_expires"}]}.
+  no data), "cert_expires", "regional" (the locations failing in a regional problem: fewer
+  than the monitor's quorum, for down_after; [] when none)}]}.
 - `days_v1` GET /api/v1/monitors/{id}/days?days=N: {"id", "name", "timezone", "days":
   [{"date" (local YYYY-MM-DD), "level" (a DayLevel value), "uptime_percent" (null: nothing
   monitored), "downtime_seconds", "maintenance_seconds", "unknown_seconds", "incidents"}]},
@@ -133,6 +134,7 @@ def _monitor_v1(m: MonitorView) -> Json:
         "status_code": m.status_code,
         "uptime": {w: _number(m.uptime.get(w)) for w in ("24h", "7d", "30d", "90d")},
         "cert_expires": iso(m.cert_expires),
+        "regional": list(m.regional),
     }
 
 
@@ -250,7 +252,11 @@ class _Page:
     def _monitor(self, m: MonitorView, position: int, group_id: str | None) -> Json:
         component = self._component(short_id("component", m.id), m.name, m.state, position, (m,))
         start = m.days[0].date.isoformat() if m.days else None
-        component.update(description=m.description or None, start_date=start, group_id=group_id)
+        description = m.description
+        if m.regional:  # degraded_performance, and why
+            note = f"Regional problem: failing from {', '.join(m.regional)}"
+            description = f"{description} ({note})" if description else note
+        component.update(description=description or None, start_date=start, group_id=group_id)
         component["showcase"] = True  # its day bars are on the page
         self.by_monitor[m.id] = component
         return component

@@ -57,6 +57,18 @@ PushReceiver = Callable[[str, str, Mapping[str, str]], tuple[int, str] | Awaitab
 PUSH: web.AppKey[PushReceiver] = web.AppKey("push")
 PUSH_BODY_LIMIT = 4096  # bytes of a push request's body read (and dropped) at most
 
+
+class AgentApi(Protocol):
+    """The agents' routes (/api/agent/v1/...): prober.agent.gate.AgentGate, which checks
+    the token, bounds and parses the body, and asks the probing process."""
+
+    async def monitors(self, request: web.Request) -> web.Response: ...
+
+    async def results(self, request: web.Request) -> web.Response: ...
+
+
+AGENTS: web.AppKey[AgentApi] = web.AppKey("agents")
+
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 SVG = "image/svg+xml"
@@ -250,9 +262,27 @@ async def push(request: web.Request) -> web.Response:
     return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
 
 
+async def agent_monitors(request: web.Request) -> web.Response:
+    """An agent's assignment (bearer token); 404 on a hub that takes no agents."""
+    api = request.app.get(AGENTS)
+    if api is None:
+        raise web.HTTPNotFound(text="not found\n")
+    return await api.monitors(request)
+
+
+async def agent_results(request: web.Request) -> web.Response:
+    """An agent's batch of results (bearer token); 404 on a hub that takes no agents."""
+    api = request.app.get(AGENTS)
+    if api is None:
+        raise web.HTTPNotFound(text="not found\n")
+    return await api.results(request)
+
+
 async def metrics(request: web.Request) -> web.Response:
-    """The operators' view, on the metrics listener only: a body at most 5 s old, rendered
-    off the loop (statuspage.metrics.Scrapes); with `settings.metrics.token`, bearer only."""
+    """The operators' view, on the metrics listener only: rendered off the loop from
+    readings about a second old (statuspage.scrapes); OpenMetrics when the scraper asks
+    for it (Prometheus does), else the text format; gzipped when asked; with
+    `settings.metrics.token`, bearer only."""
     token = request.app[PUBLISHER].config.settings.metrics.token.get_secret_value()
     if token and not _bearer(request.headers.get("Authorization", ""), token):
         raise web.HTTPUnauthorized(
@@ -300,11 +330,14 @@ def create_app(
     *,
     publisher: Publisher | None = None,
     push_receiver: PushReceiver | None = None,
+    agents: AgentApi | None = None,
 ) -> web.Application:
     """The public listener: every route but /metrics (see create_metrics_app)."""
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
     if push_receiver is not None:
         app[PUSH] = push_receiver
+    if agents is not None:
+        app[AGENTS] = agents
     app[CONFIG] = config
     app[HEALTH] = health
     app[PUBLISHER] = publisher or Publisher(config)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from prober import maintenance, timeline
 from prober.causes import public_cause
 from prober.config import Config
-from prober.config.monitors import MonitorBase, ProbeMonitor
+from prober.config.monitors import Monitor, ProbeMonitor
 from prober.redact import visible_text
 from prober.report.compute import Reader, Stored
 from prober.store import rollups
@@ -102,7 +102,7 @@ def _build(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapsh
 
 def _monitor(
     reader: Reader,
-    monitor: MonitorBase,
+    monitor: Monitor,
     maintained: bool,
     day_bounds: list[tuple[dt.date, int, int]],
 ) -> MonitorView:
@@ -134,17 +134,28 @@ def _monitor(
         for day, lo, hi in day_bounds
     )
     mid = reader.ids.get(monitor.id)
-    last = _last_result(reader, mid)
+    last = _last_result(reader, mid, reader.latency_id(monitor))
     cover_ms = TrackSpec.of(monitor).cover_ms
     stale = last is not None and now_ms - last.ts_ms > cover_ms
     open_incident = any(end is None for _, end, _ in stored.incidents)
+    verdict: Verdict | None = None
+    vloc = reader.verdict_id(monitor)
+    combined = len(monitor.locations) > 1
+    if combined and mid is not None and vloc is not None:
+        verdict = read_verdicts(reader.conn, vloc, [mid]).get(mid)
+    if combined:  # fresh while any of its locations reports
+        newest = _newest_anywhere(reader, mid)
+        stale = newest is not None and now_ms - newest > cover_ms
     if maintained:
         state = State.MAINTENANCE
-    elif last is None or stale:
+    elif (last is None and verdict is None) or stale:
         state = State.UNKNOWN
     elif open_incident:
         state = State.DOWN
+    elif combined:
+        state = verdict_state(verdict)
     else:  # a failure not confirmed yet (pending) shows as degraded, never as up
+        assert last is not None
         state = _OUTCOME_STATE[last.outcome]
     first_ms_of = first_ms
     name = visible_text(monitor.display_name)
@@ -168,7 +179,7 @@ def _monitor(
         description=visible_text(monitor.description),
         type=str(getattr(monitor, "type", "")),
         state=state,
-        since=_since(reader, mid),
+        since=_since(reader, mid, reader.verdict_id(monitor)),
         checked_at=None if last is None else timeline.from_ms(last.ts_ms, tz),
         stale=stale,
         interval_seconds=monitor.interval if isinstance(monitor, ProbeMonitor) else cover_ms / 1000,
@@ -177,7 +188,8 @@ def _monitor(
         cert_expires=cert_expires(last, tz),
         uptime=uptime,
         days=days,
-        latency=_latency(reader, mid),
+        latency=_latency(reader, mid, reader.latency_id(monitor)),
+        regional=() if verdict is None or maintained else verdict.regional,
         incidents=incidents,
     )
 
@@ -262,30 +274,83 @@ def _level(uptime: float | None, maintained_s: float, target: float) -> DayLevel
     return DayLevel.DOWN
 
 
-def _last_result(reader: Reader, mid: int | None) -> _Last | None:
-    if mid is None or reader.location_id is None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """A combined verdict as its saved state says (prober.store.ledger, location `*`)."""
+
+    status: str  # the tracker's: up | degraded | pending | down | unknown
+    regional: tuple[str, ...]  # failing locations of a regional problem that lasted down_after
+
+
+def read_verdicts(conn: sqlite3.Connection, loc: int, mids: Sequence[int]) -> dict[int, Verdict]:
+    """The combined verdicts of these monitors, kept at location `loc` (`*`)."""
+    out = {}
+    for mid, status, regional in conn.execute(
+        "SELECT s.monitor_id, json_extract(s.state, '$.tracker.status'),"
+        " json_extract(s.state, '$.regional') FROM json_each(?) AS j"
+        " JOIN monitor_state AS s ON s.monitor_id = j.value AND s.location_id = ?",
+        (json.dumps(list(mids)), loc),
+    ):
+        problem = json.loads(regional) if regional else None
+        told = tuple(problem["locations"]) if problem and problem.get("told") else ()
+        out[mid] = Verdict(str(status or "unknown"), told)
+    return out
+
+
+_VERDICT_STATE = {
+    "up": State.UP,
+    "degraded": State.DEGRADED,
+    "pending": State.DEGRADED,  # failing, not confirmed yet: as one location's pending run
+    "down": State.DOWN,
+    "unknown": State.UNKNOWN,
+}
+
+
+def verdict_state(verdict: Verdict | None) -> State:
+    """What the page shows for a combined verdict (no maintenance, not stale, no open
+    incident): a regional problem that lasted down_after shows degraded, never down."""
+    if verdict is None:
+        return State.UNKNOWN
+    state = _VERDICT_STATE.get(verdict.status, State.UNKNOWN)
+    if verdict.regional and state is State.UP:
+        return State.DEGRADED
+    return state
+
+
+def _last_result(reader: Reader, mid: int | None, loc: int | None) -> _Last | None:
+    """The newest result at the monitor's latency location (prober.config.locations)."""
+    if mid is None or loc is None:
         return None
     row = reader.conn.execute(
         "SELECT ts_ms, outcome, latency_us, status_code, cert_expiry FROM result"
         " WHERE monitor_id = ? AND location_id = ? ORDER BY ts_ms DESC LIMIT 1",
-        (mid, reader.location_id),
+        (mid, loc),
     ).fetchone()
     return None if row is None else _Last(*row)
 
 
-def _since(reader: Reader, mid: int | None) -> dt.datetime | None:
-    if mid is None or reader.location_id is None:
+def _newest_anywhere(reader: Reader, mid: int | None) -> int | None:
+    if mid is None:
+        return None
+    (ts,) = reader.conn.execute(
+        "SELECT max(ts_ms) FROM result WHERE monitor_id = ?", (mid,)
+    ).fetchone()
+    return None if ts is None else int(ts)
+
+
+def _since(reader: Reader, mid: int | None, loc: int | None) -> dt.datetime | None:
+    """The last transition of the monitor's verdict."""
+    if mid is None or loc is None:
         return None
     (ts,) = reader.conn.execute(
         "SELECT max(ts_ms) FROM transition WHERE monitor_id = ? AND location_id = ?",
-        (mid, reader.location_id),
+        (mid, loc),
     ).fetchone()
     return None if ts is None else timeline.from_ms(ts, reader.tz)
 
 
-def _latency(reader: Reader, mid: int | None) -> tuple[LatencyPoint, ...]:
+def _latency(reader: Reader, mid: int | None, loc: int | None) -> tuple[LatencyPoint, ...]:
     """The last 24 hours, hour by hour: rollups where they exist, raw results after."""
-    loc = reader.location_id
     if mid is None or loc is None:
         return ()
     end = reader.now_ms // HOUR_MS * HOUR_MS + HOUR_MS

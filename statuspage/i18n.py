@@ -47,6 +47,7 @@ CATALOGUES: dict[str, dict[str, str]] = {
         "stale.snapshot_never": "No check has run yet, so the states below are unknown.",
         "stale.some": "Some monitors have no recent data; their state is unknown.",
         "stale.badge": "No recent data",
+        "regional.monitor": "Failing from {where} only: a regional problem, not an outage.",
         "stale.monitor": "Last check {ago}",
         "stale.monitor_never": "Never checked",
         "group.none": "Services",
@@ -178,6 +179,8 @@ CATALOGUES: dict[str, dict[str, str]] = {
         "stale.snapshot_never": "아직 실행된 검사가 없어 아래 상태를 알 수 없습니다.",
         "stale.some": "일부 모니터에 최근 데이터가 없어 상태를 알 수 없습니다.",
         "stale.badge": "최근 데이터 없음",
+        "regional.monitor": "{where}에서만 실패하고 있습니다: "
+        "일부 지역의 문제이며 장애가 아닙니다.",
         "stale.monitor": "마지막 검사 {ago}",
         "stale.monitor_never": "검사 기록 없음",
         "group.none": "서비스",

@@ -36,13 +36,14 @@ import itertools
 import json
 import sqlite3
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from prober import maintenance, timeline
 from prober.causes import public_cause
 from prober.config import Config
-from prober.config.monitors import MonitorBase, ProbeMonitor
+from prober.config.locations import COMBINED, latency_location, verdict_location
+from prober.config.monitors import Monitor, ProbeMonitor
 from prober.redact import visible_text
 from prober.store import rollups, upkeep
 from prober.store.ledger import TrackSpec, rewrites
@@ -53,6 +54,7 @@ from statuspage.build import (
     HOUR_MS,
     UPCOMING,
     WINDOWS,
+    Verdict,
     _edges,
     _inside,
     _Last,
@@ -63,7 +65,9 @@ from statuspage.build import (
     _quiet_day,
     _unknown_day,
     cert_expires,
+    read_verdicts,
     shown_latency_ms,
+    verdict_state,
 )
 from statuspage.snapshot import (
     DayLevel,
@@ -152,6 +156,7 @@ class _Kept:
         "closed",
         "closed_basis",
         "closed_key",
+        "combined",
         "cover_ms",
         "inc_made",
         "inc_views",
@@ -160,11 +165,13 @@ class _Kept:
         "known",
         "last",
         "latency",
+        "lloc",
         "maint_key",
         "mark",
         "mid",
         "monitor",
         "moving",
+        "newest",
         "oedges",
         "open_start",
         "seen",
@@ -175,14 +182,28 @@ class _Kept:
         "today_until",
         "until",
         "uptime_until",
+        "verdict",
         "view",
+        "vloc",
         "windows",
         "windows_at",
     )
 
-    def __init__(self, monitor: MonitorBase, mid: int | None, target: float, key: tuple[int, ...]):
+    def __init__(
+        self,
+        monitor: Monitor,
+        mid: int | None,
+        target: float,
+        key: tuple[int, ...],
+        locations: tuple[int | None, int | None, bool],
+    ):
         self.monitor = monitor
         self.mid = mid
+        # where its verdict is kept, where its latency is measured (location ids, None:
+        # nothing stored there yet), and whether the verdict is the combined one (`*`)
+        self.vloc, self.lloc, self.combined = locations
+        self.newest: int | None = None  # combined: the newest result at any location
+        self.verdict: Verdict | None = None  # combined: its saved state's status, regional
         self.cover_ms = TrackSpec.of(monitor).cover_ms
         self.target = target
         self.maint_key = key
@@ -220,7 +241,10 @@ class _Kept:
         """Where the open coverage span ends (FAR: no open span), as Reader.stored says."""
         if self.open_start is None:
             return FAR
-        base = self.last.ts_ms if self.last is not None and self.last.ts_ms else self.open_start
+        if self.combined:  # the newest result of any of its locations (Reader._newest)
+            base = self.newest or self.open_start
+        else:
+            base = self.last.ts_ms if self.last is not None and self.last.ts_ms else self.open_start
         return base + self.cover_ms
 
     def set_windows(self, now: int, reach: int, lead: int, lead_next: int) -> None:
@@ -251,8 +275,8 @@ class Incremental:
         self._config: Config | None = None
         self._kept: list[_Kept] = []
         self._rewrites = -1
-        self._max_mid: int | None = None
-        self._location_id: int | None = None
+        self._max_ids: tuple[int | None, int | None] = (None, None)  # monitor, location
+        self._combined: list[int] = []  # kept indices of monitors with a combined verdict
         self._rolled = 0
         self._maint: dict[tuple[int, ...], tuple[Spans, int]] = {}
         self._incidents: tuple[IncidentView, ...] = ()
@@ -274,19 +298,24 @@ class Incremental:
         tz = ZoneInfo(config.settings.timezone)
         at = self._now(config, now, tz)
         counter = rewrites(conn)
-        (max_mid,) = conn.execute("SELECT max(id) FROM monitor").fetchone()
+        max_ids = conn.execute(
+            "SELECT (SELECT max(id) FROM monitor), (SELECT max(id) FROM location)"
+        ).fetchone()
         self.full = (
-            config is not self._config or counter != self._rewrites or max_mid != self._max_mid
+            config is not self._config or counter != self._rewrites or max_ids != self._max_ids
         )
         if self.full:
             self._start_over(conn, config, tz)
-            self._rewrites, self._max_mid = counter, max_mid
+            self._rewrites, self._max_ids = counter, max_ids
             self.full_builds += 1
         horizon = min(at.days[0][1], at.ms - WINDOWS["90d"])
         self._expand_maintenance(config, tz, horizon, at.ms)
         rolled = upkeep.rolled_until(conn)
         changed = self._read_results(conn, at.ms)  # kept index -> its new results
-        self._read_derived(conn, changed, horizon, tz)
+        # a combined verdict moves with any of its locations' results, not only the ones
+        # read above: those monitors' derived data is looked at on every refresh
+        self._read_newest(conn)
+        self._read_derived(conn, [*changed, *self._combined], horizon, tz)
         self._read_latency(conn, changed, at, rolled)
         self._rolled = rolled
         return self._snapshot(config, now, at, tz)
@@ -311,10 +340,8 @@ class Incremental:
 
     def _start_over(self, conn: sqlite3.Connection, config: Config, tz: ZoneInfo) -> None:
         self._config = config
-        row = conn.execute(
-            "SELECT id FROM location WHERE name = ?", (config.settings.location,)
-        ).fetchone()
-        self._location_id = row[0] if row else None
+        hub = config.settings.location
+        places = {name: lid for lid, name in conn.execute("SELECT id, name FROM location")}
         ids = {slug: mid for mid, slug in conn.execute("SELECT id, slug FROM monitor")}
         self._maint = {}
         self._kept = []
@@ -325,7 +352,10 @@ class Incremental:
                 i for i, item in enumerate(config.maintenance) if maintenance.applies(item, m.id)
             )
             target = m.sla_target or config.settings.sla_target
-            self._kept.append(_Kept(m, ids.get(m.id), target, key))
+            verdict = verdict_location(m, hub)
+            where = (places.get(verdict), places.get(latency_location(m, hub)), verdict == COMBINED)
+            self._kept.append(_Kept(m, ids.get(m.id), target, key, where))
+        self._combined = [i for i, k in enumerate(self._kept) if k.combined and k.mid is not None]
         self._incident_lists = [() for _ in self._kept]
         self._incidents = ()
         self._rolled = 0
@@ -357,51 +387,93 @@ class Incremental:
     def _read_results(self, conn: sqlite3.Connection, now_ms: int) -> dict[int, list[_Row]]:
         """Every monitor's results newer than the newest seen, (ts_ms, outcome, latency_us)
         by kept index, in time order; the last one kept. After a start over, every monitor
-        with a result, with no rows (all its hours are read)."""
-        loc = self._location_id
-        by_mid = {k.mid: i for i, k in enumerate(self._kept) if k.mid is not None}
+        with a result, with no rows (all its hours are read). A monitor's results are those
+        at its latency location: one query per location (one with no agents)."""
         changed: dict[int, list[_Row]] = {}
-        if loc is None or not by_mid:
-            return changed
         if self.full:  # only the last result of each: the rest is read as rollups
             for i, k in enumerate(self._kept):
-                if k.mid is None:
+                if k.mid is None or k.lloc is None:
                     continue
                 row = conn.execute(
                     "SELECT ts_ms, outcome, latency_us, status_code, cert_expiry FROM result"
                     " WHERE monitor_id = ? AND location_id = ? ORDER BY ts_ms DESC LIMIT 1",
-                    (k.mid, loc),
+                    (k.mid, k.lloc),
                 ).fetchone()
                 k.last = None if row is None else _Last(*row)
                 k.seen = -1 if row is None else row[0]
                 changed[i] = []  # every hour of its latency is read
             return changed
-        seen = json.dumps([[k.mid, k.seen] for k in self._kept if k.mid is not None])
-        rows = conn.execute(
-            "SELECT r.monitor_id, r.ts_ms, r.outcome, r.latency_us, r.status_code,"
-            " r.cert_expiry FROM json_each(?) AS j JOIN result AS r"
-            " ON r.monitor_id = j.value ->> 0 AND r.ts_ms > j.value ->> 1"
-            " WHERE r.location_id = ? ORDER BY r.monitor_id, r.ts_ms",
-            (seen, loc),
-        ).fetchall()
-        for mid, group in itertools.groupby(rows, lambda r: r[0]):
-            found = list(group)
-            i = by_mid[mid]
-            k = self._kept[i]
-            changed[i] = [(r[1], r[2], r[3]) for r in found]
-            k.last = _Last(*found[-1][1:])
-            k.seen = found[-1][1]
-            k.view = None
+        for loc, members in self._grouped(range(len(self._kept)), lambda k: k.lloc).items():
+            by_mid = {self._kept[i].mid: i for i in members}
+            seen = json.dumps([[self._kept[i].mid, self._kept[i].seen] for i in members])
+            rows = conn.execute(
+                "SELECT r.monitor_id, r.ts_ms, r.outcome, r.latency_us, r.status_code,"
+                " r.cert_expiry FROM json_each(?) AS j JOIN result AS r"
+                " ON r.monitor_id = j.value ->> 0 AND r.ts_ms > j.value ->> 1"
+                " WHERE r.location_id = ? ORDER BY r.monitor_id, r.ts_ms",
+                (seen, loc),
+            ).fetchall()
+            for mid, group in itertools.groupby(rows, lambda r: r[0]):
+                found = list(group)
+                i = by_mid[mid]
+                k = self._kept[i]
+                changed[i] = [(r[1], r[2], r[3]) for r in found]
+                k.last = _Last(*found[-1][1:])
+                k.seen = found[-1][1]
+                k.view = None
         return changed
 
-    def _read_derived(
-        self, conn: sqlite3.Connection, changed: dict[int, list[_Row]], horizon: int, tz: ZoneInfo
-    ) -> None:
-        """Coverage, incidents and the last transition of the monitors whose saved tracker
-        state or newest coverage span moved (all of them after a start over)."""
-        loc = self._location_id
-        if loc is None or not changed:
+    def _grouped(
+        self, indices: Iterable[int], where: Callable[[_Kept], int | None]
+    ) -> dict[int, list[int]]:
+        """Kept indices (of monitors with an id) by a location id, in their order."""
+        groups: dict[int, list[int]] = {}
+        for i in indices:
+            k = self._kept[i]
+            loc = where(k)
+            if k.mid is not None and loc is not None:
+                groups.setdefault(loc, []).append(i)
+        return groups
+
+    def _read_newest(self, conn: sqlite3.Connection) -> None:
+        """Each combined verdict's newest result at any location: where its open coverage
+        span reaches (`_Kept.reach`)."""
+        if not self._combined:
             return
+        mids = json.dumps([self._kept[i].mid for i in self._combined])
+        newest = dict(
+            conn.execute(
+                "SELECT j.value, (SELECT max(ts_ms) FROM result WHERE monitor_id = j.value)"
+                " FROM json_each(?) AS j",
+                (mids,),
+            ).fetchall()
+        )
+        verdicts: dict[int, Verdict] = {}
+        for loc, members in self._grouped(self._combined, lambda k: k.vloc).items():
+            mids_at = [m for i in members if (m := self._kept[i].mid) is not None]
+            verdicts.update(read_verdicts(conn, loc, mids_at))
+        for i in self._combined:
+            k = self._kept[i]
+            ts = newest.get(k.mid)
+            verdict = None if k.mid is None else verdicts.get(k.mid)
+            if ts != k.newest or verdict != k.verdict:
+                k.newest = ts
+                k.verdict = verdict
+                k.view = None
+
+    def _read_derived(
+        self, conn: sqlite3.Connection, indices: Sequence[int], horizon: int, tz: ZoneInfo
+    ) -> None:
+        """Coverage, incidents and the last transition of the monitors (kept indices) whose
+        saved tracker state or newest coverage span moved (all of them after a start over),
+        where each keeps its verdict: one set of queries per location (one with no agents)."""
+        groups = self._grouped(dict.fromkeys(indices), lambda k: k.vloc)
+        for loc, members in groups.items():
+            self._read_derived_at(conn, loc, members, horizon, tz)
+
+    def _read_derived_at(
+        self, conn: sqlite3.Connection, loc: int, changed: list[int], horizon: int, tz: ZoneInfo
+    ) -> None:
         mids = json.dumps([self._kept[i].mid for i in changed])
         # what moves with derived data, not with every result: the newest coverage span,
         # the newest incident and its end, the open incidents, the last transition
@@ -498,10 +570,19 @@ class Incremental:
         """The latency hours of monitors with new results (as build._latency): rollups for
         hours rolled up, raw results after. After a start over every hour is read; then
         the new results feed each monitor's newest raw hour (`_Kept.acc`), and only a
-        result in an hour rolled up already has its hours read again, from rollups."""
-        loc = self._location_id
-        if loc is None or not changed:
-            return
+        result in an hour rolled up already has its hours read again, from rollups. Read
+        where each monitor's latency is measured: one set of queries per location."""
+        for loc, members in self._grouped(changed, lambda k: k.lloc).items():
+            self._read_latency_at(conn, loc, {i: changed[i] for i in members}, at, rolled)
+
+    def _read_latency_at(
+        self,
+        conn: sqlite3.Connection,
+        loc: int,
+        changed: dict[int, list[_Row]],
+        at: _Now,
+        rolled: int,
+    ) -> None:
         start, end = at.hours[0], at.hours[-1] + HOUR_MS
         split = max(start, min(end, rolled))
         rolled_mids: dict[int, int] = {}
@@ -640,6 +721,10 @@ class Incremental:
         stale = last is not None and now - last.ts_ms > k.cover_ms
         if last is not None and not stale:
             until = min(until, last.ts_ms + k.cover_ms + 1)
+        if k.combined:  # fresh while any of its locations reports
+            stale = k.newest is not None and now - k.newest > k.cover_ms
+            if k.newest is not None and not stale:
+                until = min(until, k.newest + k.cover_ms + 1)
         for start, _ in k.incidents:
             if start >= now:
                 until = min(until, start + 1)
@@ -648,11 +733,14 @@ class Incremental:
         m = k.monitor
         if lead & MAINT:
             state = State.MAINTENANCE
-        elif last is None or stale:
+        elif (last is None and k.verdict is None) or stale:
             state = State.UNKNOWN
         elif open_incident:
             state = State.DOWN
+        elif k.combined:
+            state = verdict_state(k.verdict)
         else:
+            assert last is not None
             state = _OUTCOME_STATE[last.outcome]
         tz = at.tz
         view = MonitorView(
@@ -672,11 +760,12 @@ class Incremental:
             uptime=uptime,
             days=(*days, today),
             latency=()
-            if k.mid is None or self._location_id is None
+            if k.mid is None or k.lloc is None
             else tuple(k.latency.get(h) or at.points[h] for h in at.hours),
             incidents=tuple(
                 v for s, e, v in k.inc_views if s < now and (e is None or e > first_ms)
             ),
+            regional=() if k.verdict is None or lead & MAINT else k.verdict.regional,
         )
         return view, max(until, now + 1)
 
@@ -760,6 +849,7 @@ def _moved(
         days,
         v.latency,
         v.incidents,
+        v.regional,
     )
 
 

@@ -20,6 +20,8 @@ def add_routes(app: web.Application) -> None:
     for method in ("GET", "POST"):
         app.router.add_route(method, "/push/{token}", views.push)
         app.router.add_route(method, "/push/{token}/{action}", views.push)
+    app.router.add_get("/api/agent/v1/monitors", views.agent_monitors)
+    app.router.add_post("/api/agent/v1/results", views.agent_results)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_static("/static/", views.STATIC_DIR, name="static")
 

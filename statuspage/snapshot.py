@@ -107,6 +107,9 @@ class MonitorView:
     days: tuple[DayView, ...]  # oldest first, settings.history_days of them, today last
     latency: tuple[LatencyPoint, ...]  # the last 24 hours, hourly, oldest first
     incidents: tuple[IncidentView, ...]  # within history_days, newest first
+    # probed from several locations: those failing in a regional problem that lasted
+    # down_after (fewer than quorum: never downtime; the state shows degraded)
+    regional: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

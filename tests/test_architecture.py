@@ -36,6 +36,7 @@ RULES: dict[str, tuple[str, ...]] = {
     # The agent's batch format is pure; its disk queue is stdlib sqlite3 and nothing above.
     "prober.agent.wire": (*IO, "prober.store", "prober.checks", "prober.config"),
     "prober.agent.queue": ("aiohttp", "sqlalchemy", "prober.store", "prober.checks"),
+    "prober.agent.assign": (*IO, "prober.store", "prober.checks"),
 }
 
 

@@ -215,6 +215,35 @@ def test_check_all_lists_push_monitors_as_unknown(tmp_path: pathlib.Path, http_t
     assert second.endswith(PUSH_LISTED)
 
 
+def test_check_all_on_a_hub_with_agents_says_where_it_runs(
+    tmp_path: pathlib.Path, http_target: int
+) -> None:
+    write_config(
+        tmp_path,
+        f"""
+        [settings]
+        location = "seoul"
+
+        [[agents]]
+        location = "frankfurt"
+        token = "9f1c2b7a4e6d8c0b1a3f5e7d9c2b4a6f"
+
+        [[monitors]]
+        id = "api"
+        type = "http"
+        url = "http://127.0.0.1:{http_target}/ok"
+        """,
+    )
+    said = "checking 1 monitors from seoul (this hub; agents' locations are not probed by check)"
+    as_text = prober("check", "--all", cwd=tmp_path)
+    assert as_text.returncode == 0, as_text.stderr
+    assert as_text.stdout.splitlines()[0] == said
+    assert as_text.stdout.splitlines()[1].split()[:2] == ["api", "up"]
+    as_json = prober("check", "--all", "--json", cwd=tmp_path)
+    assert [json.loads(line)["id"] for line in as_json.stdout.splitlines()] == ["api"]
+    assert said in as_json.stderr
+
+
 def test_check_json_of_a_timeout_has_no_first_byte(tmp_path: pathlib.Path) -> None:
     with socket.socket() as stuck:  # the kernel accepts connections; nobody ever answers
         stuck.bind(("127.0.0.1", 0))

@@ -277,7 +277,7 @@ def test_bytes_that_are_not_utf8(tmp_path: pathlib.Path, row: bytes, message: st
             "missing latency_ms; unknown 'latency' (did you mean 'latency_ms'?)",
         ),
         ("monitor,timestamp,outcome,latency_ms", "missing error"),
-        ("monitor,timestamp,outcome,latency_ms,error,location", "unknown 'location'"),
+        ("monitor,timestamp,outcome,latency_ms,error,place", "unknown 'place'"),
         ("monitor,timestamp,outcome,latency_ms,error,", "unknown ''"),
         ("timestamp,monitor,outcome,latency_ms,error", "wrong order"),
         ("monitor,timestamp,outcome,latency_ms,error,error", "a column repeats"),
@@ -655,3 +655,48 @@ def test_ranges_cut_after_line_ends(tmp_path: pathlib.Path, head: str, start: in
     assert len(ranges) == 4 and ranges[0][0] == start and ranges[-1][1] == len(data)
     for (_, end), (next_start, _) in itertools.pairwise(ranges):
         assert end == next_start and data[end - 1 : end] == b"\n"
+
+
+# --- the location column ---------------------------------------------------------------
+
+PLACES = importcsv.Places("seoul", ("seoul", "frankfurt"), {"web": ("frankfurt",)})
+
+
+def test_a_location_column_keeps_each_locations_rows_apart(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "results.csv"
+    lines = [
+        f"api,{T0},up,12.5,,",  # empty: the default location
+        f"api,{T0},down,,refused,frankfurt",  # the same time elsewhere: another row
+        'api,2026-11-01T00:01:00Z,down,,"HTTP 503, twice",frankfurt',  # careful path
+        "api,2026-11-01T00:02:00Z,up,12.5,,seoul\r",  # written out: the default too
+        f"web,{T0},up,7,,frankfurt",
+    ]
+    path.write_text(f"{HEADER},location\n" + "\n".join(lines) + "\n", newline="")
+    parsed = parse(path, KNOWN, places=PLACES)
+    assert parsed.errors == []
+    assert set(parsed.rows) == {"api", "api@frankfurt", "web@frankfurt"}
+    assert importcsv.located("api@frankfurt", "seoul") == ("api", "frankfurt")
+    assert importcsv.located("api", "seoul") == ("api", "seoul")
+    assert _rows(parsed, "api") == [(T0_MS, 1, 12_500, None), (T0_MS + 120_000, 1, 12_500, None)]
+    assert _rows(parsed, "api@frankfurt") == [
+        (T0_MS, 3, None, "refused"),
+        (T0_MS + 60_000, 3, None, "HTTP 503, twice"),
+    ]
+
+
+def test_a_location_nobody_declares_is_a_line_error(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "results.csv"
+    lines = [f"api,{T0},up,12.5,,frankfurt", f"api,{T0},up,12.5,,berlin", f"web,{T0},up,1,,"]
+    path.write_text(f"{HEADER},location\n" + "\n".join(lines) + "\n")
+    parsed = parse(path, KNOWN, places=PLACES)
+    assert parsed.errors == [
+        RowError(
+            3, "location: no hub or [[agents]] entry declares 'berlin'; declared: seoul, frankfurt"
+        ),
+        RowError(
+            4, "location: monitor 'web' is not probed from 'seoul' (its locations: frankfurt)"
+        ),
+    ]
+    assert parse(path, KNOWN).errors[0] == RowError(  # no places: only the default
+        2, "location: no hub or [[agents]] entry declares 'frankfurt'; declared: none"
+    )

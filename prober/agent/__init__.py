@@ -1,5 +1,8 @@
 """`prober agent`: probes for a hub from another location.
 
-`wire.py` is the batch format agents send and hubs parse (pure); `queue.py` is the
-agent's on-disk queue of results while the hub cannot be reached.
+`run.py` is the process; `assign.py` what the hub assigns it (pure); `wire.py` the batch
+format agents send and hubs parse (pure); `queue.py` the results on disk until the hub has
+them; `send.py` drains that queue to the hub; `link.py` the HTTP client of the hub and how
+its answers are logged. The hub's side: `gate.py` (web process) and `hub.py` (probing
+process).
 """

@@ -16,11 +16,13 @@ from zoneinfo import ZoneInfo
 from prober import maintenance, timeline
 from prober.causes import public_cause
 from prober.config import Config
-from prober.config.monitors import MonitorBase
+from prober.config.locations import COMBINED, latency_location, verdict_location
+from prober.config.monitors import Monitor
 from prober.redact import visible_text
 from prober.report.model import (
     DayBar,
     LatencyStats,
+    LocationFigures,
     MonitorReport,
     MonthReport,
     Period,
@@ -41,26 +43,41 @@ class Stored:
 
 
 class Reader:
-    """Reads what reports (and later the status page) need, for one location."""
+    """Reads what reports and the status page need. Each monitor's verdict (coverage,
+    incidents, transitions) is read where it is kept and its latency and checks where they
+    are measured (prober.config.locations: with no agents, both at settings.location)."""
 
     def __init__(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> None:
         self.conn = conn
         self.config = config
+        self.hub = config.settings.location
         self.tz = ZoneInfo(config.settings.timezone)
         self.now_ms = timeline.to_ms(now)
-        row = conn.execute(
-            "SELECT id FROM location WHERE name = ?", (config.settings.location,)
-        ).fetchone()
-        self.location_id: int | None = row[0] if row else None
+        self.location_ids = {
+            name: lid for lid, name in conn.execute("SELECT id, name FROM location")
+        }
         self.ids = {slug: mid for mid, slug in conn.execute("SELECT id, slug FROM monitor")}
         self.rolled_until = upkeep.rolled_until(conn)
 
-    def stored(self, monitor: MonitorBase, start_ms: int, end_ms: int) -> Stored:
+    def verdict_id(self, monitor: Monitor) -> int | None:
+        """The location id of the monitor's verdict (None: nothing stored there yet)."""
+        return self.location_ids.get(verdict_location(monitor, self.hub))
+
+    def latency_id(self, monitor: Monitor) -> int | None:
+        """The location id of the monitor's results shown as its latency and checks."""
+        return self.location_ids.get(latency_location(monitor, self.hub))
+
+    def stored(
+        self, monitor: Monitor, start_ms: int, end_ms: int, location: str | None = None
+    ) -> Stored:
+        """Coverage and incidents in [start, end) of the monitor's verdict, or of one of its
+        locations' own (`location`), with its maintenance."""
         maint = maintenance.spans(self.config.maintenance, monitor.id, start_ms, end_ms, self.tz)
-        mid = self.ids.get(monitor.id)
-        if mid is None or self.location_id is None:
+        name = location or verdict_location(monitor, self.hub)
+        mid, loc = self.ids.get(monitor.id), self.location_ids.get(name)
+        if mid is None or loc is None:
             return Stored(Spans.empty(), [], maint)
-        key = (mid, self.location_id)
+        key = (mid, loc)
         cover_ms = TrackSpec.of(monitor).cover_ms
         spans: list[tuple[int, int]] = []
         for span_start, span_end in self.conn.execute(
@@ -69,10 +86,7 @@ class Reader:
             (*key, end_ms, start_ms),
         ):
             if span_end is None:
-                (last,) = self.conn.execute(
-                    "SELECT max(ts_ms) FROM result WHERE monitor_id = ? AND location_id = ?",
-                    key,
-                ).fetchone()
+                last = self._newest(mid, None if name == COMBINED else loc)
                 span_end = min(self.now_ms, (last or span_start) + cover_ms)
             spans.append((span_start, min(span_end, self.now_ms)))
         incidents = self.conn.execute(
@@ -83,15 +97,29 @@ class Reader:
         ).fetchall()
         return Stored(Spans.of(spans), incidents, maint)
 
+    def _newest(self, mid: int, loc: int | None) -> int | None:
+        """The newest result's time at one location; at any (None: the combined verdict's
+        open span reaches the newest result of any of its locations)."""
+        if loc is None:
+            row = self.conn.execute(
+                "SELECT max(ts_ms) FROM result WHERE monitor_id = ?", (mid,)
+            ).fetchone()
+        else:
+            row = self.conn.execute(
+                "SELECT max(ts_ms) FROM result WHERE monitor_id = ? AND location_id = ?",
+                (mid, loc),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
     def incident_spans(self, stored: Stored) -> Spans:
         return Spans.of(
             (start, self.now_ms if end is None else end) for start, end, _ in stored.incidents
         )
 
-    def usage(self, monitor: MonitorBase, start_ms: int, end_ms: int) -> rollups.Rollup:
+    def usage(self, monitor: Monitor, start_ms: int, end_ms: int) -> rollups.Rollup:
         """Check counts and latency in [start, end): daily rollups for the whole local days
         already rolled up, hourly ones for the hours after, raw results for the rest."""
-        mid, loc = self.ids.get(monitor.id), self.location_id
+        mid, loc = self.ids.get(monitor.id), self.latency_id(monitor)
         if mid is None or loc is None:
             return rollups.Rollup()
         parts: list[rollups.Rollup] = []
@@ -145,7 +173,7 @@ def build(
 
 
 def _monitor(
-    reader: Reader, monitor: MonitorBase, start: dt.datetime, end: dt.datetime
+    reader: Reader, monitor: Monitor, start: dt.datetime, end: dt.datetime
 ) -> MonitorReport:
     tz = reader.tz
     w = (timeline.to_ms(start), timeline.to_ms(end))
@@ -164,6 +192,7 @@ def _monitor(
     ]
     durations = [i.duration_seconds for i in incidents if i.duration_seconds is not None]
     usage = reader.usage(monitor, *w)
+    locations = _locations(reader, monitor, w, acc, target) if reader.config.agents else ()
     return MonitorReport(
         id=monitor.id,
         name=visible_text(monitor.display_name),
@@ -185,7 +214,34 @@ def _monitor(
         failed_checks=usage.down,
         latency=latency(usage),
         days=_days(reader, stored, incident_spans, start, end, target),
+        locations=locations,
     )
+
+
+def _locations(
+    reader: Reader,
+    monitor: Monitor,
+    w: tuple[int, int],
+    acc: timeline.Accounting,
+    target: float,
+) -> tuple[LocationFigures, ...]:
+    """Each location's own figures (on a hub with agents): from that location's own
+    coverage and incidents; a monitor probed from one place has its verdict's."""
+    names = monitor.locations or (reader.hub,)
+    if len(names) == 1:
+        return (LocationFigures(names[0], *_figures(acc)),)
+    found = []
+    for name in names:
+        stored = reader.stored(monitor, *w, location=name)
+        own = timeline.account(
+            w, stored.known, reader.incident_spans(stored), stored.maintenance, target
+        )
+        found.append(LocationFigures(name, *_figures(own)))
+    return tuple(found)
+
+
+def _figures(acc: timeline.Accounting) -> tuple[float | None, float, float]:
+    return acc.uptime_percent, acc.monitored_seconds, acc.downtime_seconds
 
 
 def latency(usage: rollups.Rollup) -> LatencyStats:

@@ -48,6 +48,17 @@ class DayBar:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LocationFigures:
+    """One location's own figures for a monitor probed from several (docs/REFERENCE.md
+    "Several locations"), from that location's coverage and incidents."""
+
+    location: str
+    uptime_percent: float | None
+    monitored_seconds: float
+    downtime_seconds: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class MonitorReport:
     id: str
     name: str
@@ -69,6 +80,10 @@ class MonitorReport:
     failed_checks: int
     latency: LatencyStats
     days: list[DayBar]  # not in JSON/CSV: the HTML chart
+    # on a hub with [[agents]]: each of the monitor's locations, in its `locations` order
+    # (one entry, the figures above, for a monitor probed from one place); with no agents
+    # none, and the JSON and CSV are what they were before agents existed
+    locations: tuple[LocationFigures, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

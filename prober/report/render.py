@@ -20,7 +20,7 @@ from collections.abc import Callable
 import jinja2
 
 from prober.report import chart
-from prober.report.model import DayBar, MonitorReport, MonthReport
+from prober.report.model import DayBar, LocationFigures, MonitorReport, MonthReport
 
 # MonitorReport's scalar fields in contract order; JSON puts `incidents` after these.
 _SCALARS = (
@@ -48,6 +48,11 @@ CSV_COLUMNS = (
     *_COUNTS,
     *(f"latency_{name}_ms" for name in _LATENCY),
 )
+# On a hub with agents the CSV gains a last column, `location`: each monitor's row (the
+# combined verdict's figures, `location` empty) is followed by one row per location with
+# that location's own figures (_LOCATION_FIELDS; the other cells empty).
+LOCATION_COLUMN = "location"
+_LOCATION_FIELDS = ("uptime_percent", "monitored_seconds", "downtime_seconds")
 
 
 def _decimals(value: float | None) -> float | None:
@@ -98,7 +103,13 @@ def _monitor_json(monitor: MonitorReport, tz: zoneinfo.ZoneInfo) -> dict[str, ob
     ]
     fields.update({name: getattr(monitor, name) for name in _COUNTS})
     fields["latency_ms"] = _latency(monitor)
+    if monitor.locations:  # a hub with agents: each location's own figures
+        fields["locations"] = {place.location: _place(place) for place in monitor.locations}
     return fields
+
+
+def _place(place: LocationFigures) -> dict[str, float | None]:
+    return {name: _ROUNDED[name](getattr(place, name)) for name in _LOCATION_FIELDS}
 
 
 def to_json(report: MonthReport) -> str:
@@ -137,20 +148,27 @@ def _csv_cell(value: object) -> str:
 
 
 def to_csv(report: MonthReport) -> str:
-    """A header row, then one row per monitor with the JSON's scalar fields (RFC 4180)."""
+    """A header row, then one row per monitor with the JSON's scalar fields (RFC 4180); on
+    a hub with agents, each followed by a row per location (LOCATION_COLUMN)."""
     period = report.period
     tz = zoneinfo.ZoneInfo(period.timezone)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    places = any(monitor.locations for monitor in report.monitors)
+    writer.writerow((*CSV_COLUMNS, LOCATION_COLUMN) if places else CSV_COLUMNS)
     lead = (period.month, period.timezone, _iso(period.start, tz), _iso(period.end, tz))
     for monitor in report.monitors:
-        values = (
-            list(_scalars(monitor).values())
-            + [getattr(monitor, name) for name in _COUNTS]
-            + list(_latency(monitor).values())
-        )
+        fields = {
+            **_scalars(monitor),
+            **{name: getattr(monitor, name) for name in _COUNTS},
+            **{f"latency_{name}_ms": value for name, value in _latency(monitor).items()},
+        }
+        values = [*fields.values(), ""] if places else list(fields.values())
         writer.writerow([_csv_cell(value) for value in (*lead, *values)])
+        for place in monitor.locations:
+            own = {"id": monitor.id, "name": monitor.name, "group": monitor.group, **_place(place)}
+            cells = [own.get(name) for name in fields]
+            writer.writerow([_csv_cell(value) for value in (*lead, *cells, place.location)])
     return out.getvalue()
 
 
@@ -207,6 +225,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "avg": "avg",
         "max": "max",
         "policy": "How these numbers are computed",
+        "by_location": "By location (each location's own results)",
+        "location": "Location",
     },
     "ko": {
         "subtitle": "월간 가동률 보고서",
@@ -260,6 +280,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "avg": "평균",
         "max": "최대",
         "policy": "수치 계산 방법",
+        "by_location": "위치별 (각 위치 자체의 결과)",
+        "location": "위치",
     },
 }
 

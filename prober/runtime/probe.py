@@ -28,11 +28,13 @@ import prometheus_client
 from aiohttp import web
 
 from prober import push
+from prober.agent.hub import AgentHealth, AgentHub, silence_from_env
 from prober.alerts.dispatcher import Dispatcher
 from prober.alerts.outbox import Outbox, Routes
 from prober.canaries import Canaries
 from prober.checks.session import open_shared
 from prober.config import Config
+from prober.config.locations import probed_at
 from prober.config.monitors import ProbeMonitor, ProbingMonitor, PushMonitor
 from prober.errors import UserError
 from prober.logs import LogFormat
@@ -52,7 +54,7 @@ from prober.store.ledger import TrackSpec
 from prober.store.writer import NetworkChange, Observation, ResultWriter
 from prober.timeline import to_ms
 from prober.watchdog import HeartbeatCollector, HeartbeatStats, heartbeat
-from statuspage.health import Health
+from statuspage.health import MAX_WRITER_QUEUE, Health
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +180,8 @@ async def serve(
     )
     writer.start()
     hub = _push_hub(config, writer)
-    probing = [m for m in config.monitors if isinstance(m, ProbeMonitor)]
+    here = settings.location  # agents probe the monitors that list their locations
+    probing = [m for m in config.monitors if isinstance(m, ProbeMonitor) and probed_at(m, here)]
     results = ResultLog(writer)
     redact = Redactor(config.secret_values())
     reloader: Reloader | None = None
@@ -217,6 +220,17 @@ async def serve(
             dispatcher.delivery, [n.id for n in config.notifiers], overload=scheduler.overload
         )
         collectors.register(HeartbeatCollector(beats))
+        agent_health = AgentHealth(config, silence=silence_from_env())
+        agents = AgentHub(
+            config,
+            lambda monitor, at, result, location: writer.submit(
+                Observation(monitor, at, result, location=location)
+            ),
+            agent_health,
+            can_take=lambda n: writer.healthy() and writer.queue_depth() + n <= MAX_WRITER_QUEUE,
+        )
+        if config.agents:  # a reload never changes [[agents]]
+            collectors.register(agent_health.collector())
 
         def web_state() -> control.WebState:
             current = reloader.config if reloader is not None else config
@@ -231,9 +245,10 @@ async def serve(
                         push=lambda token, action, query: hub.receive(
                             token, action, query, to_ms(dt.datetime.now(dt.UTC))
                         ),
-                        health=health.report,
+                        health=lambda: agent_health.extend(health.report()),
                         metrics=lambda: prometheus_client.generate_latest(collectors),
                         ready=lambda pid: site.serving(pid),
+                        agent=agents.receive,
                     )
                 ),
                 access_log=None,
@@ -270,6 +285,7 @@ async def serve(
                 asyncio.create_task(heartbeat(url, shared.session, health, stats=beats)),
                 asyncio.create_task(_report_stats(scheduler, results, writer, dispatcher)),
                 asyncio.create_task(_push_deadlines(hub)),
+                asyncio.create_task(_agent_contact(agent_health)),
             ]
             alerts = asyncio.create_task(dispatcher.run(stop))
 
@@ -284,12 +300,15 @@ async def serve(
                 )
                 if not applied:
                     log.error("reload: the result writer did not take the new monitors in time")
-                probing = [m for m in new.monitors if isinstance(m, ProbeMonitor)]
+                probing = [
+                    m for m in new.monitors if isinstance(m, ProbeMonitor) and probed_at(m, here)
+                ]
                 scheduler.reconfigure(probing, new.settings.overload_threshold)
                 dispatcher.reconfigure(new)
                 pushing = [m for m in new.monitors if isinstance(m, PushMonitor)]
                 new_tokens, _ = await asyncio.to_thread(_tokens, new, pushing)
                 hub.reconfigure(pushing, new_tokens, to_ms(dt.datetime.now(dt.UTC)))
+                agents.reconfigure(new)
                 site.reload()
 
             reloader = Reloader(config, apply)
@@ -365,6 +384,13 @@ async def _push_deadlines(hub: PushHub) -> None:
     """Silence becomes `down` at each push monitor's deadline (checked every second)."""
     while True:
         hub.overdue(to_ms(dt.datetime.now(dt.UTC)))
+        await asyncio.sleep(1.0)
+
+
+async def _agent_contact(health: AgentHealth) -> None:
+    """An agent's silence is logged when it passes its limit (checked every second)."""
+    while True:
+        health.tick()
         await asyncio.sleep(1.0)
 
 

@@ -1,6 +1,6 @@
-"""The web process: status page, APIs, feeds, badges, /healthz, /push, /metrics (on a
-listener of its own) and the monthly report files, in a process of their own
-(`python -m prober.runtime.web`).
+"""The web process: status page, APIs, feeds, badges, /healthz, /push, the agents' API
+(prober.agent.gate), /metrics (on a listener of its own) and the monthly report files,
+in a process of their own (`python -m prober.runtime.web`).
 
 `prober run` starts it (prober.runtime.supervisor) with the listening sockets already
 bound, and writes a pickled `Launch` to its stdin; stdin stays open for the life of the
@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from prober import logs
+from prober.agent.gate import AgentGate
 from prober.logs import LogFormat
 from prober.push import BURST, REFILL_PER_S, digest, known_action
 from prober.redact import Redactor
@@ -158,7 +159,11 @@ async def serve(launch: Launch, limits: Limits) -> None:
     remote = Remote(client)
     gate = PushGate(client, state.push_digests)
     publisher = Publisher(state.config)
-    app = create_app(state.config, remote, publisher=publisher, push_receiver=gate.receive)
+    # a reload never changes [[agents]] (prober.reload refuses it): None stays None
+    agents = AgentGate(client.agent, state.config) if state.config.agents else None
+    app = create_app(
+        state.config, remote, publisher=publisher, push_receiver=gate.receive, agents=agents
+    )
     page = socket.socket(fileno=launch.listen_fd)
     # builds a small page before it listens: see statuspage.app
     runner = await listeners.start(app, "page", page, headers=SECURITY_HEADERS)
@@ -183,6 +188,8 @@ async def serve(launch: Launch, limits: Limits) -> None:
             return
         gate.digests = new.push_digests
         publisher.reconfigure(new.config)
+        if agents is not None:
+            agents.reconfigure(new.config)
         log.info("status page: config reloaded")
 
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))

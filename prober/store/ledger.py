@@ -103,6 +103,8 @@ class TrackSpec:
 # Told of every incident opened or resolved, inside the transaction that records it: the
 # alert outbox writes its rows there (live results and results replayed at start alike).
 OnIncident = Callable[[sqlite3.Connection, str, Opened | Resolved], None]
+# Told once per regional problem (failing locations, since_ms, cause) that lasted down_after.
+OnRegional = Callable[[sqlite3.Connection, str, tuple[str, ...], int, str | None], None]
 
 
 @functools.lru_cache(maxsize=256)
@@ -164,7 +166,8 @@ class _Multi:
         # The start the open incident's alerts are keyed by, when a rebuild moved its start
         # (late results): the incident keeps its identity, no alert is sent twice.
         self.alias_ms: int | None = None
-        self.regional: tuple[tuple[str, ...], int] | None = None  # (locations, since_ms)
+        # a regional problem: (failing locations, since_ms, told: it lasted down_after)
+        self.regional: tuple[tuple[str, ...], int, bool] | None = None
         self.known: list[_Known] | None = None  # only while a rebuild replays
 
 
@@ -176,8 +179,10 @@ class Ledger:
         specs: Iterable[TrackSpec],
         on_incident: OnIncident | None = None,
         location_ids: Mapping[str, int] | None = None,
+        on_regional: OnRegional | None = None,
     ) -> None:
         self._location_id = location_id  # the hub's own location
+        self._on_regional = on_regional
         self._location_ids = dict(location_ids or {})  # name -> id, COMBINED included
         self._on_incident = on_incident
         self._specs = {s.slug: s for s in specs if s.slug in ids}
@@ -395,7 +400,8 @@ class Ledger:
         multi.quorum = Quorum.from_dict(spec.quorum, spec.cover_ms, state["verdicts"])
         multi.alias_ms = state.get("alias_ms")
         regional = state.get("regional")
-        multi.regional = (tuple(regional["locations"]), regional["since_ms"]) if regional else None
+        if regional:
+            multi.regional = (tuple(regional["locations"]), regional["since_ms"], regional["told"])
         track.last_ts = multi.quorum.horizon_ms
         track.last_known = state.get("known", False)
         track.open_span = self._open_span(conn, track.monitor_id, track.location_id)
@@ -443,8 +449,7 @@ class Ledger:
             track.last_ts = v.ts_ms
             track.last_known = known
             if v.regional:
-                held = multi.regional
-                multi.regional = (v.failing, held[1] if held else v.ts_ms)
+                self._regional(conn, multi, v)
             else:
                 multi.regional = None
             for change in steps:
@@ -453,6 +458,20 @@ class Ledger:
                     self._announce(conn, multi, change)
             changes += steps
         return changes
+
+    def _regional(self, conn: sqlite3.Connection, multi: _Multi, v: Verdict) -> None:
+        """A regional problem goes on; once it has lasted down_after (a duration, or N
+        checks' worth of intervals) it is told, once (not while a rebuild replays: what it
+        finds late was either told already or is history)."""
+        held = multi.regional
+        since, told = (held[1], held[2]) if held else (v.ts_ms, False)
+        rule = multi.spec.rule
+        need = max(rule.need_ms, (rule.need_downs - 1) * (multi.spec.cover_ms // 2))
+        if not told and v.ts_ms - since >= need:
+            told = True
+            if self._on_regional is not None and multi.known is None:
+                self._on_regional(conn, multi.spec.slug, v.failing, since, v.error)
+        multi.regional = (v.failing, since, told)
 
     def _announce(self, conn: sqlite3.Connection, multi: _Multi, change: Opened | Resolved) -> None:
         """Tell the outbox, once per incident and event, under the start its first alert
@@ -550,7 +569,7 @@ class Ledger:
             "alias_ms": multi.alias_ms,
             "regional": None
             if regional is None
-            else {"locations": list(regional[0]), "since_ms": regional[1]},
+            else {"locations": list(regional[0]), "since_ms": regional[1], "told": regional[2]},
         }
         conn.execute(
             "INSERT OR REPLACE INTO monitor_state (monitor_id, location_id, as_of_ms, state)"

@@ -151,6 +151,7 @@ class ResultWriter:
                 self._specs,
                 on_incident=self._incident_alerts,
                 location_ids=self._location_ids,
+                on_regional=self._regional_alerts,
             )
             # An hour is final once every check started in it has reported.
             grace = max((s.cover_ms for s in self._specs), default=0) / 2000 + 60
@@ -417,6 +418,25 @@ class ResultWriter:
     ) -> None:
         if self._outbox is not None:
             self._outbox.incident(conn, slug, change, round(time.time() * 1000))
+
+    def _regional_alerts(
+        self,
+        conn: sqlite3.Connection,
+        slug: str,
+        locations: tuple[str, ...],
+        since_ms: int,
+        cause: str | None,
+    ) -> None:
+        log.warning(
+            'regional problem monitor=%s locations=%s since=%s cause="%s"',
+            slug,
+            ",".join(locations),
+            from_ms(since_ms, dt.UTC).isoformat(),
+            cause or "",
+        )
+        if self._outbox is not None:
+            now = round(time.time() * 1000)
+            self._outbox.regional(conn, slug, locations, since_ms, cause, now)
 
 
 def _why(exc: sqlite3.Error) -> str:

@@ -86,6 +86,7 @@ def test_status_v1_calm_exact() -> None:
                 "status_code": 200,
                 "uptime": {"24h": 100.0, "7d": 99.99, "30d": 99.95, "90d": 99.9},
                 "cert_expires": None,
+                "regional": [],
             }
         ],
     }

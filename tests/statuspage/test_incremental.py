@@ -24,6 +24,7 @@ from statuspage.build import build_snapshot
 from statuspage.incremental import Incremental
 from statuspage.publisher import Publisher
 from statuspage.snapshot import Snapshot, State
+from tests.support.history import Live, Row
 
 SEOUL = ZoneInfo("Asia/Seoul")  # local midnight is 15:00 UTC
 START = dt.datetime(2026, 11, 18, 0, 0, tzinfo=dt.UTC)
@@ -315,3 +316,119 @@ def test_publisher_builds_nothing_for_nobody(world: World) -> None:
             await publisher.close()
 
     asyncio.run(scenario())
+
+
+AGENTS = """
+[settings]
+timezone = "Asia/Seoul"
+history_days = 3
+location = "seoul"
+
+[[agents]]
+location = "frankfurt"
+token = "9f1c2b7a4e6d8c0b1a3f5e7d9c2b4a6f"
+
+[[monitors]]
+id = "multi"
+type = "http"
+url = "http://127.0.0.1:9/"
+
+[[monitors]]
+id = "away"
+type = "http"
+url = "http://127.0.0.1:9/"
+locations = ["frankfurt"]
+
+[[monitors]]
+id = "home"
+type = "tcp"
+host = "127.0.0.1"
+port = 9
+locations = ["seoul"]
+"""
+
+
+class Places:
+    """A hub with an agent: `multi` is probed from seoul (the hub) and frankfurt, its
+    verdict kept under `*`, its latency read from seoul; `away` only from frankfurt."""
+
+    def __init__(self, tmp: pathlib.Path) -> None:
+        (tmp / "monitors.toml").write_text(AGENTS)
+        self.config = load_config(tmp / "monitors.toml")
+        open_engine(self.config.database_path).dispose()
+        self.conn = connect_raw(self.config.database_path)
+        self.other = connect_raw(self.config.database_path)
+        self.live = Live(self.other, self.config)
+        self.kept = Incremental()
+
+    def feed(
+        self,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        down: tuple[str, ...] = (),
+        silent: tuple[str, ...] = (),
+        verdict: Outcome = Outcome.UP,
+    ) -> None:
+        """A result a minute from each (monitor, location) not `silent` ("multi@seoul"),
+        down where listed in `down`; multi's combined verdict `verdict` at each minute."""
+        rows, verdicts, at = [], [], start
+        while at < end:
+            for place in ("multi@seoul", "multi@frankfurt", "away@frankfurt", "home@seoul"):
+                monitor, location = place.split("@")
+                if place in silent:
+                    continue
+                if place in down:
+                    rows.append(Row(monitor, location, at, Outcome.DOWN, 3.0, "refused"))
+                else:
+                    latency = 90.0 if location == "frankfurt" else 40.0
+                    rows.append(Row(monitor, location, at, Outcome.UP, latency))
+            verdicts.append(("multi", at, verdict))
+            at += MINUTE
+        self.live.feed(rows, verdicts)
+
+    def check(self, now: dt.datetime, *, full: bool = False) -> Snapshot:
+        kept = self.kept.refresh(self.conn, self.config, now)
+        assert self.kept.full is full
+        expected = build_snapshot(self.other, self.config, now)
+        for got, want in zip(kept.monitors, expected.monitors, strict=True):
+            for field in got.__dataclass_fields__:
+                assert getattr(got, field) == getattr(want, field), (got.id, field)
+        assert kept == expected
+        return kept
+
+
+def test_a_monitor_probed_from_several_places(tmp_path: pathlib.Path) -> None:
+    """Its verdict (state, incidents, bars, uptime) from `*`, its latency and last check
+    from the hub's own results; kept and full builds agree at every step, also when only
+    the agent's results (and the combined verdict) move."""
+    w = Places(tmp_path)
+    w.feed(START, T1)
+    snap = w.check(T1 + dt.timedelta(seconds=30), full=True)
+    multi = snap.monitor("multi")
+    assert multi is not None and multi.state is State.UP
+    assert {p.avg_ms for p in multi.latency if p.avg_ms is not None} == {40.0}  # seoul's
+    away = snap.monitor("away")
+    assert away is not None and {p.avg_ms for p in away.latency if p.avg_ms} == {90.0}
+    w.feed(T1, T1 + 5 * MINUTE)
+    w.check(T1 + dt.timedelta(minutes=5, seconds=1))
+    # both places fail, the quorum agrees: an incident under `*`, back-dated
+    both = ("multi@seoul", "multi@frankfurt")
+    w.feed(T1 + 5 * MINUTE, T1 + 10 * MINUTE, down=both, verdict=Outcome.DOWN)
+    snap = w.check(T1 + dt.timedelta(minutes=10, seconds=1))
+    multi = snap.monitor("multi")
+    assert multi is not None and multi.state is State.DOWN
+    assert [(i.monitor_id, i.start) for i in snap.incidents] == [("multi", T1 + 5 * MINUTE)]
+    # the hub's own probe stops; frankfurt's results and the combined verdict go on: the
+    # incident ends though no new result of the hub's came in
+    w.feed(T1 + 10 * MINUTE, T1 + 12 * MINUTE, silent=("multi@seoul",))
+    snap = w.check(T1 + dt.timedelta(minutes=12, seconds=1))
+    assert snap.incidents[0].end == T1 + 10 * MINUTE
+    w.feed(T1 + 12 * MINUTE, T1 + 20 * MINUTE, silent=("multi@seoul",))
+    snap = w.check(T1 + dt.timedelta(minutes=20, seconds=1))
+    multi = snap.monitor("multi")
+    assert multi is not None and multi.uptime["24h"] is not None
+    w.feed(T1 + 20 * MINUTE, T1 + 25 * MINUTE)
+    w.check(T1 + dt.timedelta(minutes=25))
+    w.conn.close()
+    w.other.close()

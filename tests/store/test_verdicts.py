@@ -41,7 +41,17 @@ class Hub:
             _schema(conn)
         self.conn = conn
         self.told: list[tuple[str, int, int | None]] = []  # (kind, start_ms, end_ms)
-        self.ledger = Ledger(IDS["seoul"], {"api": 1}, [track], self._tell, IDS)
+        self.regional: list[tuple[tuple[str, ...], int]] = []
+        self.ledger = Ledger(
+            IDS["seoul"], {"api": 1}, [track], self._tell, IDS, on_regional=self._regional
+        )
+
+    def _regional(
+        self, _conn: sqlite3.Connection, slug: str, where: tuple[str, ...], since: int,
+        cause: str | None,
+    ) -> None:  # fmt: skip
+        assert slug == "api" and cause
+        self.regional.append((where, since))
 
     def _tell(self, _conn: sqlite3.Connection, slug: str, change: Opened | Resolved) -> None:
         assert slug == "api"
@@ -118,12 +128,25 @@ def test_one_location_failing_is_regional_never_an_incident() -> None:
     assert '"regional":null' in hub.state()
 
 
-def test_regional_problem_is_kept_in_the_state_while_it_lasts() -> None:
-    hub = Hub(spec())
+@pytest.mark.parametrize(
+    ("down_after", "told_at"), [(DownAfter(seconds=120.0), 3), (DownAfter(count=3), 3)]
+)
+def test_a_regional_problem_is_told_once_when_it_lasted_down_after(
+    down_after: DownAfter, told_at: int
+) -> None:
+    hub = Hub(spec(down_after))
     hub.start(T0)
-    for i in range(4):
+    for i in range(8):
         hub.minute(i, {**ALL_UP, "virginia": D if i >= 1 else U})
-    assert '"regional":{"locations":["virginia"],"since_ms":%d}' % (T0 + MIN) in hub.state()
+        if i == 0:
+            continue
+        flag = "true" if i >= told_at else "false"
+        told = f'"regional":{{"locations":["virginia"],"since_ms":{T0 + MIN},"told":{flag}}}'
+        assert told in hub.state(), i
+        assert hub.regional == ([(("virginia",), T0 + MIN)] if i >= told_at else []), i
+    hub.minute(8, ALL_UP)
+    assert '"regional":null' in hub.state()
+    assert hub.told == []
 
 
 def test_two_of_three_open_one_incident_dated_when_the_quorum_was_met() -> None:
