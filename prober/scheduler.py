@@ -252,3 +252,42 @@ class ProbeScheduler:
             "prober_stalled_ms": round(stalled * 1000),
         }
         return dataclasses.replace(result, outcome=Outcome.UNKNOWN, error=reason, details=details)
+
+
+Sink = Callable[[ProbingMonitor, dt.datetime, CheckResult], None]
+
+
+class ResultLog:
+    """Hands results to `submit` (the writer; an agent's queue); logs a monitor when its
+    outcome changes.
+
+    A first result that is up is not news: 10,000 monitors starting must not mean
+    10,000 log lines. A first result that is anything else is logged.
+    """
+
+    def __init__(self, submit: Sink) -> None:
+        self._submit = submit
+        self._last: dict[str, Outcome] = {}
+        self.count = 0
+        self.last_at: float | None = None  # epoch seconds of the newest result handed over
+
+    def __call__(self, monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
+        self._submit(monitor, at, result)
+        self.count += 1
+        self.last_at = at.timestamp()
+        previous = self._last.get(monitor.id)
+        self._last[monitor.id] = result.outcome
+        news = (
+            result.outcome is not Outcome.UP if previous is None else previous is not result.outcome
+        )
+        level = logging.INFO if news else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                'monitor=%s type=%s outcome=%s latency_ms=%.0f error="%s"',
+                monitor.id,
+                monitor.type,
+                result.outcome.value,
+                result.latency_ms,
+                result.error or "",
+            )

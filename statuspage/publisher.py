@@ -33,7 +33,7 @@ from collections.abc import Callable, Hashable
 from typing import TypeVar, cast
 
 from prober.config import Config
-from prober.store.db import connect_raw
+from prober.store.db import ReadConnection
 from statuspage.incremental import Incremental
 from statuspage.snapshot import Snapshot
 
@@ -146,7 +146,7 @@ class Publisher:
         # at once would double the peak memory; visitors share the render in progress.
         self._renderer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="render")
         self._render_seconds = 0.0  # CPU of the renders of the current snapshot
-        self._conn: sqlite3.Connection | None = None
+        self._db = ReadConnection(self._path)
         self._snapshot: Snapshot | None = None
         self._built_at = 0.0
         self._data_version: int | None = None
@@ -225,7 +225,7 @@ class Publisher:
         found = self._reads.get(key)
         if found is None:
             loop = asyncio.get_running_loop()
-            found = loop.run_in_executor(self._executor, lambda: read(self._connection()))
+            found = loop.run_in_executor(self._executor, lambda: read(self._db.get()))
             self._reads[key] = found
         try:
             return cast(T, await found)
@@ -288,7 +288,7 @@ class Publisher:
         if age < max(self._min_age, spacing):
             return False
         loop = asyncio.get_running_loop()
-        version = await loop.run_in_executor(self._executor, self._read_version)
+        version = await loop.run_in_executor(self._executor, self._db.data_version)
         return version != self._data_version
 
     async def _rebuild(self) -> Snapshot:
@@ -328,24 +328,12 @@ class Publisher:
     def _read(self) -> tuple[Snapshot, int, bool]:
         """On the snapshot thread: the data version, then the snapshot (so a commit in
         between makes the next check refresh, never miss). Also whether it read all."""
-        version = self._read_version()
-        snapshot = self._state.refresh(self._connection(), self._config, self._wall())
+        version = self._db.data_version()
+        snapshot = self._state.refresh(self._db.get(), self._config, self._wall())
         return snapshot, version, self._state.full
 
-    def _read_version(self) -> int:
-        (value,) = self._connection().execute("PRAGMA data_version").fetchone()
-        return int(value)
-
-    def _connection(self) -> sqlite3.Connection:
-        """The snapshot thread's read-only connection."""
-        if self._conn is None:
-            self._conn = connect_raw(self._path)
-        return self._conn
-
     def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._db.close()
 
 
 def _render(render: Render, snapshot: Snapshot, content_type: str) -> Rendered | None:

@@ -26,12 +26,11 @@ import datetime as dt
 import gzip
 import logging
 import pathlib
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
 from prober.config import Config
-from prober.store.db import connect_raw
+from prober.store.db import ReadConnection
 from statuspage.readings import Frame, Readings
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ class Keeper:
         self._wall = wall
         self._readings = Readings()  # used on the thread only
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="metrics")
-        self._conn: sqlite3.Connection | None = None
+        self._db = ReadConnection(self._path)
         self._frame: Frame | None = None
         self._read_at = -float("inf")
         self._read_seconds = 0.0  # the last incremental read's
@@ -130,7 +129,7 @@ class Keeper:
         if age < min(MAX_SPACING, 10 * self._read_seconds):
             return False
         loop = asyncio.get_running_loop()
-        version = await loop.run_in_executor(self._executor, self._version)
+        version = await loop.run_in_executor(self._executor, self._db.data_version)
         return version != self._data_version
 
     async def _read(self) -> Frame:
@@ -150,22 +149,11 @@ class Keeper:
     def _refresh(self, config: Config) -> tuple[Frame, int]:
         """On the thread: the data version, then the frame (so a commit in between makes
         the next check read again, never miss)."""
-        version = self._version()
-        return self._readings.refresh(self._connection(), config, self._wall()), version
-
-    def _version(self) -> int:
-        (value,) = self._connection().execute("PRAGMA data_version").fetchone()
-        return int(value)
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect_raw(self._path)
-        return self._conn
+        version = self._db.data_version()
+        return self._readings.refresh(self._db.get(), config, self._wall()), version
 
     def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._db.close()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

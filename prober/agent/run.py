@@ -51,10 +51,10 @@ from prober.config.durations import parse_duration
 from prober.config.monitors import ProbingMonitor
 from prober.errors import UserError
 from prober.redact import Redactor
-from prober.results import CheckResult, Outcome
+from prober.results import CheckResult
 from prober.runtime.lock import RunLock
 from prober.runtime.signals import EarlyStop
-from prober.scheduler import ProbeScheduler
+from prober.scheduler import ProbeScheduler, ResultLog, Sink
 from prober.timeline import to_ms
 from prober.watchdog import heartbeat
 from statuspage.health import Health
@@ -93,36 +93,15 @@ class Timings:
         return cls(**found, queue_max=int(rows))
 
 
-class Results:
+def queueing(writer: QueueWriter, wake: asyncio.Event) -> Sink:
     """The scheduler's sink: each result queued for the hub (never blocking), the sender
-    woken; a monitor logged when its outcome changes (as `prober run` does)."""
+    woken (logged on change by `ResultLog`, as `prober run` does)."""
 
-    def __init__(self, writer: QueueWriter, wake: asyncio.Event) -> None:
-        self._writer = writer
-        self._wake = wake
-        self._last: dict[str, Outcome] = {}
-        self.count = 0
+    def submit(monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
+        writer.submit(wire.from_check(monitor.id, to_ms(at), result))
+        wake.set()
 
-    def __call__(self, monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
-        self._writer.submit(wire.from_check(monitor.id, to_ms(at), result))
-        self._wake.set()
-        self.count += 1
-        previous = self._last.get(monitor.id)
-        self._last[monitor.id] = result.outcome
-        news = (
-            result.outcome is not Outcome.UP if previous is None else previous is not result.outcome
-        )
-        level = logging.INFO if news else logging.DEBUG
-        if log.isEnabledFor(level):
-            log.log(
-                level,
-                'monitor=%s type=%s outcome=%s latency_ms=%.0f error="%s"',
-                monitor.id,
-                monitor.type,
-                result.outcome.value,
-                result.latency_ms,
-                result.error or "",
-            )
+    return submit
 
 
 def run(
@@ -182,7 +161,7 @@ class Agent:
         ):
             retry = (self.timings.retry, self.timings.retry_max)
             sending = Sender(self.disk, self.writer, self.hub, self.link, retry, self.refuse)
-            results = Results(self.writer, sending.wake)
+            results = ResultLog(queueing(self.writer, sending.wake))
             self.scheduler = ProbeScheduler(
                 [],
                 shared,
@@ -313,7 +292,7 @@ class Agent:
         self.refused = line
         self.stop.set()
 
-    async def report_stats(self, results: Results, sending: Sender) -> None:
+    async def report_stats(self, results: ResultLog, sending: Sender) -> None:
         last = 0
         while True:
             await asyncio.sleep(STATS_EVERY)

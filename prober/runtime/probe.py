@@ -35,7 +35,7 @@ from prober.canaries import Canaries
 from prober.checks.session import open_shared
 from prober.config import Config
 from prober.config.locations import probed_at
-from prober.config.monitors import ProbeMonitor, ProbingMonitor, PushMonitor
+from prober.config.monitors import ProbeMonitor, PushMonitor
 from prober.errors import UserError
 from prober.logs import LogFormat
 from prober.metrics import registry as metrics_registry
@@ -48,7 +48,7 @@ from prober.runtime.lock import RunLock
 from prober.runtime.signals import EarlyStop
 from prober.runtime.supervisor import WebProcess
 from prober.runtime.web import Launch
-from prober.scheduler import ProbeScheduler
+from prober.scheduler import ProbeScheduler, ResultLog
 from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
 from prober.store.writer import NetworkChange, Observation, ResultWriter
@@ -61,41 +61,6 @@ log = logging.getLogger(__name__)
 STATS_EVERY = 60.0
 BACKLOG = 1024
 FIRST_PAGE_WAIT = 30.0  # seconds
-
-
-class ResultLog:
-    """Hands results to the writer; logs a monitor when its outcome changes.
-
-    A first result that is up is not news: 10,000 monitors starting must not mean
-    10,000 log lines. A first result that is anything else is logged.
-    """
-
-    def __init__(self, writer: ResultWriter) -> None:
-        self._writer = writer
-        self._last: dict[str, Outcome] = {}
-        self.count = 0
-        self.last_at: float | None = None  # epoch seconds of the newest result handed over
-
-    def __call__(self, monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
-        self._writer.submit(Observation(monitor.id, at, result))
-        self.count += 1
-        self.last_at = at.timestamp()
-        previous = self._last.get(monitor.id)
-        self._last[monitor.id] = result.outcome
-        news = (
-            result.outcome is not Outcome.UP if previous is None else previous is not result.outcome
-        )
-        level = logging.INFO if news else logging.DEBUG
-        if log.isEnabledFor(level):
-            log.log(
-                level,
-                'monitor=%s type=%s outcome=%s latency_ms=%.0f error="%s"',
-                monitor.id,
-                monitor.type,
-                result.outcome.value,
-                result.latency_ms,
-                result.error or "",
-            )
 
 
 def bind(host: str, port: int, purpose: str = "") -> socket.socket:
@@ -182,7 +147,9 @@ async def serve(
     hub = _push_hub(config, writer)
     here = settings.location  # agents probe the monitors that list their locations
     probing = [m for m in config.monitors if isinstance(m, ProbeMonitor) and probed_at(m, here)]
-    results = ResultLog(writer)
+    results = ResultLog(
+        lambda monitor, at, result: writer.submit(Observation(monitor.id, at, result))
+    )
     redact = Redactor(config.secret_values())
     reloader: Reloader | None = None
     async with open_shared(redact=redact, location=settings.location) as shared:

@@ -333,3 +333,27 @@ def _sync_dir(folder: pathlib.Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class ReadConnection:
+    """A read connection opened on first use, by the one thread that reads through it (the
+    page's snapshot thread, the metrics keeper's), with SQLite's `data_version`: it moves
+    when another connection commits."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def get(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect_raw(self._path)
+        return self._conn
+
+    def data_version(self) -> int:
+        (value,) = self.get().execute("PRAGMA data_version").fetchone()
+        return int(value)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
