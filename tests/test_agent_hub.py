@@ -6,6 +6,7 @@ only); the agents' health on /healthz, /metrics and in the log."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -49,7 +50,12 @@ class Hub:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("hub")
+    with _running_hub(tmp_path_factory.mktemp("hub")) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running_hub(root: pathlib.Path) -> Iterator[Hub]:
     listen, scrape = free_port(), free_port()
     with http_target(root / "www") as target:
         (root / "monitors.toml").write_text(
@@ -101,7 +107,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         try:
             run.wait_for("prober running")
             yield Hub(run, root, listen, scrape)
-            assert run.stop() == 0, run.log
+            if run.proc.poll() is None:
+                assert run.stop() == 0, run.log
         finally:
             run.stop()
         for token in (FRANKFURT, VIRGINIA, API_SECRET):
@@ -424,3 +431,16 @@ def test_an_agent_is_silent_after_3_intervals_and_at_least_5_minutes(
     assert silence_from_env({"PROBER_AGENT_SILENCE": "2.5"}) == 2.5
     assert silence_from_env({"PROBER_AGENT_SILENCE": "soon"}) is None
     assert silence_from_env({}) is None
+
+
+async def test_a_batch_answered_200_survives_kill_9_of_the_hub(tmp_path: pathlib.Path) -> None:
+    """The agent forgets a batch once the hub says 200: by then every result of it must be
+    committed, so kill -9 of the hub right after the answer loses none of them."""
+    with _running_hub(tmp_path) as hub:
+        base = _now_ms() - 3_600_000
+        results = [_result("api", base + i) for i in range(wire.MAX_RESULTS)]
+        status, answer = await _post(hub, _batch(results))
+        hub.run.proc.kill()  # at once: no flush, no shutdown
+        hub.run.proc.wait(10)
+        assert (status, answer["accepted"]) == (200, wire.MAX_RESULTS)
+        assert len(_stored(hub, "api")) == wire.MAX_RESULTS

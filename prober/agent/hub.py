@@ -45,6 +45,7 @@ from prober.runtime.connection import Throttled
 log = logging.getLogger(__name__)
 
 RECENT_KEYS = 10 * wire.MAX_RESULTS  # per location, for counting duplicates
+COMMIT_WAIT_S = 4.0  # a batch is answered once committed, or 503 (within control.TIMEOUT)
 SILENCE_FLOOR = 300.0  # seconds: silent after 3 x the shortest interval, and at least this
 RESULTS = ("accepted", "duplicate", "refused", "clock")  # prober_agent_batches_total{result}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -95,7 +96,12 @@ def _digest(token: str) -> bytes:
 
 
 class AgentHub:
-    """Takes agents' batches (`receive`) and hands accepted results to `submit`."""
+    """Takes agents' batches (`receive`) and hands accepted results to `submit`.
+
+    A batch is answered 200 only once its results are committed (`committed(timeout)`, the
+    writer's flush): the agent then forgets them, so a hub killed right after must already
+    hold them. Not committed within COMMIT_WAIT_S (the database slow or failing): 503, and
+    the agent sends them again (stored once all the same)."""
 
     def __init__(
         self,
@@ -104,8 +110,10 @@ class AgentHub:
         health: AgentHealth,
         can_take: Callable[[int], bool] = lambda _: True,
         recent_keys: int = RECENT_KEYS,
+        committed: Callable[[float], bool] = lambda _: True,
     ) -> None:
         self._submit = submit
+        self._committed = committed
         self._health = health
         self._can_take = can_take  # room for this many results in the writer now
         self._recent_keys = recent_keys
@@ -157,6 +165,12 @@ class AgentHub:
         if not self._can_take(len(batch.results)):
             return Answer(503, {"error": "the hub cannot store results now; retry later"})
         accepted, duplicates, refused = self._store(where, batch.results)
+        if accepted and not self._committed(COMMIT_WAIT_S):
+            recent = self._recent[where]
+            for result in batch.results:  # not heard: the resend is stored, not a duplicate
+                recent.pop((result.monitor, result.ts_ms), None)
+            error = "the results are not stored yet (the hub's database is slow); retry"
+            return Answer(503, {"error": error})
         if accepted or not batch.results:
             health.count(where, "accepted", dropped=batch.dropped, seq=batch.seq)
         elif duplicates:

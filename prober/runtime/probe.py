@@ -195,6 +195,7 @@ async def serve(
             ),
             agent_health,
             can_take=lambda n: writer.healthy() and writer.queue_depth() + n <= MAX_WRITER_QUEUE,
+            committed=writer.flush,
         )
         if config.agents:  # a reload never changes [[agents]]
             collectors.register(agent_health.collector())
