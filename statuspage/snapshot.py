@@ -89,6 +89,33 @@ class MaintenanceView:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class NoticeUpdateView:
+    """One update of an incident written by people (prober.notices)."""
+
+    id: str  # "NOTICE-N", N counting the file's updates from 1
+    status: str  # investigating | identified | monitoring | resolved
+    at: dt.datetime  # in settings.timezone
+    body: str  # the Markdown source (APIs, feeds' text)
+    html: str  # the body rendered safely: raw HTML off, links http(s) only
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NoticeView:
+    """An incident written by people, as the public sees it."""
+
+    id: str  # the file's stem
+    title: str
+    impact: str  # none | minor | major | critical
+    status: str  # its newest update's
+    created_at: dt.datetime  # the first update's time (or the attached incident's start)
+    updated_at: dt.datetime
+    resolved_at: dt.datetime | None
+    components: tuple[tuple[str, str, str], ...]  # (monitor id, name, status): public ones
+    updates: tuple[NoticeUpdateView, ...]  # newest first
+    detected: IncidentView | None  # the detected incident it is attached to, if any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class MonitorView:
     id: str
     name: str
@@ -138,6 +165,9 @@ class Snapshot:
     maintenance_active: tuple[MaintenanceView, ...]
     maintenance_upcoming: tuple[MaintenanceView, ...]  # the next 7 days
     history_days: int
+    notices: tuple[NoticeView, ...] = ()  # unresolved first, then newest first
+    # monitor id -> the worst component status unresolved notices declare for it
+    declared: tuple[tuple[str, str], ...] = ()
 
     @property
     def monitors(self) -> tuple[MonitorView, ...]:
