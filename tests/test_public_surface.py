@@ -626,3 +626,34 @@ def test_a_flood_past_the_file_limit_makes_no_monitor_lie(
     assert (seen["log_lines"], seen["tracebacks"]) <= (10, 0), why
     assert most_files < FILE_LIMIT - 32, why  # the cap: half the limit, and the rest
     assert flood.opened > FLOOD, why  # the server closed some and they came back
+
+
+async def test_no_subscriber_address_or_token_on_any_public_route(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Email subscriptions (statuspage.subscribe): a confirmed and a pending subscriber,
+    then every public route: no address, no token, no digest of one, in any body."""
+    from statuspage.app import FEEDS, JSON_ROUTES
+    from tests.statuspage.test_subscribe import links, rig_for
+
+    async with rig_for(tmp_path) as rig:
+        await rig.subscribe("Leak.Check@Example.com")
+        await rig.subscribe("pending.leak@example.org")
+        mails = await rig.mails(2)
+        found = [path for mail in mails for path in links(mail).values()]
+        await rig.post(links(mails[0])["subscribe"])
+        secrets = {"leak.check", "pending.leak", "example.org"}
+        secrets |= {path.rsplit("/", 1)[1].lower() for path in found}
+        secrets |= {digest for (digest,) in rig.rows("SELECT digest FROM subscriber_token")}
+        assert len(secrets) > 6
+        routes = ["/", "/?lang=ko", "/monitors/api", "/api/v1/monitors/api/days", "/healthz"]
+        routes += [*JSON_ROUTES, *FEEDS, "/monitors/api/feed.atom", "/badge/api/status.svg"]
+        for route in routes:
+            response = await rig.client.get(route)
+            body = (await response.text()).lower()
+            assert response.status == 200, route
+            assert not [s for s in secrets if s in body], route
+        # The answers to subscribing visitors say nothing of the addresses either.
+        for path in found:
+            for page in (await rig.client.get(path), await rig.client.post(path)):
+                assert not [s for s in secrets if s in (await page.text()).lower()], path

@@ -31,14 +31,14 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from prober import maintenance
-from prober.alerts import channels, outbox
+from prober.alerts import channels, outbox, subscribers
 from prober.alerts.channels import NotifyError, SendContext
 from prober.alerts.message import Event, Kind, Message
 from prober.alerts.outbox import FAILED, PENDING, SENDING, SENT, SUPPRESSED, Row
 from prober.alerts.plan import Situation, plan
 from prober.config import Config
 from prober.config.locations import verdict_location
-from prober.config.settings import AlertmanagerNotifier, Notifier
+from prober.config.settings import AlertmanagerNotifier, EmailNotifier, Notifier
 from prober.redact import Redactor
 from prober.store.db import connect_raw
 from prober.timeline import from_ms, to_ms
@@ -210,13 +210,16 @@ class Dispatcher:
             for batch in decided.send:
                 batch_id = batch[0].batch or batch[0].id
                 ids = [r.id for r in batch]
+                notifier = self._notifiers[batch[0].notifier]
+                message = self._message(conn, batch, notifier, open_incidents, now)
+                if message is None:  # a subscriber's mail, and no subscriber to send it to
+                    why = "the subscriber left, or the notifier is not an email one"
+                    outbox.set_state(conn, ids, SUPPRESSED, error=why)
+                    continue
                 outbox.set_state(
                     conn, ids, SENDING, batch=batch_id, only_from=PENDING, claim_ms=now
                 )
-                notifier = self._notifiers[batch[0].notifier]
-                outgoing.append(
-                    _Outgoing(batch, notifier, self._message(batch, open_incidents, now))
-                )
+                outgoing.append(_Outgoing(batch, notifier, message))
             self.delivery.queue_depth = len(rows) - len(decided.drop)
             conn.execute("COMMIT")
         except BaseException:
@@ -301,8 +304,23 @@ class Dispatcher:
 
     # -- messages ---------------------------------------------------------------------
 
-    def _message(self, rows: Sequence[Row], open_incidents: Mapping[str, str], now: int) -> Message:
+    def _message(
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[Row],
+        notifier: Notifier,
+        open_incidents: Mapping[str, str],
+        now: int,
+    ) -> Message | None:
         key = rows[0].key if len(rows) == 1 else f"{rows[0].key}+{len(rows) - 1}"
+        if rows[0].kind is Kind.SUBSCRIBER:  # one row, one visitor: fresh tokens in it
+            mail = None
+            if isinstance(notifier, EmailNotifier):
+                mail = subscribers.compose(conn, rows[0], self._config, now)
+            if mail is None:
+                return None
+            event = Event(Kind.SUBSCRIBER, "", "", from_ms(rows[0].created_ms, self._zone))
+            return Message(Kind.SUBSCRIBER, (event,), key, zone=self._zone, mail=mail)
         events = tuple(self._event(r, open_incidents, now) for r in rows)
         return Message(
             rows[0].kind, events, key, title_prefix=self._settings.title, zone=self._zone

@@ -18,6 +18,8 @@ import datetime as dt
 import enum
 import re
 
+from prober.subscriptions import Mail
+
 
 class Kind(enum.StrEnum):
     OPENED = "opened"  # an incident was confirmed
@@ -28,6 +30,7 @@ class Kind(enum.StrEnum):
     TEST = "test"  # `prober notify-test`: nothing happened; never stored, never routed
     REGIONAL = "regional"  # failing at fewer than `quorum` locations, for down_after
     SILENCE = "silence"  # a maintenance window started: an Alertmanager silence (`silences`)
+    SUBSCRIBER = "subscriber"  # to one visitor who subscribed (prober.subscriptions): `mail`
 
 
 CAUSE_LIMIT = 300
@@ -84,6 +87,7 @@ class Message:
     title_prefix: str = ""  # the status page's title, so several probers can share a channel
     test: bool = False  # `prober notify-test`: clearly marked, nothing happened
     zone: dt.tzinfo = dt.UTC  # times are written in settings.timezone
+    mail: Mail | None = None  # SUBSCRIBER: the whole mail, words and recipient
 
     def __post_init__(self) -> None:
         if not self.events:
@@ -126,6 +130,8 @@ def title(message: Message) -> str:
     events = message.events
     first, n = events[0], len(events)
     kind = message.kind
+    if message.mail is not None:
+        return clean(message.mail.subject, 200)
     if kind is Kind.TEST:  # TEST first: the words a chat preview or a lock screen shows
         source = f"prober [{clean(message.title_prefix, 80)}]" if message.title_prefix else "prober"
         name = clean(first.monitor_name, 80)

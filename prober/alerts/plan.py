@@ -16,7 +16,8 @@ For each row that is due (or waiting only for its group to be due), in this orde
   for good); if the opening was held back and dropped, so is the resolution. A notifier
   whose `events` leave out openings gets resolutions alone.
 - Grouping: what remains is grouped per (notifier, kind). A group goes out when its oldest
-  row is due (created + alert_group_wait), taking along the rows that arrived since.
+  row is due (created + alert_group_wait), taking along the rows that arrived since. A
+  subscriber's mail (SUBSCRIBER) goes alone, to its one recipient, when due.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def plan(rows: Sequence[Row], s: Situation) -> Plan:
         if _opens(row):
             openings[(row.incident, row.notifier)] = row.state
     retries: dict[int, list[Row]] = {}
-    groups: dict[tuple[str, Kind], list[Row]] = {}
+    groups: dict[tuple[str, Kind, int], list[Row]] = {}
     for row in rows:
         if row.state != PENDING:
             continue  # being sent right now
@@ -78,7 +79,8 @@ def plan(rows: Sequence[Row], s: Situation) -> Plan:
             continue  # held: looked at again when due
         verdict = _judge(row, s, openings)
         if verdict is _SEND:
-            groups.setdefault((row.notifier, row.kind), []).append(row)
+            alone = row.id if row.kind is Kind.SUBSCRIBER else 0
+            groups.setdefault((row.notifier, row.kind, alone), []).append(row)
         elif isinstance(verdict, _Hold):  # never sooner than its own group wait
             out.hold.append((row, max(verdict.until_ms, row.due_ms)))
         elif isinstance(verdict, _Drop):
@@ -122,7 +124,7 @@ def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> o
         if opening is None:  # the notifier does not take openings (`events`): nothing to pair
             return _SEND
         return _Drop("its opening was never sent")
-    if kind is Kind.PROBER_NETWORK or kind is Kind.SILENCE:
+    if kind is Kind.PROBER_NETWORK or kind is Kind.SILENCE or kind is Kind.SUBSCRIBER:
         return _SEND
     still_open = s.open_incidents.get(row.monitor) == row.incident
     if kind is Kind.REMINDER and not still_open:

@@ -12,6 +12,7 @@ process asks:
 | `GET /metrics` | the probing process's own Prometheus families (text format) |
 | `POST /ready` | the web process is serving |
 | `POST /agent/results` | an agent's request let through (pickled `agent.hub.Arrival`) -> answer |
+| `POST /subscriptions` | a visitor's sign-up, confirm or unsubscribe (JSON) -> `{answer}` |
 
 The web process pre-checks pushes (unknown tokens, malformed actions, floods) so only
 plausible heartbeats cost the probing loop anything.
@@ -57,6 +58,8 @@ class Handlers:
     ready: Callable[[int], None]  # the web process's pid
     # prober.agent.hub.AgentHub.receive (called in a worker thread); None: no agents (503)
     agent: Callable[[Arrival], Answer] | None = None
+    # prober.alerts.subscribers.Subscribers.handle (called in a worker thread; it writes)
+    subscriptions: Callable[[Mapping[str, str]], str] | None = None
 
 
 def server(handlers: Handlers) -> web.Application:
@@ -92,6 +95,14 @@ def server(handlers: Handlers) -> web.Application:
         answer = await asyncio.to_thread(receive, await request.read())
         return web.json_response({"status": answer.status, "body": answer.body})
 
+    async def subscriptions(request: web.Request) -> web.Response:
+        asked = await request.json()
+        if handlers.subscriptions is None or not isinstance(asked, dict):
+            return web.json_response({"answer": "off"})
+        wanted = {str(k): str(v) for k, v in asked.items()}
+        answer = await asyncio.to_thread(handlers.subscriptions, wanted)
+        return web.json_response({"answer": answer})
+
     # a pickled batch is about the size of its JSON (wire.MAX_BODY_BYTES); the rest is small
     app = web.Application(client_max_size=2 * MAX_BODY_BYTES)
     app.router.add_get("/state", state)
@@ -100,6 +111,7 @@ def server(handlers: Handlers) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/ready", ready)
     app.router.add_post("/agent/results", agent)
+    app.router.add_post("/subscriptions", subscriptions)
     return app
 
 
@@ -141,6 +153,12 @@ class Client:
             response.raise_for_status()
             answer = await response.json()
         return int(answer["status"]), dict(answer["body"])
+
+    async def subscriptions(self, asked: Mapping[str, str]) -> str:
+        async with self._session.post(HOST + "/subscriptions", json=dict(asked)) as response:
+            response.raise_for_status()
+            answer = await response.json()
+        return str(answer["answer"])
 
     async def ready(self, pid: int) -> None:
         async with self._session.post(HOST + "/ready", json={"pid": pid}) as response:

@@ -31,6 +31,7 @@ from prober import push
 from prober.agent.hub import AgentHealth, AgentHub, silence_from_env
 from prober.alerts.dispatcher import Dispatcher
 from prober.alerts.outbox import Outbox, Routes
+from prober.alerts.subscribers import Subscribers
 from prober.canaries import Canaries
 from prober.checks.session import open_shared
 from prober.config import Config
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 STATS_EVERY = 60.0
 BACKLOG = 1024
 FIRST_PAGE_WAIT = 30.0  # seconds
+ANNOUNCE_EVERY = 10.0  # seconds between looks for news to mail subscribers
 
 
 def bind(host: str, port: int, purpose: str = "") -> socket.socket:
@@ -155,6 +157,8 @@ async def serve(
     async with open_shared(redact=redact, location=settings.location) as shared:
         dispatcher = Dispatcher(config, config.database_path, shared.session, redact=redact)
         writer.on_alert = dispatcher.wake
+        subscribers = Subscribers(config.database_path, config, wake=dispatcher.wake)
+        announce_now = asyncio.Event()  # after a reload: new notices are told at once
         canaries = Canaries(
             settings.canaries,
             shared,
@@ -217,6 +221,9 @@ async def serve(
                         metrics=lambda: prometheus_client.generate_latest(collectors),
                         ready=lambda pid: site.serving(pid),
                         agent=agents.receive,
+                        subscriptions=lambda asked: subscribers.handle(
+                            asked, to_ms(dt.datetime.now(dt.UTC))
+                        ),
                     )
                 ),
                 access_log=None,
@@ -254,6 +261,7 @@ async def serve(
                 asyncio.create_task(_report_stats(scheduler, results, writer, dispatcher)),
                 asyncio.create_task(_push_deadlines(hub)),
                 asyncio.create_task(_agent_contact(agent_health)),
+                asyncio.create_task(_announce(subscribers, announce_now)),
             ]
             alerts = asyncio.create_task(dispatcher.run(stop))
 
@@ -277,6 +285,8 @@ async def serve(
                 new_tokens, _ = await asyncio.to_thread(_tokens, new, pushing)
                 hub.reconfigure(pushing, new_tokens, to_ms(dt.datetime.now(dt.UTC)))
                 agents.reconfigure(new)
+                subscribers.config = new
+                announce_now.set()
                 site.reload()
 
             reloader = Reloader(config, apply)
@@ -293,6 +303,7 @@ async def serve(
                 await asyncio.gather(scheduler.stop(grace), web_task)
                 await control_runner.cleanup()
                 await alerts  # sends in flight finish and are recorded
+                await asyncio.to_thread(subscribers.close)
                 gc.unfreeze()
     await asyncio.to_thread(writer.close)
     log.info("stopped results_committed=%d", writer.committed)
@@ -353,6 +364,19 @@ async def _push_deadlines(hub: PushHub) -> None:
     while True:
         hub.overdue(to_ms(dt.datetime.now(dt.UTC)))
         await asyncio.sleep(1.0)
+
+
+async def _announce(subscribers: Subscribers, now: asyncio.Event) -> None:
+    """People's incident updates and maintenance starts to email subscribers: looked for
+    every ANNOUNCE_EVERY seconds, and at once after a reload."""
+    while True:
+        try:
+            await asyncio.to_thread(subscribers.announce, to_ms(dt.datetime.now(dt.UTC)))
+        except Exception:  # the database busy, our bug: try again at the next turn
+            log.exception("subscriptions: announcing failed; trying again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(now.wait(), ANNOUNCE_EVERY)
+        now.clear()
 
 
 async def _agent_contact(health: AgentHealth) -> None:

@@ -42,6 +42,7 @@ from prober.report import monthly
 from prober.runtime import serving
 from prober.runtime.connection import Limits
 from prober.runtime.control import Client, WebState
+from statuspage import subscribe
 from statuspage.app import SECURITY_HEADERS, create_app, create_metrics_app
 from statuspage.publisher import Publisher
 
@@ -164,6 +165,8 @@ async def serve(launch: Launch, limits: Limits) -> None:
     app = create_app(
         state.config, remote, publisher=publisher, push_receiver=gate.receive, agents=agents
     )
+    signups = subscribe.Gate(client.subscriptions)  # 404s while settings.subscriptions is unset
+    app[subscribe.GATE] = signups
     page = socket.socket(fileno=launch.listen_fd)
     # builds a small page before it listens: see statuspage.app
     runner = await listeners.start(app, "page", page, headers=SECURITY_HEADERS)
@@ -203,6 +206,7 @@ async def serve(launch: Launch, limits: Limits) -> None:
         if scrapes is not None:  # first: it reads the publisher the page's app closes
             await scrapes.cleanup()
         await runner.cleanup()
+        await signups.close()  # sign-ups answered but not yet forwarded
         await client.close()
 
 

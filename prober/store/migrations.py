@@ -231,10 +231,34 @@ def _v3_bucket(v2_key: str) -> int:
     return rollups.bucket(ms * 1000 + width * 500)
 
 
+def step_3_to_4(conn: sqlite3.Connection) -> None:
+    """Email subscriptions (prober.alerts.subscribers): subscribers, their token digests,
+    and what they were told of. New tables only: nothing to convert."""
+    for statement in _V4:
+        conn.execute(statement)
+
+
+_V4 = (
+    """CREATE TABLE IF NOT EXISTS subscriber (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, address VARCHAR NOT NULL,
+    lang VARCHAR NOT NULL, state VARCHAR NOT NULL, created_ms INTEGER NOT NULL,
+    confirmed_ms INTEGER, mailed_ms INTEGER, mailed_since_ms INTEGER NOT NULL,
+    mailed_count INTEGER NOT NULL, UNIQUE (address))""",
+    """CREATE TABLE IF NOT EXISTS subscriber_token (
+    digest VARCHAR NOT NULL, subscriber INTEGER NOT NULL, purpose VARCHAR NOT NULL,
+    created_ms INTEGER NOT NULL, PRIMARY KEY (digest))""",
+    "CREATE INDEX IF NOT EXISTS ix_subscriber_token_subscriber ON subscriber_token (subscriber)",
+    """CREATE TABLE IF NOT EXISTS announced (
+    "key" VARCHAR NOT NULL, at_ms INTEGER NOT NULL, mailed BOOLEAN NOT NULL,
+    PRIMARY KEY ("key"))""",
+)
+
+
 # MIGRATIONS[n] takes a file from version n - 1 to n.
 MIGRATIONS: dict[int, Step] = {
     2: step_1_to_2,
     3: step_2_to_3,
+    4: step_3_to_4,
 }
 
 

@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from prober.results import Outcome
 
 # Bump with a step in prober/store/migrations.py (MIGRATIONS[n]: n-1 -> n) and a test there.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 OUTCOME_CODES: dict[Outcome, int] = {
     Outcome.UNKNOWN: 0,
@@ -207,6 +207,48 @@ class PushTokenRow(SQLModel, table=True):
     token: str  # secrets.token_urlsafe(24): 192 random bits
 
 
+class SubscriberRow(SQLModel, table=True):
+    """A visitor's email subscription (prober.alerts.subscribers): pending until the
+    confirm link is used; deleted when they unsubscribe or a pending one expires."""
+
+    __tablename__ = "subscriber"
+    # ids never reused: an outbox row names its subscriber by id, and may outlive them
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(unique=True)  # normalised: trimmed, the domain lower-cased
+    lang: str  # the page's language when they subscribed: their mail's
+    state: str  # pending | confirmed
+    created_ms: int
+    confirmed_ms: int | None = None
+    mailed_ms: int | None = None  # the last confirmation mail (per-address limit)
+    mailed_since_ms: int = 0  # start of the current 24 h count of confirmation mails
+    mailed_count: int = 0
+
+
+class SubscriberTokenRow(SQLModel, table=True):
+    """Confirm and unsubscribe tokens, as SHA-256 digests only: each mail carries fresh
+    ones, made when it is sent, so no token is ever stored as itself."""
+
+    __tablename__ = "subscriber_token"
+
+    digest: str = Field(primary_key=True)  # hex SHA-256 of the token
+    subscriber: int = Field(index=True)
+    purpose: str  # confirm | unsubscribe
+    created_ms: int
+
+
+class AnnouncedRow(SQLModel, table=True):
+    """What subscribers were told of (or deliberately not: too old at first sight), so a
+    restart or a reload never tells it twice: `notice/ID/INDEX`, `maintenance/KEY/START`."""
+
+    __tablename__ = "announced"
+
+    key: str = Field(primary_key=True)
+    at_ms: int  # when it was seen
+    mailed: bool
+
+
 # Every table of the schema, in creation order: a fresh database gets exactly these
 # (prober.store.migrations), and an upgraded one must end up the same.
 TABLES: tuple[type[SQLModel], ...] = (
@@ -222,4 +264,7 @@ TABLES: tuple[type[SQLModel], ...] = (
     RollupDayRow,
     AlertRow,
     PushTokenRow,
+    SubscriberRow,
+    SubscriberTokenRow,
+    AnnouncedRow,
 )

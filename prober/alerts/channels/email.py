@@ -29,6 +29,7 @@ from prober.alerts.channels.base import NotifyError
 from prober.alerts.channels.context import SendContext
 from prober.alerts.message import Message
 from prober.config.settings import EmailNotifier
+from prober.subscriptions import Mail
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -37,6 +38,8 @@ CELL = "padding:6px 10px;border-bottom:1px solid #ddd"
 
 
 def build_payload(message: Message, notifier: EmailNotifier) -> EmailMessage:
+    if message.mail is not None:
+        return _subscriber_payload(message, message.mail, notifier)
     mail = EmailMessage()
     mail["Subject"] = message.title
     mail["From"] = notifier.sender
@@ -47,6 +50,21 @@ def build_payload(message: Message, notifier: EmailNotifier) -> EmailMessage:
     mail.set_content(plain, cte="quoted-printable")
     mail.add_alternative(rich, subtype="html", cte="quoted-printable")
     mail.set_boundary(f"prober-{hashlib.sha256((plain + rich).encode()).hexdigest()[:32]}")
+    return mail
+
+
+def _subscriber_payload(message: Message, words: Mail, notifier: EmailNotifier) -> EmailMessage:
+    """A subscriber's mail (prober.subscriptions): to them alone, plain text, with RFC 2369
+    / RFC 8058 one-click unsubscribe headers. Bulk, so no vacation replies either."""
+    mail = EmailMessage()
+    mail["Subject"] = words.subject
+    mail["From"] = notifier.sender
+    mail["To"] = words.to
+    mail["Message-ID"] = f"<{hashlib.sha256(message.key.encode()).hexdigest()[:32]}@prober>"
+    mail["Auto-Submitted"] = "auto-generated"
+    mail["List-Unsubscribe"] = f"<{words.unsubscribe}>"
+    mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    mail.set_content(words.text, cte="quoted-printable")
     return mail
 
 
