@@ -31,11 +31,12 @@ RUN groupadd --system --gid 10001 prober \
     && mkdir -p /data /config \
     && chown prober:prober /data
 
-# The database, its WAL files and the monthly reports/ live in /data (mount a volume);
-# the config is mounted read-only. PROBER_LISTEN overrides settings.listen: inside the
+# The database, its WAL files, the monthly reports/ and the incident files written by
+# `prober incident` live in /data (mount a volume); the config is mounted read-only. PROBER_LISTEN overrides settings.listen: inside the
 # container the page must listen on every interface to be reachable through -p.
 ENV PROBER_CONFIG=/config/monitors.toml \
     PROBER_DATABASE=sqlite:////data/prober.db \
+    PROBER_INCIDENTS_DIR=/data/incidents \
     PROBER_LISTEN=0.0.0.0:8080
 VOLUME ["/data"]
 WORKDIR /data

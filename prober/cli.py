@@ -28,6 +28,7 @@ from prober.config.monitors import Monitor, ProbeMonitor, ProbingMonitor, PushMo
 from prober.config.settings import Notifier
 from prober.errors import UserError
 from prober.filemodes import write_text
+from prober.notices import ComponentStatus, Impact, Progress
 from prober.redact import Redactor
 from prober.results import CheckResult, Outcome
 
@@ -53,13 +54,91 @@ def counted(count: int, noun: str) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = _load(args)  # incident files too: their errors are the config's
+    incidents = f", {counted(len(config.notices), 'incident')}" if config.notices else ""
     print(
         f"{config.path}: ok ({counted(len(config.monitors), 'monitor')}, "
         f"{counted(len(config.notifiers), 'notifier')}, "
-        f"{counted(len(config.maintenance), 'maintenance window')})"
+        f"{counted(len(config.maintenance), 'maintenance window')}{incidents})"
     )
     return 0
+
+
+def cmd_incident(args: argparse.Namespace) -> int:
+    """`prober incident new|update|resolve`: write a file, check it, have it re-read."""
+    from prober import notice_files as files
+    from prober import notices
+
+    config = _load(args)
+    for value in (args.title if args.action == "new" else "", args.body):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{value!r} is not valid UTF-8 text") from None
+    ids = {m.id for m in config.monitors}
+    folder = config.incidents_path
+    now = dt.datetime.now(ZoneInfo(config.settings.timezone)).replace(microsecond=0)
+    status = "resolved" if args.action == "resolve" else args.status
+    update = files.update_text(now, status, args.body)
+    components = [_component(c) for c in args.component] if args.action == "new" else []
+    try:
+        with files.locked(folder):
+            if args.action == "new":
+                head = files.head_text(args.title, args.impact, components, args.detected)
+                stem = f"{now:%Y-%m-%d}-{files.slug(args.title)}"
+                text = files.appended(head, update)
+                notices.parse_notice(folder / f"{stem}.toml", text, ids)
+                path = files.create(folder, stem, text)
+            else:
+                path = _incident_file(config, args.file)
+                text = files.appended(notices.read_text(path), update)
+                notices.parse_notice(path, text, ids)
+                files.replace(path, text)
+    except notices.NoticeError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        print("prober: nothing written", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        raise UserError(f"cannot write in {folder}: {(exc.strerror or str(exc)).lower()}") from None
+    print(path)
+    _reread(config)
+    return 0
+
+
+def _component(value: str) -> tuple[str, str]:
+    monitor_id, sep, status = value.partition("=")
+    if not sep or not monitor_id or not status:
+        raise UsageError(f"--component {value!r}: write ID=STATUS, as in api=partial_outage")
+    return monitor_id, status
+
+
+def _incident_file(config: Config, name: str) -> pathlib.Path:
+    """FILE as given, or a name in settings.incidents_dir (the `.toml` may be left out)."""
+    path = pathlib.Path(name)
+    if not path.exists() and path.parent == pathlib.Path():
+        path = config.incidents_path / (name if name.endswith(".toml") else f"{name}.toml")
+    if not path.is_file():
+        raise UserError(f"{name}: no such incident file (they are in {config.incidents_path})")
+    if path.resolve().parent != config.incidents_path.resolve():
+        raise UserError(f"{name} is not in settings.incidents_dir ({config.incidents_path})")
+    return path
+
+
+def _reread(config: Config) -> None:
+    """Have a running prober re-read the config (and so the incidents), as `prober reload`."""
+    from prober import reload
+
+    try:
+        pid = reload.send_reload(config)
+    except ProcessLookupError as exc:
+        print(f"prober: {exc}; the page shows it from the next start", file=sys.stderr)
+        return
+    except PermissionError:
+        print("prober: the running prober is not ours to signal: run `prober reload` as its user",
+              file=sys.stderr)  # fmt: skip
+        return
+    print(f"reload requested (pid {pid})", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -422,6 +501,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     urls = sub.add_parser("push-urls", parents=[common], help="print each push monitor's URL")
     urls.set_defaults(func=cmd_push_urls)
+
+    incident = sub.add_parser("incident", help="write an incident for the status page")
+    actions = incident.add_subparsers(dest="action", required=True, metavar="ACTION")
+    new = actions.add_parser("new", parents=[common], help="start an incident (a new file)")
+    new.add_argument("--title", required=True)
+    new.add_argument("--impact", required=True, choices=[str(i) for i in Impact])
+    new.add_argument(
+        "--component",
+        action="append",
+        default=[],
+        metavar="ID=STATUS",
+        help="an affected monitor and its status (repeatable): "
+        + ", ".join(str(s) for s in ComponentStatus),
+    )
+    new.add_argument("--detected", metavar="ID", help="attach to this monitor's incident")
+    new.add_argument("--status", required=True, choices=[str(p) for p in Progress])
+    new.add_argument("--body", required=True, help="Markdown")
+    update = actions.add_parser("update", parents=[common], help="add an update to an incident")
+    update.add_argument("file", metavar="FILE")
+    update.add_argument("--status", required=True, choices=[str(p) for p in Progress])
+    update.add_argument("--body", required=True, help="Markdown")
+    resolve = actions.add_parser("resolve", parents=[common], help="add the resolving update")
+    resolve.add_argument("file", metavar="FILE")
+    resolve.add_argument("--body", required=True, help="Markdown")
+    incident.set_defaults(func=cmd_incident)
 
     reloading = sub.add_parser(
         "reload", parents=[common], help="make the running prober re-read its config"

@@ -35,6 +35,7 @@ from typing import TypeVar, cast
 from prober.config import Config
 from prober.store.db import ReadConnection
 from statuspage.incremental import Incremental
+from statuspage.notices import attach
 from statuspage.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Publisher:
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._config = config
+        self._base = config  # what the incremental state builds from (notices aside)
         self._path: pathlib.Path = config.database_path
         self._min_age = min_age
         self._max_age = max_age
@@ -176,7 +178,10 @@ class Publisher:
 
     def reconfigure(self, config: Config) -> None:
         """A reloaded config: the next check rebuilds the snapshot from it (all of it: the
-        kept state belongs to the old config)."""
+        kept state belongs to the old config), unless only the incidents written by people
+        changed: then the kept state goes on and the next snapshot carries the new ones."""
+        if dataclasses.replace(config, notices=self._config.notices) != self._config:
+            self._base = config
         self._config = config
         self._built_at = -float("inf")
 
@@ -327,9 +332,15 @@ class Publisher:
 
     def _read(self) -> tuple[Snapshot, int, bool]:
         """On the snapshot thread: the data version, then the snapshot (so a commit in
-        between makes the next check refresh, never miss). Also whether it read all."""
+        between makes the next check refresh, never miss), with the incidents written by
+        people attached and the subscription form on when subscriptions are. Also whether
+        it read all."""
         version = self._db.data_version()
-        snapshot = self._state.refresh(self._db.get(), self._config, self._wall())
+        config = self._config
+        snapshot = self._state.refresh(self._db.get(), self._base, self._wall())
+        snapshot = attach(snapshot, config.notices, config)
+        if config.settings.subscriptions is not None:  # the live page only, never an export
+            snapshot = dataclasses.replace(snapshot, subscribe=True)
         return snapshot, version, self._state.full
 
     def _close(self) -> None:

@@ -10,13 +10,13 @@ import dataclasses
 import difflib
 import os
 import pathlib
-import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
 
+from prober import notices as people  # a module: prober.notices imports prober.config too
 from prober.config.envsubst import MissingVariable, interpolate
 from prober.config.locations import resolve_locations
 from prober.config.monitors import (
@@ -26,8 +26,15 @@ from prober.config.monitors import (
     PushMonitor,
     field_names,
 )
-from prober.config.settings import NOTIFIER_TYPES, Agent, Maintenance, Notifier, Settings
-from prober.config.tomlpos import KeyLines, Path, format_path
+from prober.config.settings import (
+    NOTIFIER_TYPES,
+    Agent,
+    Maintenance,
+    Notifier,
+    Settings,
+    subscription_errors,
+)
+from prober.config.tomlpos import KeyLines, Path, format_path, syntax_error, toml_kind
 from prober.config.warnings import Source, collect
 
 M = TypeVar("M", bound=BaseModel)
@@ -52,6 +59,7 @@ class Config:
     database_url: str
     warnings: tuple[str, ...] = ()
     agents: tuple[Agent, ...] = ()
+    notices: tuple[people.Notice, ...] = ()  # incidents written by people (incidents_dir)
 
     @property
     def locations(self) -> tuple[str, ...]:
@@ -60,6 +68,11 @@ class Config:
 
     def monitor(self, monitor_id: str) -> Monitor | None:
         return next((m for m in self.monitors if m.id == monitor_id), None)
+
+    @property
+    def incidents_path(self) -> pathlib.Path:
+        """settings.incidents_dir, relative to the config file's folder."""
+        return self.path.parent / self.settings.incidents_dir
 
     @property
     def database_path(self) -> pathlib.Path:
@@ -151,7 +164,7 @@ def _describe(error: Any, model: type[BaseModel], loc: tuple[str | int, ...]) ->
     if kind.endswith("_type"):
         name = kind.removesuffix("_type")
         wanted = _TYPE_NAMES.get(name, name.replace("_", " "))
-        return f"expected {wanted}, got {_toml_kind(error['input'])}"
+        return f"expected {wanted}, got {toml_kind(error['input'])}"
     return str(msg)
 
 
@@ -191,18 +204,6 @@ def _model_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseMo
                 current = candidate
                 break
     return current
-
-
-def _toml_kind(value: object) -> str:
-    names = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a float",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }
-    return next((n for t, n in names.items() if type(value) is t), type(value).__name__)
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:
@@ -273,7 +274,15 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         else:
             settings = settings.model_copy(update={"listen": listen})
 
+    incidents_dir = env.get("PROBER_INCIDENTS_DIR")  # the Docker image: on the data volume
+    if settings is not None and incidents_dir:
+        settings = settings.model_copy(update={"incidents_dir": incidents_dir})
+
     monitor_ids = _cross_check(out, data, defaults)
+    if settings is not None:
+        types = {item.get("id"): item.get("type") for _, item in _entries(data, "notifiers")}
+        for where, message in subscription_errors(settings, types):
+            out.add(where, message)
     for i, window in enumerate(maintenance):
         for name in window.monitors:
             if name != "*" and name not in monitor_ids:
@@ -282,8 +291,15 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                     f"no monitor has id {name!r}" + _suggest(name, monitor_ids),
                 )
 
-    if out.errors or settings is None:
-        raise ConfigError(out.sorted())
+    found: tuple[people.Notice, ...] = ()
+    notice_errors: list[str] = []
+    if settings is not None:
+        try:
+            found = people.load_notices(file.parent / settings.incidents_dir, monitor_ids)
+        except people.NoticeError as exc:
+            notice_errors = exc.errors
+    if out.errors or notice_errors or settings is None:
+        raise ConfigError(out.sorted() + notice_errors)
     source = Source(file, filename, raw, env, out.lines)
     warnings = collect(
         source, settings, monitors, notifiers, listen_from_env=bool(listen), agents=agents
@@ -297,6 +313,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         database_url=database_url,
         warnings=tuple(warnings),
         agents=tuple(a for _, a in agents),
+        notices=found,
     )
 
 
@@ -314,16 +331,7 @@ def read_toml(file: pathlib.Path, filename: str) -> tuple[str, dict[str, Any]]:
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_syntax_error(filename, exc)]) from None
-
-
-def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
-    message = str(exc)
-    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
-    if match:
-        message = message[: match.start()].strip()
-        return f"{filename}:{match.group(1)}: syntax: {message} (column {match.group(2)})"
-    return f"{filename}:1: syntax: {message}"
+        raise ConfigError([syntax_error(filename, exc)]) from None
 
 
 def _validate(
@@ -335,7 +343,7 @@ def _validate(
     inherited: Collection[str] = (),
 ) -> M | None:
     if not isinstance(data, dict):
-        out.add(path, f"expected a table, got {_toml_kind(data)}")
+        out.add(path, f"expected a table, got {toml_kind(data)}")
         return None
     try:
         return model.model_validate(data, context=context)
@@ -347,14 +355,14 @@ def _validate(
 def _table_list(out: _Collector, data: dict[str, Any], key: str) -> list[Any]:
     items = data.get(key, [])
     if not isinstance(items, list):
-        out.add((key,), f"expected an array of tables ([[{key}]]), got {_toml_kind(items)}")
+        out.add((key,), f"expected an array of tables ([[{key}]]), got {toml_kind(items)}")
         return []
     return items
 
 
 def _validate_defaults(out: _Collector, defaults: Any) -> dict[str, Any]:
     if not isinstance(defaults, dict):
-        out.add(("defaults",), f"expected a table, got {_toml_kind(defaults)}")
+        out.add(("defaults",), f"expected a table, got {toml_kind(defaults)}")
         return {}
     known: dict[str, Any] = {}
     for model in MONITOR_TYPES.values():
@@ -397,7 +405,7 @@ def _validate_list(
     for i, item in enumerate(_table_list(out, data, key)):
         path: Path = (key, i)
         if not isinstance(item, dict):
-            out.add(path, f"expected a table, got {_toml_kind(item)}")
+            out.add(path, f"expected a table, got {toml_kind(item)}")
             continue
         kind = item.get("type")
         if kind is None:

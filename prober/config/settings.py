@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -56,6 +57,13 @@ class MetricsListener(StrictModel):
         return parse_host_port(self.listen) if self.listen else None
 
 
+class Subscriptions(StrictModel):
+    """`subscriptions = { email = "NOTIFIER_ID" }`: visitors subscribe to the page by email;
+    that email notifier sends their mail (to them, not to its `to`)."""
+
+    email: Slug
+
+
 class Settings(StrictModel):
     title: str = "Status"
     public_url: str = ""
@@ -77,6 +85,10 @@ class Settings(StrictModel):
     metrics: MetricsListener = MetricsListener()
     # reverse proxies whose X-Forwarded-For is believed (addresses or networks)
     trusted_proxies: list[str] = []
+    # incidents written by people: one TOML file each (relative to the config's folder)
+    incidents_dir: str = Field(default="incidents", min_length=1)
+    # email subscriptions for visitors (prober.subscriptions); None: off
+    subscriptions: Subscriptions | None = None
 
     @field_validator("sla_target", mode="before")
     @classmethod
@@ -109,6 +121,16 @@ class Settings(StrictModel):
             )
         return self
 
+    @field_validator("subscriptions")
+    @classmethod
+    def _subscriptions(cls, value: Subscriptions | None, info: ValidationInfo) -> object:
+        if value is not None and not info.data.get("public_url"):
+            raise ValueError(
+                "needs settings.public_url: every mail to a subscriber carries absolute"
+                " confirm and unsubscribe links"
+            )
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _trusted_proxies(cls, value: list[str]) -> list[str]:
@@ -122,6 +144,24 @@ class Settings(StrictModel):
     @property
     def listen_host_port(self) -> tuple[str, int]:
         return parse_host_port(self.listen)
+
+
+def subscription_errors(
+    settings: Settings, notifier_types: Mapping[object, object]
+) -> list[tuple[tuple[str, ...], str]]:
+    """`settings.subscriptions.email` must name an email notifier (`notifier_types`: each
+    `[[notifiers]]` id -> its `type`, as written): (path, message) for the loader."""
+    if settings.subscriptions is None:
+        return []
+    wanted = settings.subscriptions.email
+    where = ("settings", "subscriptions", "email")
+    if wanted not in notifier_types:
+        return [(where, f"no notifier has id {wanted!r}")]
+    if notifier_types[wanted] != "email":
+        found = notifier_types[wanted]
+        message = f"notifier {wanted!r} is of type {found!r}; subscriptions need an email one"
+        return [(where, message)]
+    return []
 
 
 class Agent(StrictModel):

@@ -7,7 +7,9 @@ arrays and inline tables (their errors point at the line of the key that holds t
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import tomllib
 
 Path = tuple[str | int, ...]
 
@@ -138,3 +140,29 @@ class KeyLines:
             if line is not None:
                 return line
         return 1
+
+
+def syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's complaint as `FILE:LINE: syntax: what (column N)`."""
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match:
+        message = message[: match.start()].strip()
+        return f"{filename}:{match.group(1)}: syntax: {message} (column {match.group(2)})"
+    return f"{filename}:1: syntax: {message}"
+
+
+def toml_kind(value: object) -> str:
+    """What a TOML value is, in words, for errors: "an integer", "a table", ..."""
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+        dt.datetime: "a date-time",
+        dt.date: "a date",
+        dt.time: "a time",
+    }
+    return next((n for t, n in names.items() if type(value) is t), type(value).__name__)
