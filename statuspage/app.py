@@ -25,7 +25,7 @@ from aiohttp import web
 from prober import timeline
 from prober.config import Config
 from prober.report import monthly
-from statuspage import api, badges, feeds, pages
+from statuspage import api, atlassian, badges, feeds, pages
 from statuspage.i18n import LANGUAGES
 from statuspage.metrics import exposition
 from statuspage.publisher import Publisher, Render
@@ -75,7 +75,7 @@ SVG = "image/svg+xml"
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none';"
-        " form-action 'none'"
+        " form-action 'self'"  # the subscribe form (statuspage.subscribe); still no script
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -150,7 +150,23 @@ def _lang(request: web.Request) -> str:
 
 async def index(request: web.Request) -> web.Response:
     lang, env = _lang(request), request.app[TEMPLATES]
-    return await respond(request, ("/", lang), lambda s: pages.render_index(s, lang, env), HTML)
+    page = await _page(request)
+    if page == 1:
+        return await respond(request, ("/", lang), lambda s: pages.render_index(s, lang, env), HTML)
+    render: Render = lambda s: pages.render_page(s, lang, env, page)  # noqa: E731
+    return await respond(request, ("/", lang, page), render, HTML)
+
+
+async def _page(request: web.Request) -> int:
+    """`?page=N` of `/`: 1 by default; 404 past the snapshot's last page (before any render,
+    so a page number is a key of the publisher's memory only when it exists)."""
+    wanted = request.query.get("page", "1")
+    if not _WHOLE.fullmatch(wanted):
+        raise web.HTTPBadRequest(text="page: a page number\n")
+    page = int(wanted)
+    if page != 1 and not 1 <= page <= pages.page_count(await request.app[PUBLISHER].current()):
+        raise web.HTTPNotFound(text="not found\n")
+    return page
 
 
 async def _shown(request: web.Request) -> str:
@@ -200,6 +216,13 @@ def feed_route(
         return await respond(request, request.path, fn, content_type)
 
     return handler
+
+
+async def monitor_feed(request: web.Request) -> web.Response:
+    """One monitor's Atom feed (/monitors/{id}/feed.atom); 404 for one the page does not show."""
+    mid = await _shown(request)
+    render: Render = lambda s: feeds.monitor_atom(s, mid)  # noqa: E731
+    return await respond(request, ("feed", mid), render, FEEDS["/feed.atom"][1])
 
 
 async def badge(request: web.Request) -> web.Response:
@@ -421,13 +444,14 @@ async def _refresh(app: web.Application) -> AsyncIterator[None]:
 JSON_ROUTES: dict[str, Callable[[Snapshot], object]] = {
     "/api/v1/status": api.status_v1,
     "/api/v1/incidents": api.incidents_v1,
-    "/api/v2/summary.json": api.summary_v2,
-    "/api/v2/status.json": api.status_v2,
-    "/api/v2/components.json": api.components_v2,
-    "/api/v2/incidents.json": api.incidents_v2,
-    "/api/v2/incidents/unresolved.json": api.unresolved_v2,
-    "/api/v2/scheduled-maintenances/upcoming.json": api.maintenances_upcoming_v2,
-    "/api/v2/scheduled-maintenances/active.json": api.maintenances_active_v2,
+    "/api/v2/summary.json": atlassian.summary_v2,
+    "/api/v2/status.json": atlassian.status_v2,
+    "/api/v2/components.json": atlassian.components_v2,
+    "/api/v2/incidents.json": atlassian.incidents_v2,
+    "/api/v2/incidents/unresolved.json": atlassian.unresolved_v2,
+    "/api/v2/scheduled-maintenances.json": atlassian.maintenances_v2,
+    "/api/v2/scheduled-maintenances/upcoming.json": atlassian.maintenances_upcoming_v2,
+    "/api/v2/scheduled-maintenances/active.json": atlassian.maintenances_active_v2,
 }
 FEEDS = {
     "/feed.atom": (feeds.atom, "application/atom+xml; charset=utf-8"),

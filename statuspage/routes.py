@@ -5,11 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from statuspage import app as views
+from statuspage import subscribe
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", views.index)
     app.router.add_get("/monitors/{id}", views.monitor_page)
+    app.router.add_get("/monitors/{id}/feed.atom", views.monitor_feed)
     for path, fn in views.JSON_ROUTES.items():
         app.router.add_get(path, views.json_route(fn))
     app.router.add_get("/api/v1/monitors/{id}/days", views.monitor_days)
@@ -23,6 +25,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/agent/v1/monitors", views.agent_monitors)
     app.router.add_post("/api/agent/v1/results", views.agent_results)
     app.router.add_get("/healthz", views.healthz)
+    subscribe.add_routes(app)  # POST /subscribe, /subscribe/confirm/{token}, /unsubscribe/{token}
     app.router.add_static("/static/", views.STATIC_DIR, name="static")
 
 

@@ -118,10 +118,12 @@ PUBLIC_ROUTES = [
     "/api/v2/components.json",
     "/api/v2/incidents.json",
     "/api/v2/incidents/unresolved.json",
+    "/api/v2/scheduled-maintenances.json",
     "/api/v2/scheduled-maintenances/upcoming.json",
     "/api/v2/scheduled-maintenances/active.json",
     "/feed.atom",
     "/feed.rss",
+    "/monitors/api/feed.atom",
     "/badge/api/status.svg",
     "/badge/api/uptime.svg?window=7d",
     "/badge/api/response.svg",
@@ -170,6 +172,7 @@ async def test_private_and_unknown_monitors_are_404_everywhere(client: TestClien
     for monitor in ("secret-db", "nope"):
         for route in (
             f"/monitors/{monitor}",
+            f"/monitors/{monitor}/feed.atom",
             f"/api/v1/monitors/{monitor}/days",
             f"/badge/{monitor}/status.svg",
             f"/badge/{monitor}/uptime.svg",

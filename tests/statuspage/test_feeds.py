@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
+import html
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ import pytest
 from statuspage import feeds
 from statuspage.snapshot import IncidentView, Snapshot
 from tests.statuspage.factory import HOSTILE, NOW, ONGOING, RESOLVED, calm, sample
+from tests.statuspage.test_api import INVESTIGATING, MONITORING, RESOLVED_UPDATE, notice
 
 A = "{http://www.w3.org/2005/Atom}"
 Render = Callable[[Snapshot], str]
@@ -152,3 +154,88 @@ def test_empty_feed_is_valid(render: Render) -> None:
     assert parsed.bozo == 0
     assert parsed.entries == []
     assert parsed.feed.title == "Acme <Status>: incidents"
+
+
+# --- incidents written by people; one monitor's feed --------------------------------------
+
+HOSTILE_BODY = ("investigating", NOW - dt.timedelta(minutes=15), HOSTILE)
+
+
+def people() -> Snapshot:
+    """The sample with an incident written by people attached to API's ongoing one."""
+    n = notice(INVESTIGATING, HOSTILE_BODY, MONITORING)
+    n = dataclasses.replace(
+        n,
+        title=HOSTILE,
+        updates=tuple(
+            dataclasses.replace(u, html=f"<p>{html.escape(u.body)}</p>") for u in n.updates
+        ),
+    )
+    return dataclasses.replace(sample(), notices=(n,))
+
+
+def test_atom_lists_a_notice_once_with_its_updates_newest_first() -> None:
+    parsed = feedparser.parse(feeds.atom(people()))
+    assert parsed.bozo == 0
+    assert [e.title for e in parsed.entries] == [
+        f"Monitoring: {HOSTILE}",  # the detected "API is down" is part of it
+        f"{HOSTILE} recovered after 12m",
+    ]
+    entry = parsed.entries[0]
+    assert dt.datetime.fromisoformat(entry.updated) == MONITORING[1]  # its newest update
+    assert dt.datetime.fromisoformat(entry.published) == ONGOING.start  # the earlier start
+    assert entry.summary_detail.type == "text/plain"
+    text = entry.summary
+    assert text.index("A fix is out.") < text.index(HOSTILE) < text.index("We are *looking*")
+    assert "Components: API (partial_outage)" in text
+    (content,) = entry.content
+    assert content.type == "text/html"
+    assert content.value.index("Monitoring") < content.value.index("Investigating")
+    assert "&lt;script&gt;" in content.value and "<script>" not in content.value
+    no_markup_elements(ET.fromstring(feeds.atom(people())))
+
+
+def test_rss_lists_a_notice_as_html_escaped_once_more() -> None:
+    text = feeds.rss(people())
+    parsed = feedparser.parse(text)
+    assert parsed.bozo == 0
+    assert parsed.entries[0].title == f"Monitoring: {HOSTILE}"
+    description = parsed.entries[0].summary
+    assert "<script>" not in description and "&lt;script&gt;" in description
+    assert "<p>A fix is out.</p>" in description
+    no_markup_elements(ET.fromstring(text))
+
+
+def test_notice_entry_id_stable_as_it_gets_updates() -> None:
+    first = feedparser.parse(feeds.atom(people())).entries[0]
+    resolved = notice(INVESTIGATING, MONITORING, RESOLVED_UPDATE)
+    later = feedparser.parse(feeds.atom(dataclasses.replace(sample(), notices=(resolved,))))
+    assert later.entries[0].id == first.id
+    assert later.entries[0].title == "Resolved: Elevated API errors <b>"
+
+
+def test_one_monitors_feed() -> None:
+    s = people()
+    parsed = feedparser.parse(feeds.monitor_atom(s, "api"))
+    assert parsed.bozo == 0
+    assert [e.title for e in parsed.entries] == [f"Monitoring: {HOSTILE}"]
+    assert parsed.feed.title == "Acme <Status>: API"
+    links = {link.rel: link.href for link in parsed.feed.links}
+    assert links == {
+        "self": "https://status.example.com/monitors/api/feed.atom",
+        "alternate": "https://status.example.com/monitors/api",
+    }
+    web = feedparser.parse(feeds.monitor_atom(s, "web"))
+    assert [e.title for e in web.entries] == [f"{HOSTILE} recovered after 12m"]
+    assert web.feed.id not in (parsed.feed.id, feedparser.parse(feeds.atom(s)).feed.id)
+    quiet = feedparser.parse(feeds.monitor_atom(s, "cron"))
+    assert quiet.bozo == 0 and quiet.entries == []
+    # a notice naming db among its components is in db's feed, not in cron's
+    named = dataclasses.replace(
+        notice(INVESTIGATING, detected=None, components=(("db", "Database", "major_outage"),)),
+    )
+    s = dataclasses.replace(sample(), notices=(named,))
+    assert [e.title for e in feedparser.parse(feeds.monitor_atom(s, "db")).entries] == [
+        "Investigating: Elevated API errors <b>"
+    ]
+    assert feeds.monitor_atom(s, "nope") is None
