@@ -31,9 +31,12 @@ _CLASSES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"server closed the connection without a response"), "no response"),
     (re.compile(r"connection closed before "), "expected reply not received"),
     (
-        re.compile(r"(?:DNS lookup failed|cannot query|no nameserver answered)\b"),
+        re.compile(
+            r"(?:DNS lookup failed|cannot query|no nameserver answered|no nameservers configured)\b"
+        ),
         "DNS lookup failed",
     ),
+    (re.compile(r"ip_version is \d but "), "connection failed"),
     (re.compile(r"TLS certificate rejected: certificate has expired"), "certificate expired"),
     (re.compile(r"certificate expired\b"), "certificate expired"),
     (re.compile(r"certificate expires in\b"), "certificate expires soon"),

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from prober import maintenance, timeline
 from prober.causes import public_cause
 from prober.config import Config
-from prober.config.monitors import Monitor, ProbeMonitor
+from prober.config.monitors import Monitor, ProbeMonitor, PushMonitor
 from prober.redact import visible_text
 from prober.report.compute import Reader, Stored
 from prober.store import rollups
@@ -35,6 +35,7 @@ from statuspage.snapshot import (
     MaintenanceView,
     MonitorView,
     Overall,
+    PushView,
     Snapshot,
     State,
 )
@@ -43,7 +44,24 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "90d": 90 * DAY_MS}
 UPCOMING = dt.timedelta(days=7)
-_OUTCOME_STATE = {0: State.UNKNOWN, 1: State.UP, 2: State.DEGRADED, 3: State.DEGRADED}
+FAR_MS = 1 << 53
+# The public state of a monitor's last result when no incident is open: a `down` one is a
+# failure not confirmed yet (down_after), a blip until it is: operational to the public.
+_OUTCOME_STATE = {0: State.UNKNOWN, 1: State.UP, 2: State.DEGRADED, 3: State.UP}
+# The last result's columns (_Last), the result table named `r`. A result degraded only by
+# a certificate within warn_days is the operators' business (alerts, /metrics): up here.
+LAST_COLUMNS = (
+    "r.ts_ms, r.outcome, r.latency_us, r.status_code, r.cert_expiry,"
+    " r.outcome = 2 AND r.error LIKE 'certificate expires in %'"
+)
+# The transitions that change what the public reads: up and pending (not confirmed yet)
+# are both operational, so a blip moves no "Since".
+SINCE_FILTER = "NOT (ifnull(old, '') IN ('up', 'pending') AND new IN ('up', 'pending'))"
+# A push monitor's newest ping: a result that is not a missed deadline (prober.push).
+PING_SQL = (
+    "SELECT ts_ms, latency_us FROM result WHERE monitor_id = ? AND location_id = ?"
+    " AND ifnull(details ->> '$.push', '') != 'missed' ORDER BY ts_ms DESC LIMIT 1"
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,6 +71,35 @@ class _Last:
     latency_us: int | None
     status_code: int | None
     cert_expiry: int | None
+    cert_warning: int  # 1: degraded only by a certificate within warn_days
+
+
+def public_state(last: _Last) -> State:
+    """The state the public reads from a last result (no maintenance, not stale, no open
+    incident): a pending failure and a certificate warning are operational."""
+    return State.UP if last.cert_warning else _OUTCOME_STATE[last.outcome]
+
+
+def since_monitoring(maintained: Spans, first_ms: int | None) -> Spans:
+    """Maintenance as the page accounts and draws it: only from the monitor's first result
+    on (a weekly window is no blue bar on the days before the prober watched it)."""
+    return Spans.empty() if first_ms is None else maintained.clip(first_ms, FAR_MS)
+
+
+def push_view(
+    monitor: Monitor, ping: tuple[int, int | None] | None, tz: dt.tzinfo
+) -> PushView | None:
+    """A push monitor's schedule, last ping and that run's duration (None: not a push)."""
+    if not isinstance(monitor, PushMonitor):
+        return None
+    ran = None if ping is None or not ping[1] else ping[1] / 1_000_000
+    return PushView(
+        period_seconds=monitor.period,
+        cron=monitor.cron or "",
+        grace_seconds=monitor.grace,
+        last_ping=None if ping is None else timeline.from_ms(ping[0], tz),
+        run_seconds=ran,
+    )
 
 
 def build_snapshot(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
@@ -73,7 +120,8 @@ def _build(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapsh
     in_maintenance = {m.id for m in public if maintenance.active(config.maintenance, m.id, now, tz)}
     today = timeline.from_ms(reader.now_ms, tz).date()
     days = _day_bounds(reader, today - dt.timedelta(days=settings.history_days - 1), today)
-    views = [_monitor(reader, m, m.id in in_maintenance, days) for m in public]
+    began = {m.id: _first_result(reader, m) for m in public}
+    views = [_monitor(reader, m, m.id in in_maintenance, days, began[m.id]) for m in public]
     groups: dict[str, list[MonitorView]] = {}
     for view in views:
         groups.setdefault(view.group, []).append(view)
@@ -91,12 +139,13 @@ def _build(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapsh
         generated_at=now.astimezone(tz),
         last_result_at=last,
         stale=stale,
-        overall=_overall([v.state for v in views]),
+        overall=overall_of([v.state for v in views]),
         groups=tuple(Group(name, tuple(members)) for name, members in groups.items()),
         incidents=tuple(incidents),
         maintenance_active=_maintenance(config, names, now, now, tz, running=True),
         maintenance_upcoming=_maintenance(config, names, now, now + UPCOMING, tz, running=False),
         history_days=settings.history_days,
+        maintenance_completed=completed_maintenance(config, names, began, days[0][1], now, tz),
     )
 
 
@@ -105,12 +154,14 @@ def _monitor(
     monitor: Monitor,
     maintained: bool,
     day_bounds: list[tuple[dt.date, int, int]],
+    began: int | None,
 ) -> MonitorView:
     tz, now_ms = reader.tz, reader.now_ms
     settings = reader.config.settings
     first_ms = day_bounds[0][1]
     start_ms = min(first_ms, now_ms - WINDOWS["90d"])
     stored = reader.stored(monitor, start_ms, now_ms)
+    stored = dataclasses.replace(stored, maintenance=since_monitoring(stored.maintenance, began))
     incident_spans = reader.incident_spans(stored)
     target = monitor.sla_target or settings.sla_target
     uptime = {
@@ -137,7 +188,7 @@ def _monitor(
     last = _last_result(reader, mid, reader.latency_id(monitor))
     cover_ms = TrackSpec.of(monitor).cover_ms
     stale = last is not None and now_ms - last.ts_ms > cover_ms
-    open_incident = any(end is None for _, end, _ in stored.incidents)
+    open_start = next((start for start, end, _ in stored.incidents if end is None), None)
     verdict: Verdict | None = None
     vloc = reader.verdict_id(monitor)
     combined = len(monitor.locations) > 1
@@ -150,14 +201,21 @@ def _monitor(
         state = State.MAINTENANCE
     elif (last is None and verdict is None) or stale:
         state = State.UNKNOWN
-    elif open_incident:
+    elif open_start is not None:
         state = State.DOWN
     elif combined:
-        state = verdict_state(verdict)
-    else:  # a failure not confirmed yet (pending) shows as degraded, never as up
+        state = verdict_state(verdict, last)
+    else:
         assert last is not None
-        state = _OUTCOME_STATE[last.outcome]
-    first_ms_of = first_ms
+        state = public_state(last)
+    # when the public state began: an outage at its incident's back-dated start
+    since = _since(reader, mid, vloc)
+    if state is State.DOWN and open_start is not None:
+        since = timeline.from_ms(open_start, tz)
+    loc = reader.latency_id(monitor)
+    ping = None
+    if isinstance(monitor, PushMonitor) and mid is not None and loc is not None:
+        ping = reader.conn.execute(PING_SQL, (mid, loc)).fetchone()
     name = visible_text(monitor.display_name)
     incidents = tuple(
         IncidentView(
@@ -170,7 +228,7 @@ def _monitor(
             cause=public_cause(cause, monitor),
         )
         for start, end, cause in reversed(stored.incidents)
-        if end is None or end > first_ms_of
+        if end is None or end > first_ms
     )
     return MonitorView(
         id=monitor.id,
@@ -179,7 +237,7 @@ def _monitor(
         description=visible_text(monitor.description),
         type=str(getattr(monitor, "type", "")),
         state=state,
-        since=_since(reader, mid, reader.verdict_id(monitor)),
+        since=since,
         checked_at=None if last is None else timeline.from_ms(last.ts_ms, tz),
         stale=stale,
         interval_seconds=monitor.interval if isinstance(monitor, ProbeMonitor) else cover_ms / 1000,
@@ -191,6 +249,7 @@ def _monitor(
         latency=_latency(reader, mid, reader.latency_id(monitor)),
         regional=() if verdict is None or maintained else verdict.regional,
         incidents=incidents,
+        push=push_view(monitor, ping, tz),
     )
 
 
@@ -300,20 +359,23 @@ def read_verdicts(conn: sqlite3.Connection, loc: int, mids: Sequence[int]) -> di
 _VERDICT_STATE = {
     "up": State.UP,
     "degraded": State.DEGRADED,
-    "pending": State.DEGRADED,  # failing, not confirmed yet: as one location's pending run
+    "pending": State.UP,  # failing, not confirmed yet: operational, as a single location's
     "down": State.DOWN,
     "unknown": State.UNKNOWN,
 }
 
 
-def verdict_state(verdict: Verdict | None) -> State:
+def verdict_state(verdict: Verdict | None, last: _Last | None) -> State:
     """What the page shows for a combined verdict (no maintenance, not stale, no open
-    incident): a regional problem that lasted down_after shows degraded, never down."""
+    incident): a regional problem that lasted down_after shows degraded, never down; a
+    certificate warning (seen at its latency location) is the operators' business."""
     if verdict is None:
         return State.UNKNOWN
     state = _VERDICT_STATE.get(verdict.status, State.UNKNOWN)
     if verdict.regional and state is State.UP:
         return State.DEGRADED
+    if verdict.status == "degraded" and last is not None and last.cert_warning:
+        return State.UP
     return state
 
 
@@ -322,8 +384,8 @@ def _last_result(reader: Reader, mid: int | None, loc: int | None) -> _Last | No
     if mid is None or loc is None:
         return None
     row = reader.conn.execute(
-        "SELECT ts_ms, outcome, latency_us, status_code, cert_expiry FROM result"
-        " WHERE monitor_id = ? AND location_id = ? ORDER BY ts_ms DESC LIMIT 1",
+        f"SELECT {LAST_COLUMNS} FROM result AS r"  # noqa: S608  (constants)
+        " WHERE r.monitor_id = ? AND r.location_id = ? ORDER BY r.ts_ms DESC LIMIT 1",
         (mid, loc),
     ).fetchone()
     return None if row is None else _Last(*row)
@@ -339,14 +401,27 @@ def _newest_anywhere(reader: Reader, mid: int | None) -> int | None:
 
 
 def _since(reader: Reader, mid: int | None, loc: int | None) -> dt.datetime | None:
-    """The last transition of the monitor's verdict."""
+    """The last transition of the monitor's verdict that the public reads as a change."""
     if mid is None or loc is None:
         return None
     (ts,) = reader.conn.execute(
-        "SELECT max(ts_ms) FROM transition WHERE monitor_id = ? AND location_id = ?",
+        f"SELECT ts_ms FROM transition WHERE {SINCE_FILTER}"  # noqa: S608  (constants)
+        " AND monitor_id = ? AND location_id = ? ORDER BY ts_ms DESC LIMIT 1",
         (mid, loc),
-    ).fetchone()
+    ).fetchone() or (None,)
     return None if ts is None else timeline.from_ms(ts, reader.tz)
+
+
+def _first_result(reader: Reader, monitor: Monitor) -> int | None:
+    """When monitoring began: the first result of the monitor's verdict (its first
+    transition, kept when raw results are pruned). None: no result yet."""
+    mid, loc = reader.ids.get(monitor.id), reader.verdict_id(monitor)
+    if mid is None or loc is None:
+        return None
+    (ts,) = reader.conn.execute(
+        "SELECT min(ts_ms) FROM transition WHERE monitor_id = ? AND location_id = ?", (mid, loc)
+    ).fetchone()
+    return None if ts is None else int(ts)
 
 
 def _latency(reader: Reader, mid: int | None, loc: int | None) -> tuple[LatencyPoint, ...]:
@@ -378,7 +453,7 @@ def _latency(reader: Reader, mid: int | None, loc: int | None) -> tuple[LatencyP
     return tuple(points)
 
 
-def _overall(states: Sequence[State]) -> Overall:
+def overall_of(states: Sequence[State]) -> Overall:
     known = [s for s in states if s is not State.UNKNOWN]
     if not known:
         return Overall.UNKNOWN
@@ -403,7 +478,7 @@ def _maintenance(
     *,
     running: bool,
 ) -> tuple[MaintenanceView, ...]:
-    found = []
+    found: list[MaintenanceView] = []
     for item in config.maintenance:
         ids = (
             tuple(names) if "*" in item.monitors else tuple(i for i in item.monitors if i in names)
@@ -414,17 +489,49 @@ def _maintenance(
             windows = maintenance.active([item], None, start, tz)
         else:
             windows = maintenance.upcoming([item], None, start, tz, end - start)
-        for w in windows:
-            title = visible_text(w.title)
-            key = json.dumps([title, timeline.to_ms(w.start)]).encode()
-            found.append(
-                MaintenanceView(
-                    id="m-" + hashlib.sha256(key).hexdigest()[:12],
-                    title=title,
-                    start=w.start,
-                    end=w.end,
-                    monitor_ids=ids,
-                    monitor_names=tuple(names[i] for i in ids),
-                )
-            )
+        named = tuple(names[i] for i in ids)
+        found.extend(_window_view(w, ids, named) for w in windows)
     return tuple(sorted(found, key=lambda v: v.start))
+
+
+def _window_view(
+    w: maintenance.Window, ids: tuple[str, ...], named: tuple[str, ...]
+) -> MaintenanceView:
+    title = visible_text(w.title)
+    key = json.dumps([title, timeline.to_ms(w.start)]).encode()
+    return MaintenanceView(
+        id="m-" + hashlib.sha256(key).hexdigest()[:12],  # stable per occurrence
+        title=title,
+        start=w.start,
+        end=w.end,
+        monitor_ids=ids,
+        monitor_names=named,
+    )
+
+
+def completed_maintenance(
+    config: Config,
+    names: dict[str, str],
+    began: dict[str, int | None],
+    since_ms: int,
+    now: dt.datetime,
+    tz: dt.tzinfo,
+) -> tuple[MaintenanceView, ...]:
+    """Windows that ended after since_ms and by now, newest (end) first, each naming its
+    public monitors; none that ended before any of them was monitored (point 1 of
+    "never mislead": no maintenance before the prober watched)."""
+    now_ms = timeline.to_ms(now)
+    found: list[MaintenanceView] = []
+    for item in config.maintenance:
+        ids = (
+            tuple(names) if "*" in item.monitors else tuple(i for i in item.monitors if i in names)
+        )
+        watched = [ms for i in ids if (ms := began.get(i)) is not None]
+        if not watched:
+            continue
+        after = max(since_ms, min(watched))
+        named = tuple(names[i] for i in ids)
+        for w in maintenance.windows([item], None, timeline.from_ms(after, tz), now, tz):
+            if after < timeline.to_ms(w.end) <= now_ms:
+                found.append(_window_view(w, ids, named))
+    return tuple(sorted(found, key=lambda v: timeline.to_ms(v.end), reverse=True))

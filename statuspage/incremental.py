@@ -49,9 +49,11 @@ from prober.store import rollups, upkeep
 from prober.store.ledger import TrackSpec, rewrites
 from prober.timeline import Spans
 from statuspage.build import (
-    _OUTCOME_STATE,
     DAY_MS,
     HOUR_MS,
+    LAST_COLUMNS,
+    PING_SQL,
+    SINCE_FILTER,
     UPCOMING,
     WINDOWS,
     Verdict,
@@ -61,12 +63,16 @@ from statuspage.build import (
     _level,
     _maintenance,
     _outside,
-    _overall,
     _quiet_day,
     _unknown_day,
     cert_expires,
+    completed_maintenance,
+    overall_of,
+    public_state,
+    push_view,
     read_verdicts,
     shown_latency_ms,
+    since_monitoring,
     verdict_state,
 )
 from statuspage.snapshot import (
@@ -75,6 +81,7 @@ from statuspage.snapshot import (
     Group,
     IncidentView,
     LatencyPoint,
+    MaintenanceView,
     MonitorView,
     Snapshot,
     State,
@@ -83,6 +90,7 @@ from statuspage.snapshot import (
 FAR = 1 << 53  # "until further notice": the end of an open span or incident
 MON, DOWN, MAINT = 1, 2, 4  # a Tally segment's rate: monitored, down (and monitored), maintained
 MAINT_AHEAD_MS = 8 * DAY_MS  # maintenance spans are expanded this far past now
+UPCOMING_MS = UPCOMING // dt.timedelta(milliseconds=1)
 
 
 class Tally:
@@ -153,6 +161,7 @@ class _Kept:
 
     __slots__ = (
         "acc",
+        "began",
         "closed",
         "closed_basis",
         "closed_key",
@@ -166,6 +175,7 @@ class _Kept:
         "last",
         "latency",
         "lloc",
+        "maint_edges",
         "maint_key",
         "mark",
         "mid",
@@ -174,6 +184,7 @@ class _Kept:
         "newest",
         "oedges",
         "open_start",
+        "ping",
         "seen",
         "since_ms",
         "stamp",
@@ -211,6 +222,9 @@ class _Kept:
         self.seen = -1  # the newest result's ts_ms read so far
         self.mark: tuple[object, ...] | None = None  # see Incremental._read_derived
         self.since_ms: int | None = None
+        self.began: int | None = None  # its first result: maintenance counts from there
+        self.maint_edges: list[int] = []  # its maintenance, from before it began too (state)
+        self.ping: tuple[int, int | None] | None = None  # push: the newest ping (PING_SQL)
         self.known = Spans.empty()  # the open span reaches FAR here; see reach()
         self.open_start: int | None = None
         self.incidents: list[tuple[int, int | None]] = []
@@ -283,6 +297,11 @@ class Incremental:
         self._incident_lists: list[tuple[IncidentView, ...]] = []
         self.full = False  # whether the last refresh read everything
         self.full_builds = 0
+        # the completed maintenance windows, for as long as none ends: the key they were
+        # listed for (first day shown, each monitor's first result) and until when
+        self._completed: tuple[MaintenanceView, ...] = ()
+        self._completed_key: tuple[object, ...] | None = None
+        self._completed_at = self._completed_until = 0
 
     def refresh(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
         """The Snapshot `build_snapshot(conn, config, now)` gives, in one read transaction."""
@@ -359,6 +378,7 @@ class Incremental:
         self._incident_lists = [() for _ in self._kept]
         self._incidents = ()
         self._rolled = 0
+        self._completed_key = None
 
     def _expand_maintenance(self, config: Config, tz: ZoneInfo, horizon: int, now_ms: int) -> None:
         """Maintenance spans per set of items, from horizon to MAINT_AHEAD_MS past now;
@@ -395,20 +415,20 @@ class Incremental:
                 if k.mid is None or k.lloc is None:
                     continue
                 row = conn.execute(
-                    "SELECT ts_ms, outcome, latency_us, status_code, cert_expiry FROM result"
-                    " WHERE monitor_id = ? AND location_id = ? ORDER BY ts_ms DESC LIMIT 1",
+                    f"SELECT {LAST_COLUMNS} FROM result AS r"  # noqa: S608  (constants)
+                    " WHERE r.monitor_id = ? AND r.location_id = ? ORDER BY r.ts_ms DESC LIMIT 1",
                     (k.mid, k.lloc),
                 ).fetchone()
                 k.last = None if row is None else _Last(*row)
                 k.seen = -1 if row is None else row[0]
                 changed[i] = []  # every hour of its latency is read
+            self._read_pings(conn, changed)
             return changed
         for loc, members in self._grouped(range(len(self._kept)), lambda k: k.lloc).items():
             by_mid = {self._kept[i].mid: i for i in members}
             seen = json.dumps([[self._kept[i].mid, self._kept[i].seen] for i in members])
             rows = conn.execute(
-                "SELECT r.monitor_id, r.ts_ms, r.outcome, r.latency_us, r.status_code,"
-                " r.cert_expiry FROM json_each(?) AS j JOIN result AS r"
+                f"SELECT r.monitor_id, {LAST_COLUMNS} FROM json_each(?) AS j JOIN result AS r"  # noqa: S608  (constants)
                 " ON r.monitor_id = j.value ->> 0 AND r.ts_ms > j.value ->> 1"
                 " WHERE r.location_id = ? ORDER BY r.monitor_id, r.ts_ms",
                 (seen, loc),
@@ -421,7 +441,15 @@ class Incremental:
                 k.last = _Last(*found[-1][1:])
                 k.seen = found[-1][1]
                 k.view = None
+        self._read_pings(conn, changed)
         return changed
+
+    def _read_pings(self, conn: sqlite3.Connection, changed: Iterable[int]) -> None:
+        """The newest ping of each push monitor with new results."""
+        for i in changed:
+            k = self._kept[i]
+            if k.monitor.type == "push":
+                k.ping = conn.execute(PING_SQL, (k.mid, k.lloc)).fetchone()
 
     def _grouped(
         self, indices: Iterable[int], where: Callable[[_Kept], int | None]
@@ -527,12 +555,15 @@ class Incremental:
         ):
             by_mid[mid].incidents.append((start, end))
             causes.setdefault(mid, []).append(cause)
-        for mid, ts in conn.execute(
-            "SELECT j.value, (SELECT max(ts_ms) FROM transition WHERE monitor_id = j.value"
-            " AND location_id = ?) FROM json_each(?) AS j",
+        for mid, ts, first in conn.execute(
+            f"SELECT j.value, (SELECT ts_ms FROM transition WHERE {SINCE_FILTER}"  # noqa: S608  (constants)
+            " AND monitor_id = j.value AND location_id = ?1 ORDER BY ts_ms DESC LIMIT 1),"
+            " (SELECT min(ts_ms) FROM transition WHERE monitor_id = j.value AND location_id = ?1)"
+            " FROM json_each(?2) AS j",
             (loc, mids),
         ):
             by_mid[mid].since_ms = ts
+            by_mid[mid].began = first
         for mid, k in by_mid.items():
             k.known = Spans.of(spans.get(mid, []))
             why = causes.get(mid, [])
@@ -557,7 +588,9 @@ class Incremental:
 
     def _retally(self, k: _Kept) -> None:
         incidents = Spans.of((s, FAR if e is None else e) for s, e in k.incidents)
-        maintained = self._maintained(k)
+        everything = self._maintained(k)
+        k.maint_edges = _edges(everything)
+        maintained = since_monitoring(everything, k.began)
         k.tally = Tally(k.known, incidents, maintained)
         k.kedges = _edges(k.known)
         k.oedges = _edges(incidents | maintained)
@@ -604,6 +637,8 @@ class Incremental:
             for ts, outcome, latency_us in rows:
                 hour = ts - ts % HOUR_MS
                 if hour != k.acc.hour:
+                    if start <= k.acc.hour and k.acc.hour >= split:  # rows past its end
+                        k.latency[k.acc.hour] = k.acc.point(at)
                     k.acc = _Acc(hour)
                 if outcome in _TIMED and latency_us is not None:
                     k.acc.add(latency_us)
@@ -659,6 +694,8 @@ class Incremental:
         freshest = min((k.cover_ms for k in self._kept), default=0)
         stale = bool(public) and (newest is None or at.ms - newest > freshest)
         names = {m.id: visible_text(m.display_name) for m in public}
+        active = _maintenance(config, names, now, now, tz, running=True)
+        upcoming = _maintenance(config, names, now, now + UPCOMING, tz, running=False)
         return Snapshot(
             title=visible_text(settings.title),
             public_url=settings.public_url,
@@ -667,15 +704,39 @@ class Incremental:
             generated_at=now.astimezone(tz),
             last_result_at=None if newest is None else timeline.from_ms(newest, tz),
             stale=stale,
-            overall=_overall(states),
+            overall=overall_of(states),
             groups=tuple(Group(name, tuple(members)) for name, members in groups.items()),
             incidents=self._incidents,
-            maintenance_active=_maintenance(config, names, now, now, tz, running=True),
-            maintenance_upcoming=_maintenance(
-                config, names, now, now + UPCOMING, tz, running=False
-            ),
+            maintenance_active=active,
+            maintenance_upcoming=upcoming,
             history_days=settings.history_days,
+            maintenance_completed=self._completed_windows(
+                config, names, now, at, active + upcoming
+            ),
         )
+
+    def _completed_windows(
+        self,
+        config: Config,
+        names: dict[str, str],
+        now: dt.datetime,
+        at: _Now,
+        coming: tuple[MaintenanceView, ...],
+    ) -> tuple[MaintenanceView, ...]:
+        """build.completed_maintenance, listed again only when a window may have ended
+        (the earliest end of those running or starting within UPCOMING), a day began, or a
+        monitor got its first result."""
+        key = (at.days[0][1], *(k.began for k in self._kept))
+        valid = self._completed_at <= at.ms < self._completed_until
+        if key != self._completed_key or not valid:
+            began = {k.monitor.id: k.began for k in self._kept}
+            first = at.days[0][1]
+            self._completed = completed_maintenance(config, names, began, first, now, at.tz)
+            self._completed_key = key
+            self._completed_at = at.ms
+            ends = [timeline.to_ms(w.end) for w in coming]
+            self._completed_until = min(ends, default=at.ms + UPCOMING_MS)
+        return self._completed
 
     def _move(self, k: _Kept, at: _Now) -> None:
         """The kept view with only its uptime windows and today's bar moved on: the rest
@@ -729,20 +790,28 @@ class Incremental:
             if start >= now:
                 until = min(until, start + 1)
         first_ms = at.days[0][1]
-        open_incident = any(end is None and start < now for start, end in k.incidents)
+        open_start = next((s for s, e in k.incidents if e is None and s < now), None)
+        # maintenance as the state reads it: from before the monitor's first result too
+        i = bisect.bisect_right(k.maint_edges, now)
+        maintained = i % 2 == 1
+        if i < len(k.maint_edges):
+            until = min(until, k.maint_edges[i])
         m = k.monitor
-        if lead & MAINT:
+        if maintained:
             state = State.MAINTENANCE
         elif (last is None and k.verdict is None) or stale:
             state = State.UNKNOWN
-        elif open_incident:
+        elif open_start is not None:
             state = State.DOWN
         elif k.combined:
-            state = verdict_state(k.verdict)
+            state = verdict_state(k.verdict, last)
         else:
             assert last is not None
-            state = _OUTCOME_STATE[last.outcome]
+            state = public_state(last)
         tz = at.tz
+        since = k.since_ms
+        if state is State.DOWN and open_start is not None:
+            since = open_start
         view = MonitorView(
             id=m.id,
             name=visible_text(m.display_name),
@@ -750,7 +819,7 @@ class Incremental:
             description=visible_text(m.description),
             type=str(getattr(m, "type", "")),
             state=state,
-            since=None if k.since_ms is None else timeline.from_ms(k.since_ms, tz),
+            since=None if since is None else timeline.from_ms(since, tz),
             checked_at=None if last is None else timeline.from_ms(last.ts_ms, tz),
             stale=stale,
             interval_seconds=m.interval if isinstance(m, ProbeMonitor) else k.cover_ms / 1000,
@@ -765,7 +834,8 @@ class Incremental:
             incidents=tuple(
                 v for s, e, v in k.inc_views if s < now and (e is None or e > first_ms)
             ),
-            regional=() if k.verdict is None or lead & MAINT else k.verdict.regional,
+            regional=() if k.verdict is None or maintained else k.verdict.regional,
+            push=push_view(m, k.ping, tz),
         )
         return view, max(until, now + 1)
 
@@ -850,6 +920,7 @@ def _moved(
         v.latency,
         v.incidents,
         v.regional,
+        v.push,
     )
 
 

@@ -47,7 +47,8 @@ from statuspage.snapshot import Overall, Snapshot, State
 DAY_MS = 86_400_000
 WINDOWS = {"24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "90d": 90 * DAY_MS}
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")  # blackbox's names
-_OUTCOME_STATE = {0: State.UNKNOWN, 1: State.UP, 2: State.DEGRADED, 3: State.DEGRADED}
+# a failure not confirmed yet (down_after) is up to the public, as the page shows it
+_OUTCOME_STATE = {0: State.UNKNOWN, 1: State.UP, 2: State.DEGRADED, 3: State.UP}
 
 
 @typing.final
@@ -203,13 +204,16 @@ def _version(text: str) -> float:
 
 def _state(r: Reading, now_ms: int, stale: bool) -> State:
     """As the page tells it (statuspage.build): maintenance, then unknown, then an open
-    incident; a failure not confirmed yet shows as degraded, never as up."""
+    incident; a failure not confirmed yet and a certificate within warn_days show as up
+    (the failure itself is in probe_success)."""
     if r.maintained(now_ms):
         return State.MAINTENANCE
     if r.last is None or stale:
         return State.UNKNOWN
     if r.incident_open:
         return State.DOWN
+    if r.last.cert_warning:
+        return State.UP
     return _OUTCOME_STATE[r.last.outcome]
 
 

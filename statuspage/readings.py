@@ -48,7 +48,7 @@ MAINT_AHEAD_MS = 8 * DAY_MS  # maintenance spans are expanded this far past now
 _DOWN, _UP, _DEGRADED = 3, 1, 2  # result.outcome codes
 _COLUMNS = (
     "ts_ms, outcome, latency_us, status_code, dns_us, connect_us, tls_us, first_byte_us,"
-    " cert_expiry, details"
+    " cert_expiry, details, outcome = 2 AND error LIKE 'certificate expires in %'"
 )
 
 
@@ -68,11 +68,12 @@ class Last:
     redirects: int  # redirects followed
     http_version: str  # "1.1" unless the check stored another
     tls_version: str | None  # "TLSv1.3": the final response came over TLS
+    cert_warning: bool = False  # degraded only by warn_days: private, up on the page
 
     @classmethod
     def of(cls, row: tuple[Any, ...]) -> Last:
         """From a row of _COLUMNS."""
-        ts, outcome, latency, status, dns, connect, tls, first_byte, expiry, text = row
+        ts, outcome, latency, status, dns, connect, tls, first_byte, expiry, text, warn = row
         details = json.loads(text) if isinstance(text, str) else {}
         if not isinstance(details, dict):
             details = {}
@@ -92,6 +93,7 @@ class Last:
             redirects=len(hops) if isinstance(hops, list) else 0,
             http_version=http_version if isinstance(http_version, str) else "1.1",
             tls_version=tls_version if isinstance(tls_version, str) else None,
+            cert_warning=bool(warn),
         )
 
 
@@ -350,7 +352,8 @@ class Readings:
         rows = conn.execute(
             "SELECT r.monitor_id, r.location_id, r.ts_ms, r.outcome, r.latency_us,"
             " r.status_code, r.dns_us, r.connect_us, r.tls_us, r.first_byte_us, r.cert_expiry,"
-            " r.details FROM json_each(?) AS j JOIN result AS r"
+            " r.details, r.outcome = 2 AND r.error LIKE 'certificate expires in %'"
+            " FROM json_each(?) AS j JOIN result AS r"
             " ON r.monitor_id = j.value ->> 0 AND r.ts_ms > j.value ->> 2"
             " AND r.location_id = j.value ->> 1 ORDER BY r.monitor_id, r.location_id, r.ts_ms",
             (json.dumps(seen),),

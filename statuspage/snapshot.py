@@ -17,8 +17,9 @@ from enum import StrEnum
 class State(StrEnum):
     """A monitor's state as the public sees it."""
 
-    UP = "up"
-    DEGRADED = "degraded"  # slow (degraded_after) or a certificate within warn_days
+    UP = "up"  # also failing but not confirmed yet (down_after), or a certificate within
+    # warn_days: the operators' business (alerts, /metrics), not the public's
+    DEGRADED = "degraded"  # slow (degraded_after), or failing at fewer than quorum locations
     DOWN = "down"  # an incident is open
     MAINTENANCE = "maintenance"  # inside a maintenance window (whatever the checks say)
     UNKNOWN = "unknown"  # no result yet, or the last one is stale / unknown
@@ -97,6 +98,7 @@ class NoticeUpdateView:
     at: dt.datetime  # in settings.timezone
     body: str  # the Markdown source (APIs, feeds' text)
     html: str  # the body rendered safely: raw HTML off, links http(s) only
+    notify: bool = True  # the update's `notify` (Statuspage's deliver_notifications)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,6 +118,18 @@ class NoticeView:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class PushView:
+    """What a push monitor's page tells instead of response times: its schedule, the last
+    ping it received and how long that run took."""
+
+    period_seconds: float | None  # None: on a cron schedule
+    cron: str  # "" with a period
+    grace_seconds: float
+    last_ping: dt.datetime | None  # the newest result that was a ping (not a missed deadline)
+    run_seconds: float | None  # that run's duration (a start paired with its end, or latency_ms)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class MonitorView:
     id: str
     name: str
@@ -123,7 +137,9 @@ class MonitorView:
     description: str
     type: str  # http | tls | tcp | dns | push
     state: State
-    since: dt.datetime | None  # when the current state began (last transition)
+    # when the current state began: the last transition the public reads as a change (a
+    # blip is none); while down, the open incident's (back-dated) start
+    since: dt.datetime | None
     checked_at: dt.datetime | None  # the last result's time
     stale: bool  # the last result is older than twice the interval: state is UNKNOWN
     interval_seconds: float
@@ -137,6 +153,7 @@ class MonitorView:
     # probed from several locations: those failing in a regional problem that lasted
     # down_after (fewer than quorum: never downtime; the state shows degraded)
     regional: tuple[str, ...] = ()
+    push: PushView | None = None  # push monitors only
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -146,8 +163,12 @@ class Group:
 
     @property
     def state(self) -> State:
-        """The worst state of its monitors."""
-        return worst(m.state for m in self.monitors)
+        """The worst state of its monitors; maintenance only when all of them are in it (one
+        maintained monitor of three does not make the others' header read "Maintenance")."""
+        working = [m.state for m in self.monitors if m.state is not State.MAINTENANCE]
+        if not working and self.monitors:
+            return State.MAINTENANCE
+        return worst(working)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -168,6 +189,10 @@ class Snapshot:
     notices: tuple[NoticeView, ...] = ()  # unresolved first, then newest first
     # monitor id -> the worst component status unresolved notices declare for it
     declared: tuple[tuple[str, str], ...] = ()
+    # windows that ended within history_days (public monitors'), newest first
+    maintenance_completed: tuple[MaintenanceView, ...] = ()
+    # settings.subscriptions is set: `/` shows the subscribe form (never in an export)
+    subscribe: bool = False
 
     @property
     def monitors(self) -> tuple[MonitorView, ...]:
