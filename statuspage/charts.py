@@ -85,7 +85,7 @@ def sparkline(points: Sequence[LatencyPoint], *, width: int = 120, height: int =
     return Sparkline(
         width,
         height,
-        _line(points, lambda p: p.avg_ms, x, y),
+        _line(points, lambda p: p.avg_ms, x, y, digits=0),  # whole pixels: 100 per page
         sum(values) / len(values),
         high,
     )
@@ -173,6 +173,7 @@ def _line(
     value: Callable[[LatencyPoint], float | None],
     x: Callable[[LatencyPoint], float],
     y: Callable[[float], float],
+    digits: int = 1,
 ) -> Line:
     runs: list[list[tuple[float, float]]] = []
     previous: LatencyPoint | None = None
@@ -181,7 +182,7 @@ def _line(
         if v is None:
             previous = None
             continue
-        xy = (round(x(point), 1), round(y(v), 1))
+        xy = (round(x(point), digits), round(y(v), digits))
         if previous is None or point.hour - previous.hour > _MAX_STEP:
             runs.append([xy])
         else:

@@ -9,10 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
+import re
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from urllib.parse import urldefrag, urljoin, urlsplit
 
+import aiohttp
 import feedparser
 import markupsafe
+import pytest
+from aiohttp import web
 
 from prober.cli import main
 from prober.config import load_config
@@ -147,8 +153,8 @@ def test_export_static_writes_every_public_file_and_no_secret(tmp_path: pathlib.
 
     for name in (
         "index.html",
-        "en/index.html",
         "ko/index.html",
+        "ko/monitors/api/index.html",
         "api/v1/status.json",
         "api/v1/incidents.json",
         "api/v2/summary.json",
@@ -225,3 +231,87 @@ def test_export_static_twice_into_the_same_directory(tmp_path: pathlib.Path) -> 
     first = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert main(["export-static", "-c", str(config.path), str(out)]) == 0
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == first
+
+
+class _Links(HTMLParser):
+    """Every link a page holds (a, link, img, script, form), every id, and html[lang]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+        self.lang = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "html":
+            self.lang = found.get("lang") or ""
+        if found.get("id"):
+            self.ids.add(str(found["id"]))
+        for name in ("href", "src", "action"):
+            if found.get(name):
+                self.links.append(str(found[name]))
+
+
+@pytest.mark.asyncio
+async def test_export_served_under_a_sub_path_every_link_answers(tmp_path: pathlib.Path) -> None:
+    """The export behind a real static server (aiohttp's static files under /sub/): from
+    index.html, every link of every page reached answers 200 and stays under /sub/; each
+    fragment names an element of its page; the Korean pages are Korean; the JSON parses."""
+    config = write_world(tmp_path, dt.datetime.now(dt.UTC))
+    out = tmp_path / "site"
+    assert main(["export-static", "-c", str(config.path), str(out)]) == 0
+    app = web.Application()
+    app.router.add_static("/sub/", out)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    seen: dict[str, str] = {}  # url -> content type
+    pages: dict[str, _Links] = {}
+    broken: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            queue = [f"{base}/sub/index.html"]
+            while queue:
+                url = queue.pop()
+                if url in seen:
+                    continue
+                async with http.get(url, allow_redirects=False) as answer:
+                    body = await answer.read()
+                    seen[url] = answer.content_type
+                    if answer.status != 200:
+                        broken.append(f"{answer.status} {url}")
+                        continue
+                if url.endswith(".json"):
+                    json.loads(body)
+                if answer.content_type != "text/html":
+                    continue
+                parsed = _Links()
+                parsed.feed(body.decode())
+                pages[url] = parsed
+                for link in parsed.links:
+                    target = urljoin(url, link)
+                    assert urlsplit(target).netloc == urlsplit(base).netloc, (url, link)
+                    assert urlsplit(target).path.startswith("/sub/"), (url, link)
+                    queue.append(urldefrag(target)[0])
+    finally:
+        await runner.cleanup()
+    assert not broken
+    for url, parsed in pages.items():  # in-page links name an element of the page linked
+        for link in parsed.links:
+            target, fragment = urldefrag(urljoin(url, link))
+            if fragment:
+                assert fragment in pages[target].ids, (url, link)
+    reached = {urlsplit(u).path.removeprefix("/sub/") for u in seen}
+    for mid in PUBLIC:
+        assert {f"monitors/{mid}/index.html", f"ko/monitors/{mid}/index.html"} <= reached
+    assert {"ko/index.html", "api/v1/status.json", "feed.atom", "static/style.css"} <= reached
+    for url, parsed in pages.items():
+        korean = urlsplit(url).path.startswith("/sub/ko/")
+        assert parsed.lang == ("ko" if korean else "en"), url
+    hangul = re.compile("[\uac00-\ud7a3]")
+    ko = (out / "ko/index.html").read_text()
+    banner = re.search(r'<h2 id="banner-title">([^<]*)</h2>', ko)
+    assert banner and hangul.search(banner.group(1)), banner

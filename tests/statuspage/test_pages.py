@@ -14,13 +14,31 @@ import pytest
 
 from statuspage import charts
 from statuspage.i18n import CATALOGUES, LANGUAGES, Translator, placeholders
-from statuspage.pages import make_environment, render_index, render_monitor
-from statuspage.snapshot import DayLevel, LatencyPoint, Overall, Snapshot
-from tests.statuspage.factory import HOSTILE, NOW, calm, latency, sample
+from statuspage.pages import (
+    PAGE_SIZE,
+    Links,
+    make_environment,
+    page_count,
+    render_index,
+    render_monitor,
+    render_page,
+)
+from statuspage.snapshot import (
+    DayLevel,
+    Group,
+    LatencyPoint,
+    Overall,
+    PushView,
+    Snapshot,
+    State,
+)
+from tests.statuspage.factory import HOSTILE, NOW, calm, days, latency, monitor, sample
 
 TEMPLATES = pathlib.Path(__file__).parents[2] / "statuspage" / "templates"
 VOID = {"meta", "link", "br", "img", "input", "hr", "source", "wbr"}
 ATTRIBUTES = {
+    "open",
+    *("action", "method", "for", "value", "required", "maxlength", "autocomplete"),
     *("lang", "charset", "name", "content", "rel", "href", "hreflang", "type", "title"),
     *("class", "id", "tabindex", "role", "datetime", "scope", "focusable"),
     *("aria-label", "aria-labelledby", "aria-hidden", "aria-current"),
@@ -248,34 +266,53 @@ def test_banner_says_the_overall_state(overall, lang, env) -> None:  # type: ign
     assert banner.one("time").attrs["datetime"] == NOW.isoformat()
 
 
-def test_exactly_90_bars_per_monitor_each_with_a_text_equivalent(env) -> None:  # type: ignore[no-untyped-def]
+def days_of(strip: Node) -> list[Node]:
+    """Each day of a bar strip: a run of N days (class nN) stands for N days (its <li>
+    repeated), so tests can read day by day."""
+    found = []
+    for run in strip.find("li"):
+        width = [int(c[1:]) for c in run.classes if re.fullmatch("n[0-9]+", c)]
+        found += [run] * (width[0] if width else 1)
+    return found
+
+
+def test_90_days_per_monitor_as_runs_each_with_a_text_equivalent(env) -> None:  # type: ignore[no-untyped-def]
+    t = Translator("en")
     snapshot = sample()
     root = index(snapshot, "en", env)
     strips = root.find("ol", "bars")
     assert len(strips) == len(snapshot.monitors)
     for strip, m in zip(strips, snapshot.monitors, strict=True):
-        bars = strip.find("li")
-        assert len(bars) == 90
+        runs, days = strip.find("li"), days_of(strip)
+        assert len(days) == 90
+        assert len(runs) < 90  # equal days merged: what makes a page of 100 monitors light
         assert strip.attrs["aria-label"] == f"Daily uptime of {m.name}, last 90 days"
-        for bar, day in zip(bars, m.days, strict=True):
+        for bar, day in zip(days, m.days, strict=True):
             assert bar.attrs["tabindex"] == "0"  # focusable: the tooltip shows on focus too
             assert f"lvl-{day.level}" in bar.classes
-            assert bar.text.startswith(Translator("en").date(day.date))
             quiet = not (day.downtime_seconds or day.incidents or day.maintenance_seconds)
-            if quiet:  # a day with nothing to tell says so briefly: 90 of them per monitor
-                assert bar.text.endswith(Translator("en")(f"level.{day.level}"))
+            if quiet:  # a day with nothing to tell says so briefly
+                assert bar.text.endswith(t(f"level.{day.level}"))
             else:
                 assert "incident" in bar.text
-    api = strips[0].find("li")
+        at = 0
+        for run in runs:  # each run names its days: one date, or first - last (N days)
+            n = len(days_of(Node("ol", {}, [run])))
+            first, last = m.days[at].date, m.days[at + n - 1].date
+            when = t.date(first) if n == 1 else f"{t.date(first)} – {t.date(last)} ({n} days)"
+            assert run.one("b").text == when, (m.id, at)
+            at += n
+    api = days_of(strips[0])
     assert api[-1].text == "Nov 23, 2026 Major outage Uptime 80.00 % Downtime 4h 48m 1 incident"
     assert "marked" in api[-1].classes  # a mark under the bar, not only red
     assert "marked" not in api[0].classes
-    web = strips[2].find("li")
+    assert strips[0].find("li")[0].text == "Aug 26, 2026 – Nov 10, 2026 (77 days) No downtime"
+    web = days_of(strips[2])
     assert web[-4].text == "Nov 20, 2026 Minor downtime Uptime 99.95 % Downtime 43s 0 incidents"
     assert web[-41].text == "Oct 14, 2026 Maintenance Downtime 0s Maintenance 1h 0 incidents"
-    cron = strips[3].find("li")
-    assert cron[0].text == "Aug 26, 2026 No data"
-    ko = index(snapshot, "ko", env).find("ol", "bars")[2].find("li")
+    cron = days_of(strips[3])
+    assert cron[0].text.endswith(" No data")
+    ko = days_of(index(snapshot, "ko", env).find("ol", "bars")[2])
     assert ko[-4].text == "2026년 11월 20일 짧은 다운타임 가동률 99.95% 다운타임 43초 장애 0건"
 
 
@@ -286,10 +323,11 @@ def test_a_short_history_is_padded_to_90_unknown_days(env) -> None:  # type: ign
     snapshot = dataclasses.replace(
         snapshot, groups=(dataclasses.replace(snapshot.groups[0], monitors=(short,)),)
     )
-    bars = index(snapshot, "en", env).one("ol", "bars").find("li")
+    strip = index(snapshot, "en", env).one("ol", "bars")
+    bars = days_of(strip)
     assert len(bars) == 90
     assert all("lvl-unknown" in b.classes for b in bars[:80])
-    assert bars[79].text.startswith("Nov 13, 2026 No data")
+    assert strip.find("li")[0].text == "Aug 26, 2026 – Nov 13, 2026 (80 days) No data"
     fresh = charts.day_bars((), 90, NOW.date())  # a monitor added a minute ago
     assert len(fresh) == 90 and {b.day.level for b in fresh} == {DayLevel.UNKNOWN}
     assert (fresh[0].day.date, fresh[-1].day.date) == (dt.date(2026, 8, 26), NOW.date())
@@ -313,7 +351,7 @@ def test_state_words_uptimes_and_sparklines_per_monitor(lang, env) -> None:  # t
     api = rows[0]
     spark = api.one("svg", "spark")
     assert spark.attrs["role"] == "img"
-    assert spark.attrs["aria-label"] == t("sparkline.label", avg=t.ms(52.78), max=t.ms(64))
+    assert spark.one("title").text == t("sparkline.label", avg=t.ms(52.78), max=t.ms(64))
     # hour 5 has no value: two runs in the path, no point dropped to 0 ms
     assert spark.one("path").attrs["d"].count("M") == 2
     assert rows[3].find("svg", "spark") == []  # no latency at all: no line drawn
@@ -448,7 +486,7 @@ def test_monitor_page_has_chart_incidents_and_certificate(lang, env) -> None:  #
     assert root.one("html").attrs["lang"] == lang
     assert root.one("head").one("title").text == "API — Acme <Status>"
     assert root.one("h1").text == "API"
-    assert len(root.one("ol", "bars").find("li")) == 90
+    assert len(days_of(root.one("ol", "bars"))) == 90
     chart = root.one("figure", "chart").one("svg")
     assert chart.attrs["role"] == "img"
     assert chart.one("title").text == t("chart.heading")
@@ -472,7 +510,7 @@ def test_monitor_page_has_chart_incidents_and_certificate(lang, env) -> None:  #
 
 def test_monitor_page_without_certificate_or_latency(env) -> None:  # type: ignore[no-untyped-def]
     root = monitor_page(sample(), "cron", "en", env)
-    assert root.one("dd", "cert").text == "No certificate seen"
+    assert root.find("dd", "cert") == []  # no certificate row where there is none (issue 14)
     assert root.find("figure", "chart") == []
     assert "No response times were recorded in the last 24 hours." in root.text
     assert root.one("p", "stale-note").text.startswith("No recent data")
@@ -493,6 +531,181 @@ def test_a_page_without_public_monitors(env) -> None:  # type: ignore[no-untyped
     root = index(empty, "en", env)
     assert root.one("section", "banner").one("h2").text == "Status unknown"
     assert root.find("ol", "bars") == [] and root.find("div", "legend") == []
+
+
+def big(groups: int = 40, size: int = 10) -> Snapshot:
+    """`groups` groups of `size` monitors with a few bad days each; group 25 has a monitor
+    down, group 3 one degraded."""
+    made = []
+    for g in range(groups):
+        members = []
+        for i in range(size):
+            n = g * size + i
+            state = {(25, 4): State.DOWN, (3, 0): State.DEGRADED}.get((g, i), State.UP)
+            bad = {n % 90: DayLevel.MINOR, (n * 7) % 90: DayLevel.MAJOR, 40: DayLevel.MAINTENANCE}
+            members.append(
+                monitor(
+                    f"m{n:04d}", name=f"Service {n}", group=f"G{g}", state=state, days=days(bad=bad)
+                )
+            )
+        made.append(Group(f"G{g}", tuple(members)))
+    return dataclasses.replace(sample(), groups=tuple(made))
+
+
+def test_a_big_page_is_paginated_with_problems_first_and_groups_folded(env) -> None:  # type: ignore[no-untyped-def]
+    snapshot = big()
+    assert page_count(snapshot) == 4  # 400 monitors, whole groups of 10, <= PAGE_SIZE a page
+    shown: list[str] = []
+    for number in range(1, 5):
+        html = render_page(snapshot, "en", env, number)
+        assert html is not None
+        assert len(html.encode()) <= 300_000, number  # light enough for a phone
+        root = parse(html).root
+        sections = root.find("details", "group")
+        names = [d.one("h2").text for d in sections]
+        rows = root.find("li", "monitor")
+        assert len(rows) <= PAGE_SIZE
+        shown += [r.one("h3").one("a").attrs["href"].split("?")[0] for r in rows]
+        if number == 1:  # the groups with a problem first, and unfolded; the rest folded
+            assert names[:3] == ["G3", "G25", "G0"]
+            assert [("open" in d.attrs) for d in sections[:3]] == [True, True, False]
+            assert root.find("section", "banner")
+        assert all(
+            ("open" in d.attrs) == (n in ("G3", "G25"))
+            for d, n in zip(sections, names, strict=True)
+        )
+        pager = root.find("nav", "pager")
+        assert len(pager) == 2  # above and below the groups
+        links = pager[0].find("a")
+        assert [a.text for a in links] == ["Page 1 (has problems)"] + [
+            f"Page {n}" for n in range(2, 5)
+        ]
+        assert [a.attrs.get("aria-current") for a in links] == [
+            "page" if n == number else None for n in range(1, 5)
+        ]
+        assert [a.attrs["href"] for a in links] == ["/", "/?page=2", "/?page=3", "/?page=4"]
+        assert "problems" in links[0].classes and "problems" not in links[1].classes
+        incidents = root.find("section", None)
+        assert any(x.attrs.get("aria-labelledby") == "incidents-title" for x in incidents) == (
+            number == 1
+        )
+    assert sorted(shown) == sorted(f"/monitors/{m.id}" for m in snapshot.monitors)  # each once
+    assert render_page(snapshot, "en", env, 5) is None
+    assert render_page(snapshot, "en", env, 0) is None
+    ko = parse(render_page(snapshot, "ko", env, 2) or "").root
+    assert [a.attrs["href"] for a in ko.find("nav", "pager")[0].find("a")][:2] == [
+        "/?lang=ko",
+        "/?page=2&lang=ko",
+    ]
+    switch = [a.attrs["href"] for a in ko.one("nav", "lang-switch").find("a")]
+    assert switch == ["/?page=2&lang=en", "/?page=2&lang=ko"]
+
+
+def test_monitors_whose_days_all_differ_get_more_pages(env) -> None:  # type: ignore[no-untyped-def]
+    """Pages are cut by weight too: 100 monitors with a different day every day (nothing
+    merges) would be 1.5 MB on one page; each page stays light, every monitor once."""
+    groups = []
+    for g in range(10):
+        members = []
+        for i in range(10):
+            n = g * 10 + i
+            noisy = tuple(
+                dataclasses.replace(
+                    d,
+                    level=DayLevel.MINOR,
+                    uptime_percent=99.9 - k / 1000,
+                    downtime_seconds=30.0 + k,
+                    incidents=1,
+                )
+                for k, d in enumerate(days())
+            )
+            members.append(monitor(f"m{n:03d}", name=f"Service {n}", group=f"G{g}", days=noisy))
+        groups.append(Group(f"G{g}", tuple(members)))
+    groups[3:4] = [Group(f"G3-{m.id}", (m,)) for m in groups[3].monitors]  # small groups too
+    snapshot = dataclasses.replace(sample(), groups=tuple(groups))
+    count = page_count(snapshot)
+    assert count > 1
+    shown = []
+    for number in range(1, count + 1):
+        korean = render_page(snapshot, "ko", env, number) or ""  # Hangul: 3 bytes a letter
+        assert 0 < len(korean.encode()) <= 300_000, number
+        html = render_page(snapshot, "en", env, number) or ""
+        assert 0 < len(html.encode()) <= 300_000, number
+        root = parse(html).root
+        assert all(len(s.find("li")) == 90 for s in root.find("ol", "bars"))  # no day merged
+        shown += [a.text for a in root.find("h3", "monitor-name")]
+    assert sorted(shown) == sorted(f"Service {n}" for n in range(100))
+
+
+def test_a_push_monitor_on_the_index_has_its_last_ping_not_a_sparkline(env) -> None:  # type: ignore[no-untyped-def]
+    snapshot = sample()
+    ping = NOW - dt.timedelta(hours=30)
+    cron = dataclasses.replace(
+        snapshot.monitors[3], push=PushView(None, "0 3 * * *", 600.0, ping, 42.0)
+    )
+    groups = (*snapshot.groups[:2], Group("", (cron,)))
+    row = index(dataclasses.replace(snapshot, groups=groups), "en", env).find("li", "monitor")[3]
+    assert row.find("svg") == [] and row.find("span", "spark-empty") == []
+    assert row.one("span", "latency-now").text == f"Last ping: {Translator('en').datetime(ping)}"
+
+
+def test_a_short_page_has_every_group_open_and_no_pager(env) -> None:  # type: ignore[no-untyped-def]
+    root = index(sample(), "en", env)
+    groups = root.find("details", "group")
+    assert len(groups) == 3 and all("open" in g.attrs for g in groups)
+    assert root.find("nav", "pager") == []
+    assert page_count(sample()) == 1
+
+
+def test_links_of_an_export_are_relative_to_each_file(env) -> None:  # type: ignore[no-untyped-def]
+    files = Links("en", files=True)
+    assert files.file("/", "ko", 3) == "ko/index-3.html"
+    assert files.file("/monitors/api", "en") == "monitors/api/index.html"
+    assert files.file("/api/v1/status") == "api/v1/status.json"
+    assert files.file("/api/v2/summary.json") == "api/v2/summary.json"
+    root = parse(render_monitor(sample(), "api", "ko", env, files) or "").root
+    hrefs = {a.text.lstrip("← "): a.attrs["href"] for a in root.find("a")}
+    assert hrefs[Translator("ko")("nav.back")] == "../../index.html"  # ko/index.html
+    assert hrefs["English"] == "../../../monitors/api/index.html"
+    assert hrefs["한국어"] == "index.html"
+    (css,) = [n.attrs["href"] for n in root.find("link") if n.attrs.get("rel") == "stylesheet"]
+    assert css == "../../../static/style.css"
+    assert not [n for n in root.find() if n.attrs.get("href", "").startswith("/")]
+
+
+async def test_the_app_serves_pages_of_the_index(tmp_path: pathlib.Path) -> None:
+    """`/?page=N` through the real app: page 1 is `/`; a page past the last is 404 and a
+    malformed number 400, both before any render."""
+    from aiohttp import ClientSession, web
+
+    from statuspage.app import create_app
+    from statuspage.health import Health
+    from statuspage.publisher import Publisher
+    from tests.statuspage.test_export import write_world
+
+    config = write_world(tmp_path, dt.datetime.now(dt.UTC))
+    publisher = Publisher(config, min_age=3600, max_age=3600)
+    runner = web.AppRunner(
+        create_app(config, Health(lambda: True, lambda: True), publisher=publisher)
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with ClientSession() as http:
+            answers = {}
+            for path in ("/", "/?page=1", "/?page=2", "/?page=x", "/?page=-1", "/?page=1&lang=ko"):
+                async with http.get(base + path) as answer:
+                    answers[path] = (answer.status, await answer.text())
+    finally:
+        await runner.cleanup()
+    assert answers["/"][0] == 200 and answers["/?page=1"] == answers["/"]
+    assert answers["/?page=2"][0] == 404  # four monitors: one page
+    assert answers["/?page=x"][0] == 400
+    assert answers["/?page=-1"][0] == 404
+    assert answers["/?page=1&lang=ko"][0] == 200 and 'lang="ko"' in answers["/?page=1&lang=ko"][1]
+    assert publisher.cached[0] <= 4  # no body kept for a page that does not exist
 
 
 # --- geometry -------------------------------------------------------------------------
@@ -523,3 +736,30 @@ def test_chart_ticks_are_round_and_cover_the_data() -> None:
     labels = [tick.label for tick in charts.latency_chart(big, str).y_ticks]
     assert labels == ["0", "2,000", "4,000", "6,000"]
     assert charts.latency_chart((), str).empty
+
+
+@pytest.mark.parametrize(("lang", "done"), [("en", "Completed"), ("ko", "완료")])
+def test_maintenance_lifecycle_on_the_page(lang, done, env) -> None:  # type: ignore[no-untyped-def]
+    """Scheduled, in progress and completed windows each under their own heading; only
+    the three newest completed ones, on the first page."""
+    s = sample()
+    ended = [
+        dataclasses.replace(s.maintenance_active[0], id=f"done-{n}", title=f"Done {n}")
+        for n in range(5)
+    ]
+    root = index(dataclasses.replace(s, maintenance_completed=tuple(ended)), lang, env)
+    (section,) = [
+        n for n in root.find("section") if n.attrs.get("aria-labelledby") == "maint-completed"
+    ]
+    items = section.find("li", "maint")
+    assert [i.find("h3")[0].text for i in items] == ["Done 0", "Done 1", "Done 2"]
+    assert all(done in i.text for i in items)
+    headings = [n.text for n in root.find("h2", "section-title")]
+    words = CATALOGUES[lang]
+    for key in ("maintenance.active", "maintenance.upcoming", "maintenance.completed"):
+        assert words[key] in headings
+    assert not [
+        n
+        for n in index(s, lang, env).find("section")
+        if n.attrs.get("aria-labelledby") == "maint-completed"
+    ]
