@@ -35,9 +35,10 @@ from prober.alerts import channels, outbox, subscribers
 from prober.alerts.channels import NotifyError, SendContext
 from prober.alerts.message import Event, Kind, Message
 from prober.alerts.outbox import FAILED, PENDING, SENDING, SENT, SUPPRESSED, Row
-from prober.alerts.plan import Situation, plan
+from prober.alerts.plan import Recovery, Situation, plan
 from prober.config import Config
 from prober.config.locations import verdict_location
+from prober.config.monitors import Monitor, PushMonitor
 from prober.config.settings import AlertmanagerNotifier, EmailNotifier, Notifier
 from prober.redact import Redactor
 from prober.store.db import connect_raw
@@ -253,7 +254,43 @@ class Dispatcher:
             self._in_maintenance,
             openings,
             frozenset(self._silencers),
+            self._recoveries(conn, rows, open_incidents, now),
         )
+
+    def _recoveries(
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[Row],
+        open_incidents: Mapping[str, str],
+        now: int,
+    ) -> dict[str, Recovery]:
+        """For the dependents whose opening is judged this pass and whose parents are all up:
+        when the parents recovered and what the dependent's own checks said since."""
+        judged = {
+            r.monitor
+            for r in rows
+            if r.kind is Kind.OPENED
+            and r.state == PENDING
+            and r.monitor in self._parents
+            and not (r.silenced and r.due_ms > now)
+            and not any(p in open_incidents for p in self._parents[r.monitor])
+        }
+        location = self._settings.location
+        found: dict[str, Recovery] = {}
+        for slug in sorted(judged):
+            ups = outbox.recovered(conn, self._parents[slug], location, self._places).values()
+            monitor = self._monitors.get(slug)
+            if not ups or monitor is None:
+                continue
+            newest = outbox.newest_result(conn, slug)
+            found[slug] = Recovery(
+                parents_up_ms=max(ups),
+                checked_ms=None if newest is None else newest[0],
+                checked_down=newest is not None and newest[1],
+                interval_ms=_interval_ms(monitor),
+                up_after=monitor.up_after,
+            )
+        return found
 
     def _in_maintenance(self, monitor: str, now_ms: int) -> int | None:
         if not monitor or not self._config.maintenance:
@@ -437,6 +474,13 @@ class Dispatcher:
             "alert failed, retrying in %.0fs notifier=%s kind=%s events=%d attempt=%d error=\"%s\"",
             delay, nid, message.kind, len(rows), attempts, reason,
         )  # fmt: skip
+
+
+def _interval_ms(monitor: Monitor) -> int:
+    """How often a monitor gets a result: a push monitor's is due within period + grace."""
+    if isinstance(monitor, PushMonitor):
+        return round(((monitor.period or 0.0) + monitor.grace) * 1000)
+    return round(monitor.interval * 1000)
 
 
 def _list(value: object) -> list[object]:

@@ -23,6 +23,8 @@ from prober.config import Config
 from prober.config.locations import COMBINED
 from prober.config.monitors import HttpMonitor, TlsMonitor
 from prober.incidents import Incident, Opened, Resolved
+from prober.results import Outcome
+from prober.store.tables import OUTCOME_CODES
 
 PENDING, SENDING, SENT, FAILED, SUPPRESSED = "pending", "sending", "sent", "failed", "suppressed"
 
@@ -300,6 +302,35 @@ def open_incidents(
         for slug, name, start, alias in rows
         if name == where.get(slug, location)
     }
+
+
+def recovered(
+    conn: sqlite3.Connection, slugs: Iterable[str], location: str, places: Mapping[str, str]
+) -> dict[str, int]:
+    """Monitor slug -> when its newest ended incident (at `places[slug]`, default
+    `location`) was resolved: the result that completed its recovery."""
+    found: dict[str, int] = {}
+    for slug in slugs:
+        row = conn.execute(
+            "SELECT COALESCE(i.resolved_ms, i.end_ms) FROM incident i"
+            " JOIN monitor m ON m.id = i.monitor_id JOIN location l ON l.id = i.location_id"
+            " WHERE m.slug = ? AND l.name = ? AND i.end_ms IS NOT NULL"
+            " ORDER BY i.start_ms DESC LIMIT 1",
+            (slug, places.get(slug, location)),
+        ).fetchone()
+        if row is not None:
+            found[slug] = int(row[0])
+    return found
+
+
+def newest_result(conn: sqlite3.Connection, slug: str) -> tuple[int, bool] | None:
+    """A monitor's newest result at any location: (its check's start, whether it was down)."""
+    row = conn.execute(
+        "SELECT r.ts_ms, r.outcome FROM result r JOIN monitor m ON m.id = r.monitor_id"
+        " WHERE m.slug = ? ORDER BY r.ts_ms DESC LIMIT 1",
+        (slug,),
+    ).fetchone()
+    return None if row is None else (int(row[0]), row[1] == OUTCOME_CODES[Outcome.DOWN])
 
 
 def release_claims(conn: sqlite3.Connection) -> int:

@@ -10,8 +10,13 @@ For each row that is due (or waiting only for its group to be due), in this orde
   keeps hearing of the alert, which it silences. An incident that ended while its opening
   was held is never announced. A silence goes out at once.
 - Dependencies: while a monitor it `depends_on` has an open incident, a monitor's opening
-  is held (rechecked every `hold_ms`) and its reminders are dropped; the parent's message
-  lists it. If it is still down when the parent recovers, its own alert goes out then.
+  is held (rechecked every `HOLD_MS`) and its reminders are dropped; the parent's message
+  lists it. When the parents are up again (`Recovery`, read from the database) the hold
+  ends only after the dependent's own next check: its opening waits for a `down` result
+  of its own newer than the result that resolved the parent (looked at again `SETTLE_MS`
+  after that check is due), at most interval x (up_after + 1) after that recovery; then
+  it goes out if its incident is still open. If the incident ended meanwhile, neither
+  the opening nor the resolution is sent (the incident stays recorded).
 - A resolution (or "network back") goes out only after its opening did (sent, or failed
   for good); if the opening was held back and dropped, so is the resolution. A notifier
   whose `events` leave out openings gets resolutions alone.
@@ -29,8 +34,32 @@ from prober.alerts.message import Kind
 from prober.alerts.outbox import FAILED, PENDING, SENDING, SENT, SUPPRESSED, Row
 
 HOLD_MS = 15_000  # how often a dependent held by its parent is looked at again
+SETTLE_MS = 1_000  # after a dependent's next check is due, before its result is looked for
 # (monitor slug, now_ms) -> the end of the maintenance window it is in, or None
 InMaintenance = Callable[[str, int], int | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recovery:
+    """A dependent whose parents are all up again, as the database has it: what decides
+    whether its held opening goes out."""
+
+    parents_up_ms: int  # the result that resolved its parents' last incident
+    checked_ms: int | None  # its own newest result (the check's start), if any
+    checked_down: bool  # whether that result was `down`
+    interval_ms: int
+    up_after: int
+
+    @property
+    def checked(self) -> bool:
+        """Its own check after the parents' recovery still saw it down."""
+        at = self.checked_ms
+        return self.checked_down and at is not None and at > self.parents_up_ms
+
+    @property
+    def deadline_ms(self) -> int:
+        """Never held longer: then judged on what is known."""
+        return self.parents_up_ms + self.interval_ms * (self.up_after + 1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,6 +74,8 @@ class Situation:
     # notifiers that silence maintenance themselves (Alertmanager with `silences`): their
     # reminders go on in a window, so the alert stays there, silenced, instead of lapsing
     silencers: frozenset[str] = frozenset()
+    # monitor slug -> how its parents' recovery stands, for dependents with an opening to judge
+    recoveries: Mapping[str, Recovery] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
@@ -144,4 +175,9 @@ def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> o
         if kind is Kind.REMINDER:
             return _Drop(f"depends on {down[0]}, which is down")
         return _Hold(s.now_ms + HOLD_MS)
+    recovery = s.recoveries.get(row.monitor) if kind is Kind.OPENED else None
+    if recovery is not None and not recovery.checked and s.now_ms < recovery.deadline_ms:
+        last = recovery.checked_ms if recovery.checked_ms is not None else s.now_ms
+        due = max(last + recovery.interval_ms, s.now_ms) + SETTLE_MS
+        return _Hold(min(due, recovery.deadline_ms))
     return _SEND

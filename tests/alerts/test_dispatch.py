@@ -210,6 +210,7 @@ async def test_a_dependent_still_down_after_its_parent_recovers_is_alerted(
             await rig.down("api", "web")
             await sink.wait_for(1)
             await rig.up("api")
+            await rig.down("web")  # its own check after the parent's recovery decides
             received = await sink.wait_for(3)
             await settle(0.5)
     got = sorted((r.json()["kind"], r.json()["events"][0]["monitor"]) for r in received)  # type: ignore[index]
