@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
 
 from prober import notices as people  # a module: prober.notices imports prober.config too
+from prober.config import remediation
 from prober.config.envsubst import MissingVariable, interpolate
 from prober.config.locations import resolve_locations
 from prober.config.monitors import (
@@ -41,6 +42,11 @@ M = TypeVar("M", bound=BaseModel)
 
 TOP_LEVEL = ("settings", "agents", "defaults", "monitors", "notifiers", "maintenance")
 NOT_DEFAULTABLE = {"id", "name", "type", "description"}
+# keys about one service each: a default would restart or page for every monitor
+PER_MONITOR = {
+    "remediate": "names one service's remediation; set it on the monitor it restarts",
+    "escalate": "is one service's escalation; set it on each monitor that needs it",
+}
 
 
 class ConfigError(Exception):
@@ -283,6 +289,12 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         types = {item.get("id"): item.get("type") for _, item in _entries(data, "notifiers")}
         for where, message in subscription_errors(settings, types):
             out.add(where, message)
+        for i, item in _entries(data, "monitors"):
+            for inside, message in remediation.reference_errors(
+                item, types, settings.allow_commands
+            ):
+                out.add(("monitors", i, *inside), message)
+        _remember_env_values(raw, env, monitors)
     for i, window in enumerate(maintenance):
         for name in window.monitors:
             if name != "*" and name not in monitor_ids:
@@ -372,6 +384,8 @@ def _validate_defaults(out: _Collector, defaults: Any) -> dict[str, Any]:
     for key, value in defaults.items():
         if key in NOT_DEFAULTABLE:
             out.add(("defaults", key), "cannot be set in [defaults]; set it on each monitor")
+        elif key in PER_MONITOR:
+            out.add(("defaults", key), f"cannot be set in [defaults]: it {PER_MONITOR[key]}")
         elif key not in known:
             out.add(("defaults", key), "unknown key" + _suggest(key, known))
         else:
@@ -494,6 +508,19 @@ def _cross_check(out: _Collector, data: dict[str, Any], defaults: dict[str, Any]
         message = "dependency cycle: " + " -> ".join(cycle)
         _report(out, ("monitors", i), monitors[i], "depends_on", message)
     return set(monitor_ids)
+
+
+def _remember_env_values(
+    raw: dict[str, Any], env: Mapping[str, str], monitors: list[tuple[int, Monitor]]
+) -> None:
+    """What `${VAR}` put into each remediation command, for its output's redaction."""
+    written = raw.get("monitors")
+    for i, monitor in monitors:
+        if monitor.remediate is None or monitor.remediate.command is None:
+            continue
+        table = written[i] if isinstance(written, list) else {}
+        command = table.get("remediate", {}).get("command") if isinstance(table, dict) else None
+        monitor.remediate._env_values = remediation.env_values(command, env)
 
 
 def _find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from prober.config.conditions import StatusSet, parse_status_set
+from prober.config.remediation import EscalationStep, Remediate, check_steps, check_verify
 from prober.config.types import (
     CronExpr,
     DownAfter,
@@ -77,6 +78,16 @@ class MonitorBase(StrictModel):
     # code after the load reads them as they are and never recomputes a default.
     locations: LocationList = ()
     quorum: int = Field(default=0, ge=1)
+    # prober.config.remediation: never from [defaults] (load.NOT_DEFAULTABLE)
+    remediate: Remediate | None = None
+    escalate: list[EscalationStep] = []
+
+    @field_validator("remediate")
+    @classmethod
+    def _verify(cls, value: Remediate | None, info: ValidationInfo) -> Remediate | None:
+        return check_verify(value, info.data.get("up_after"))
+
+    _escalate = field_validator("escalate")(check_steps)
 
     @field_validator("sla_target", mode="before")
     @classmethod

@@ -78,6 +78,8 @@ class Settings(StrictModel):
     canaries: list[str] = []
     alert_group_wait: Duration = 30.0
     public_reports: bool = False
+    # monitors' `remediate.command` runs programs on this host only when true
+    allow_commands: bool = False
     heartbeat_url: SecretStr = SecretStr("")
     max_concurrency: int = Field(default=500, ge=1)
     # a failure while the prober itself was this late is recorded unknown, not down

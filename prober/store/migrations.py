@@ -254,11 +254,28 @@ _V4 = (
 )
 
 
+def step_4_to_5(conn: sqlite3.Connection) -> None:
+    """Remediation attempts (prober.remediation). A new table only: nothing to convert."""
+    for statement in _V5:
+        conn.execute(statement)
+
+
+_V5 = (
+    """CREATE TABLE IF NOT EXISTS remediation (
+    id INTEGER NOT NULL, monitor VARCHAR NOT NULL, incident VARCHAR NOT NULL,
+    started_ms INTEGER NOT NULL, ended_ms INTEGER, result VARCHAR NOT NULL,
+    exit_code INTEGER, timed_out BOOLEAN NOT NULL, output_tail VARCHAR NOT NULL,
+    PRIMARY KEY (id))""",
+    "CREATE INDEX IF NOT EXISTS remediation_monitor ON remediation (monitor, started_ms)",
+)
+
+
 # MIGRATIONS[n] takes a file from version n - 1 to n.
 MIGRATIONS: dict[int, Step] = {
     2: step_1_to_2,
     3: step_2_to_3,
     4: step_3_to_4,
+    5: step_4_to_5,
 }
 
 

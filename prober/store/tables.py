@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from prober.results import Outcome
 
 # Bump with a step in prober/store/migrations.py (MIGRATIONS[n]: n-1 -> n) and a test there.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 OUTCOME_CODES: dict[Outcome, int] = {
     Outcome.UNKNOWN: 0,
@@ -249,6 +249,24 @@ class AnnouncedRow(SQLModel, table=True):
     mailed: bool
 
 
+class RemediationRow(SQLModel, table=True):
+    """One remediation attempt (prober.remediation): written when it starts, completed when
+    it ends. A row still without `ended_ms` at start-up was cut short by a crash."""
+
+    __tablename__ = "remediation"
+    __table_args__ = (Index("remediation_monitor", "monitor", "started_ms"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    monitor: str  # slug
+    incident: str  # the incident key: "LOCATION/MONITOR/START_MS"
+    started_ms: int
+    ended_ms: int | None = None  # NULL while running
+    result: str = "running"  # running | verified | failed | timed_out | interrupted
+    exit_code: int | None = None  # negative: killed by that signal (subprocess's convention)
+    timed_out: bool = False
+    output_tail: str = ""  # the last 4 KiB of output, redacted
+
+
 # Every table of the schema, in creation order: a fresh database gets exactly these
 # (prober.store.migrations), and an upgraded one must end up the same.
 TABLES: tuple[type[SQLModel], ...] = (
@@ -267,4 +285,5 @@ TABLES: tuple[type[SQLModel], ...] = (
     SubscriberRow,
     SubscriberTokenRow,
     AnnouncedRow,
+    RemediationRow,
 )

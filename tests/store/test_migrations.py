@@ -181,8 +181,8 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     with caplog.at_level(logging.INFO, logger="prober.store.migrations"):
         engine = open_engine(path)
 
-    assert SCHEMA_VERSION == 4
-    assert version(path) == "4"
+    assert SCHEMA_VERSION == 5
+    assert version(path) == "5"
     # The backup: beside the file, named for the old version, the database as it was.
     (backup,) = tmp_path.glob("prober.db.v1-*.bak")
     assert re.fullmatch(r"prober\.db\.v1-\d{8}T\d{6}Z\.bak", backup.name)
@@ -193,7 +193,7 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     assert "alert" not in {name for _, name, _ in schema(backup)}
     assert list(tmp_path.glob("*.partial")) == []
     assert [r.getMessage() for r in caplog.records] == [
-        f"database upgraded from version 1 to 4, backup at {backup}"
+        f"database upgraded from version 1 to 5, backup at {backup}"
     ]
     # Every row as it was but the histograms, in version 3's buckets; the version moved.
     after = dump(path)
@@ -210,6 +210,8 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     assert {("table", "alert"), ("table", "push_token")} <= names
     # What version 4 added: email subscriptions.
     assert {("table", "subscriber"), ("table", "subscriber_token"), ("table", "announced")} <= names
+    # What version 5 added: remediation attempts.
+    assert {("table", "remediation"), ("index", "remediation_monitor")} <= names
     assert {
         ("index", "alert_pending"),
         ("index", "alert_incident"),
@@ -248,7 +250,7 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
         open_engine(path).dispose()
     assert list(tmp_path.glob("*.bak")) == [backup]
     assert caplog.records == []
-    assert version(path) == "4"
+    assert version(path) == str(SCHEMA_VERSION)
 
 
 def test_a_new_file_gets_the_current_schema_without_steps_or_backup(tmp_path: pathlib.Path) -> None:
@@ -315,7 +317,7 @@ def test_version_2_histograms_move_to_the_middle_of_their_buckets(
         open_engine(path).dispose()
     (backup,) = tmp_path.glob("prober.db.v2-*.bak")
     assert [r.getMessage() for r in caplog.records] == [
-        f"database upgraded from version 2 to 4, backup at {backup}"
+        f"database upgraded from version 2 to {SCHEMA_VERSION}, backup at {backup}"
     ]
     conn = sqlite3.connect(path)
     stored = rollups.read_hours(conn, [1], T0, T0 + 4 * HOUR)

@@ -1,0 +1,106 @@
+"""The `remediation` table: one row per attempt, the durable record behind the attempts
+budget and restart safety (prober.remediation).
+
+A row is written when the command starts (`ended_ms` NULL) and completed when it ends, so
+a prober killed mid-remediation leaves a row without an end: `interrupt_unfinished` marks
+those `interrupted` at the next start, and their incident is not remediated again (the
+checks that follow judge its outcome). Functions of a plain sqlite3 connection in
+autocommit mode (prober.store.db.connect_raw): every write is one statement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from typing import Any
+
+RUNNING = "running"
+INTERRUPTED = "interrupted"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    id: int
+    monitor: str
+    incident: str
+    started_ms: int
+    ended_ms: int | None
+    result: str
+    exit_code: int | None
+    timed_out: bool
+    output_tail: str
+
+
+def start(conn: sqlite3.Connection, monitor: str, incident: str, now_ms: int) -> int:
+    cursor = conn.execute(
+        "INSERT INTO remediation (monitor, incident, started_ms, result, timed_out, output_tail)"
+        " VALUES (?, ?, ?, ?, 0, '')",
+        (monitor, incident, now_ms, RUNNING),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def finish(
+    conn: sqlite3.Connection,
+    attempt: int,
+    now_ms: int,
+    *,
+    result: str,
+    exit_code: int | None,
+    timed_out: bool,
+    output_tail: str,
+) -> None:
+    """The command ended: its exit, and a result (`failed`, `timed_out`, or `running`
+    while its verification is pending)."""
+    conn.execute(
+        "UPDATE remediation SET ended_ms = ?, result = ?, exit_code = ?, timed_out = ?,"
+        " output_tail = ? WHERE id = ?",
+        (now_ms, result, exit_code, timed_out, output_tail, attempt),
+    )
+
+
+def settle(conn: sqlite3.Connection, attempt: int, result: str) -> None:
+    """The verification's verdict on an attempt that ended: `verified` or `failed`."""
+    conn.execute("UPDATE remediation SET result = ? WHERE id = ?", (result, attempt))
+
+
+def interrupt_unfinished(conn: sqlite3.Connection, now_ms: int) -> list[Attempt]:
+    """Rows a previous run left without an end (it died mid-remediation), now marked
+    `interrupted`; returned as they are now."""
+    found = [
+        dataclasses.replace(_attempt(r), ended_ms=now_ms, result=INTERRUPTED)
+        for r in conn.execute(_SELECT + "WHERE ended_ms IS NULL ORDER BY id")
+    ]
+    conn.execute(
+        "UPDATE remediation SET ended_ms = ?, result = ? WHERE ended_ms IS NULL",
+        (now_ms, INTERRUPTED),
+    )
+    return found
+
+
+def started_since(conn: sqlite3.Connection, monitor: str, since_ms: int) -> int:
+    """Attempts for `monitor` started after `since_ms`: what the budget counts."""
+    (count,) = conn.execute(
+        "SELECT count(*) FROM remediation WHERE monitor = ? AND started_ms > ?",
+        (monitor, since_ms),
+    ).fetchone()
+    return int(count)
+
+
+def for_incident(conn: sqlite3.Connection, monitor: str, incident: str) -> list[Attempt]:
+    """Every attempt made for one incident, oldest first (its timeline)."""
+    found = conn.execute(
+        _SELECT + "WHERE monitor = ? AND incident = ? ORDER BY id", (monitor, incident)
+    )
+    return [_attempt(r) for r in found]
+
+
+_SELECT = (
+    "SELECT id, monitor, incident, started_ms, ended_ms, result, exit_code, timed_out,"
+    " output_tail FROM remediation "
+)
+
+
+def _attempt(r: tuple[Any, ...]) -> Attempt:
+    return Attempt(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8])
