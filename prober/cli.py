@@ -69,7 +69,7 @@ def cmd_incident(args: argparse.Namespace) -> int:
     from prober import notice_files as files
     from prober import notices
 
-    config = _load(args)
+    config = load_config(_config_path(args))  # its warnings are for `validate` and `run`
     for value in (args.title if args.action == "new" else "", args.body):
         try:
             value.encode("utf-8")
@@ -80,7 +80,7 @@ def cmd_incident(args: argparse.Namespace) -> int:
     now = dt.datetime.now(ZoneInfo(config.settings.timezone)).replace(microsecond=0)
     status = "resolved" if args.action == "resolve" else args.status
     update = files.update_text(now, status, args.body)
-    components = [_component(c) for c in args.component] if args.action == "new" else []
+    components: list[tuple[str, str]] = args.component if args.action == "new" else []
     try:
         with files.locked(folder):
             if args.action == "new":
@@ -91,7 +91,10 @@ def cmd_incident(args: argparse.Namespace) -> int:
                 path = files.create(folder, stem, text)
             else:
                 path = _incident_file(config, args.file)
-                text = files.appended(notices.read_text(path), update)
+                was = notices.read_text(path)
+                if args.action == "resolve" and notices.parse_notice(path, was, ids).resolved:
+                    raise UserError(f"{path}: resolved already; nothing written")
+                text = files.appended(was, update)
                 notices.parse_notice(path, text, ids)
                 files.replace(path, text)
     except notices.NoticeError as exc:
@@ -107,9 +110,10 @@ def cmd_incident(args: argparse.Namespace) -> int:
 
 
 def _component(value: str) -> tuple[str, str]:
+    """--component ID=STATUS (its status is checked with the file, as the file's would be)."""
     monitor_id, sep, status = value.partition("=")
     if not sep or not monitor_id or not status:
-        raise UsageError(f"--component {value!r}: write ID=STATUS, as in api=partial_outage")
+        raise argparse.ArgumentTypeError(f"{value!r}: write ID=STATUS, as in api=partial_outage")
     return monitor_id, status
 
 
@@ -511,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--component",
         action="append",
         default=[],
+        type=_component,
         metavar="ID=STATUS",
         help="an affected monitor and its status (repeatable): "
         + ", ".join(str(s) for s in ComponentStatus),

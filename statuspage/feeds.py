@@ -27,6 +27,7 @@ import uuid
 import xml.etree.ElementTree as ET
 
 from statuspage.api import covered, duration_text, incident_title, monitor_url, started
+from statuspage.i18n import Translator
 from statuspage.snapshot import IncidentView, NoticeView, Snapshot
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -142,8 +143,12 @@ def _notice(s: Snapshot, n: NoticeView) -> Entry:
     """Its updates newest first: the plain text has each body's Markdown source; the HTML
     each body as statuspage.notices rendered it (raw HTML off, links http(s) only) and
     everything else escaped here."""
-    components = ", ".join(f"{name} ({status})" for _, name, status in n.components)
-    head = [f"Impact: {n.impact}"] + ([f"Components: {components}"] if components else [])
+    words = Translator("en")  # the feeds' words are English, as "Started:" and "Cause:"
+    components = ", ".join(
+        f"{name} ({words('notice.component.' + status)})" for _, name, status in n.components
+    )
+    impact = words(f"notice.impact.{n.impact}")
+    head = [f"Impact: {impact}"] + ([f"Components: {components}"] if components else [])
     text = [*head, *(f"\n{u.status.capitalize()} ({_iso(u.at)})\n{u.body}" for u in n.updates)]
     markup = [f"<p>{html.escape(line)}</p>" for line in head]
     for u in n.updates:
@@ -153,7 +158,7 @@ def _notice(s: Snapshot, n: NoticeView) -> Entry:
     return Entry(
         key=f"notice:{n.id}",
         title=f"{n.status.capitalize()}: {n.title}",
-        link=_url(s, "/"),
+        link=_url(s, f"/#notice-{n.id}"),  # its place in the page's list
         published=started(n),
         updated=n.updated_at,
         text="\n".join(text),

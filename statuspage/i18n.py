@@ -295,7 +295,7 @@ CATALOGUES: dict[str, dict[str, str]] = {
         "notices.banner": "진행 중인 장애 안내",
         "notices.heading": "장애 안내",
         "notice.impact": "영향도",
-        "notice.affected": "영향 받는 서비스",
+        "notice.affected": "영향받는 서비스",
         "notice.detected": "모니터링이 감지한 장애: {name}, {time}부터",
         "notice.updated": "{time} 업데이트",
         "notice.status.investigating": "조사 중",

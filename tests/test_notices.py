@@ -423,6 +423,46 @@ def test_cli_refuses_what_would_not_validate_and_writes_nothing(tmp_path: pathli
     assert path.read_text() == before
 
 
+def test_cli_resolves_once_and_speaks_only_of_the_incident(tmp_path: pathlib.Path) -> None:
+    """A second `resolve` (a slip: subscribers would get "Resolved" twice) is refused; a bad
+    --component is a usage error of `prober incident new`, not of `prober`; the config's own
+    warnings (no canaries, here) belong to `validate` and `run`, not to each incident."""
+    _config(tmp_path)
+    made = prober(
+        *("incident", "new", "-c", "monitors.toml", "--title", "Queue backlog"),
+        *("--impact", "minor", "--status", "identified", "--body", "Draining."),
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "warning:" not in made.stderr
+    path = tmp_path / made.stdout.strip()
+    resolve = ("incident", "resolve", "-c", "monitors.toml", path.stem, "--body", "Drained.")
+    first = prober(*resolve, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    once = path.read_text()
+    again = prober(*resolve, cwd=tmp_path)
+    assert again.returncode == 1
+    assert "resolved already" in again.stderr and "warning:" not in again.stderr
+    assert path.read_text() == once
+    # a later update still may (a correction, or reopening it)
+    reopened = prober(
+        *("incident", "update", "-c", "monitors.toml", path.stem),
+        *("--status", "investigating", "--body", "It is back."),
+        cwd=tmp_path,
+    )
+    assert reopened.returncode == 0, reopened.stderr
+
+    shape = prober(
+        *("incident", "new", "-c", "monitors.toml", "--title", "T", "--impact", "minor"),
+        *("--status", "identified", "--component", "api", "--body", "b"),
+        cwd=tmp_path,
+    )
+    assert shape.returncode == 2
+    assert "usage: prober incident new" in shape.stderr
+    assert "argument --component: 'api': write ID=STATUS" in shape.stderr
+    assert "warning:" not in shape.stderr
+
+
 @given(st.text() | st.text(alphabet="\"'\\\n\r\t a\x00\x1f\x7f\u2028한"))
 def test_toml_strings_read_back_exactly(text: str) -> None:
     assert tomllib.loads(f"a = {notice_files.basic_string(text)}")["a"] == text

@@ -187,7 +187,9 @@ def test_atom_lists_a_notice_once_with_its_updates_newest_first() -> None:
     assert entry.summary_detail.type == "text/plain"
     text = entry.summary
     assert text.index("A fix is out.") < text.index(HOSTILE) < text.index("We are *looking*")
-    assert "Components: API (partial_outage)" in text
+    # the page's words, not the file's keys; the link is its place on the page
+    assert "Impact: Major" in text and "Components: API (Partial outage)" in text
+    assert entry.link == f"{people().public_url.rstrip('/')}/#notice-{people().notices[0].id}"
     (content,) = entry.content
     assert content.type == "text/html"
     assert content.value.index("Monitoring") < content.value.index("Investigating")

@@ -236,7 +236,8 @@ def test_page_is_well_formed_safe_and_in_its_language(make, lang, env) -> None: 
         "main",
         "footer",
     ]
-    assert [n.attrs["href"] for n in root.find("link")] == ["/static/style.css", "/feed.atom"]
+    links = [n.attrs["href"] for n in root.find("link")]
+    assert links == ["data:,", "/static/style.css", "/feed.atom"]  # an icon: no /favicon.ico
     switch = [a.attrs["href"] for a in root.one("nav").find("a")]
     assert switch == ["/?lang=en", "/?lang=ko"]
     hrefs = [a.attrs["href"] for a in root.find("a")]
