@@ -8,8 +8,13 @@ sent, failed for good (a 4xx other than 408/429, a refused address), or pending 
 with a later due time: exponential backoff from `backoff_s`, at most `backoff_max_s`, at
 least what Retry-After asked, for up to `give_up_s` after the first attempt.
 
+Escalation (a monitor's `escalate` steps) is scheduled as reminders are: each pass, for
+every open incident, a step whose delay has passed since the first of its openings was
+sent writes an opening to each of its notifiers not told yet (the monitor's own are
+not), keyed per (incident, notifier), so a restart or a second pass repeats nothing.
+
 The writer calls `wake()` when it adds rows; otherwise a pass runs when the next row is
-due, a reminder is due, or every `idle_s`.
+due, a reminder or an escalation step is due, or every `idle_s`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from prober import maintenance
-from prober.alerts import channels, outbox, subscribers
+from prober.alerts import channels, outbox, remedies, subscribers
 from prober.alerts.channels import NotifyError, SendContext
 from prober.alerts.message import Event, Kind, Message
 from prober.alerts.outbox import FAILED, PENDING, SENDING, SENT, SUPPRESSED, Row
@@ -42,6 +47,7 @@ from prober.config.monitors import Monitor, PushMonitor
 from prober.config.settings import AlertmanagerNotifier, EmailNotifier, Notifier
 from prober.redact import Redactor
 from prober.store.db import connect_raw
+from prober.store.remediations import Attempt
 from prober.timeline import from_ms, to_ms
 
 log = logging.getLogger(__name__)
@@ -98,6 +104,7 @@ class Dispatcher:
         self._woken = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
         self.delivery = Delivery()
+        self._attempts: dict[str, Attempt] = {}  # this pass's remediations, by incident
 
     def reconfigure(self, config: Config) -> None:
         """Notifiers, monitors, dependencies and maintenance from a (reloaded) config. Rows
@@ -189,7 +196,9 @@ class Dispatcher:
         conn.execute("BEGIN IMMEDIATE")
         try:
             open_incidents = outbox.open_incidents(conn, self._settings.location, self._places)
-            next_reminder = self._remind(conn, open_incidents, now)
+            next_reminder = min(
+                self._remind(conn, open_incidents, now), self._escalate(conn, open_incidents, now)
+            )
             next_window = self._silence(conn, now)
             rows = outbox.unfinished(conn)
             unknown = [r for r in rows if r.notifier not in self._notifiers]
@@ -247,6 +256,7 @@ class Dispatcher:
             for row in outbox.by_incident(conn, waiting, kind):
                 if kind is Kind.OPENED or "until_ms" not in row.data:
                     openings[(row.incident, row.notifier)] = row.state
+        self._attempts = remedies.attempts(conn, rows, self._monitors)
         return Situation(
             now,
             open_incidents,
@@ -255,6 +265,7 @@ class Dispatcher:
             openings,
             frozenset(self._silencers),
             self._recoveries(conn, rows, open_incidents, now),
+            remedies.situation(rows, self._attempts, self._monitors),
         )
 
     def _recoveries(
@@ -315,6 +326,45 @@ class Dispatcher:
             if added and isinstance(self._notifiers.get(opened.notifier), AlertmanagerNotifier):
                 outbox.forget_reminders(conn, opened, keep=outbox.reminder_key(opened, n))
             next_ms = min(next_ms, opened.sent_ms + (n + 1) * every)
+        return next_ms
+
+    def _escalate(
+        self, conn: sqlite3.Connection, open_incidents: Mapping[str, str], now: int
+    ) -> int:
+        """Add the escalations that are due; the time of the next step."""
+        next_ms = now + 86_400_000
+        steps = {m.id: m.escalate for m in self._config.monitors if m.escalate}
+        wanted = [key for slug, key in open_incidents.items() if slug in steps]
+        if not wanted:
+            return next_ms
+        first: dict[str, Row] = {}  # incident -> its opening that went out first
+        for opened in outbox.by_incident(conn, wanted, Kind.OPENED):
+            at = opened.sent_ms
+            if opened.state != SENT or at is None or opened.escalated_after_ms is not None:
+                continue
+            earlier = first.get(opened.incident)
+            if earlier is None or at < (earlier.sent_ms or at):
+                first[opened.incident] = opened
+        for opened in first.values():
+            monitor = self._monitors.get(opened.monitor)
+            if monitor is None or opened.sent_ms is None:
+                continue
+            told = set(monitor.notify)
+            for step in steps.get(opened.monitor, []):
+                after = round(step.after * 1000)
+                if opened.sent_ms + after > now:
+                    next_ms = min(next_ms, opened.sent_ms + after)
+                    break
+                for nid in step.notify:
+                    notifier = self._notifiers.get(nid)
+                    if nid in told or notifier is None or Kind.OPENED.value not in notifier.events:
+                        continue
+                    told.add(nid)
+                    if outbox.add_escalation(conn, opened, nid, after, now):
+                        log.info(
+                            "alert escalated notifier=%s monitor=%s after_s=%g",
+                            nid, opened.monitor, step.after,
+                        )  # fmt: skip
         return next_ms
 
     def _silence(self, conn: sqlite3.Connection, now: int) -> int:
@@ -380,6 +430,7 @@ class Dispatcher:
                 if child in open_incidents
             )
         expires = data.get("cert_expires_ms")
+        after = row.escalated_after_ms
         return Event(
             kind=row.kind,
             monitor_id=row.monitor,
@@ -396,6 +447,10 @@ class Dispatcher:
             scope=tuple(str(m) for m in _list(data.get("scope"))),
             locations=tuple(str(p) for p in _list(data.get("locations"))),
             of_locations=len(monitor.locations) if monitor else 0,
+            escalated_after=None if after is None else dt.timedelta(milliseconds=after),
+            remediation=remedies.words(self._attempts.get(row.incident))
+            if row.kind is Kind.OPENED
+            else "",
         )
 
     def _name(self, slug: str) -> str:

@@ -64,6 +64,10 @@ class Event:
     # REGIONAL: the failing locations, and how many locations probe the monitor
     locations: tuple[str, ...] = ()
     of_locations: int = 0
+    # OPENED sent by an `escalate` step: how long after the opening alert went out
+    escalated_after: dt.timedelta | None = None
+    # OPENED of a monitor with `remediate`: how its remediation went (exit code, output tail)
+    remediation: str = ""
 
     @property
     def duration(self) -> dt.timedelta | None:
@@ -136,7 +140,9 @@ def title(message: Message) -> str:
         source = f"prober [{clean(message.title_prefix, 80)}]" if message.title_prefix else "prober"
         name = clean(first.monitor_name, 80)
         return clean(f"TEST from {source}: this is a test of notifier {name}, nothing is down", 200)
-    if kind is Kind.OPENED:
+    if kind is Kind.OPENED and all(e.escalated_after is not None for e in events):
+        words = f"ESCALATED: {first.monitor_name}" if n == 1 else f"ESCALATED: {n} monitors"
+    elif kind is Kind.OPENED:
         words = f"DOWN: {first.monitor_name}" if n == 1 else f"DOWN: {n} monitors"
     elif kind is Kind.RESOLVED:
         words = f"RESOLVED: {first.monitor_name}" if n == 1 else f"RESOLVED: {n} monitors"
@@ -178,6 +184,10 @@ def line(event: Event, zone: dt.tzinfo = dt.UTC) -> str:
         if event.dependents:
             names = ", ".join(clean(d, 120) for d in event.dependents)
             text += f". Also down, depending on it: {names}"
+        if kind is Kind.OPENED and event.remediation:
+            text += f". {clean(event.remediation, 600)}"
+        if kind is Kind.OPENED and event.escalated_after is not None:
+            text = f"Escalated after {short(event.escalated_after)}: {text}"
     elif kind is Kind.RESOLVED:
         duration = event.duration
         text = f"{name} is up again after {span(duration) if duration else 'a while'}"
@@ -229,3 +239,11 @@ def span(delta: dt.timedelta | None) -> str:
     if minutes:
         return f"{minutes}m {seconds:02d}s"
     return f"{seconds}s"
+
+
+def short(delta: dt.timedelta) -> str:
+    """`15m`, `1h 30m`, `2s`: a configured delay, without the zero parts."""
+    total = max(0, round(delta.total_seconds()))
+    parts = [(total // 86_400, "d"), (total // 3600 % 24, "h"), (total // 60 % 60, "m"),
+             (total % 60, "s")]  # fmt: skip
+    return " ".join(f"{n}{unit}" for n, unit in parts if n) or "0s"

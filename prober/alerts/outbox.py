@@ -27,6 +27,7 @@ from prober.results import Outcome
 from prober.store.tables import OUTCOME_CODES
 
 PENDING, SENDING, SENT, FAILED, SUPPRESSED = "pending", "sending", "sent", "failed", "suppressed"
+ESCALATED = "escalated_after_ms"  # in an escalation's data: the step's delay
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,6 +76,12 @@ class Row:
     silenced: bool
     sent_ms: int | None
     data: Mapping[str, object]
+
+    @property
+    def escalated_after_ms(self) -> int | None:
+        """An opening sent by an `escalate` step: its delay; None for any other row."""
+        after = self.data.get(ESCALATED) if self.kind is Kind.OPENED else None
+        return after if isinstance(after, int) and not isinstance(after, bool) else None
 
 
 _COLUMNS = (
@@ -126,7 +133,13 @@ class Outbox:
         if kind is Kind.RESOLVED:
             data["until_ms"] = i.end_ms
         incident = incident_key(self.location, monitor, i.start_ms)
-        for notifier in self.routes.targets(monitor, kind):
+        targets = self.routes.targets(monitor, kind)
+        if kind is Kind.RESOLVED:  # and everyone an `escalate` step told, once each
+            wanted = [
+                n for n in escalated(conn, incident) if kind.value in self.routes.events.get(n, ())
+            ]
+            targets += [n for n in wanted if n not in targets]
+        for notifier in targets:
             self._add(
                 conn,
                 f"{incident}/{kind}/{notifier}",
@@ -223,6 +236,36 @@ def add_reminder(conn: sqlite3.Connection, opened: Row, n: int, now_ms: int) -> 
          now_ms, PENDING, json.dumps(dict(opened.data), separators=(",", ":"))),
     )  # fmt: skip
     return cursor.rowcount == 1
+
+
+def escalation_key(incident: str, notifier: str) -> str:
+    """One per (incident, notifier): a notifier named by two steps is told once."""
+    return f"{incident}/escalated/{notifier}"
+
+
+def add_escalation(
+    conn: sqlite3.Connection, opened: Row, notifier: str, after_ms: int, now_ms: int
+) -> bool:
+    """An `escalate` step's opening to one more notifier, due now, copied from the opening
+    that went out first (`opened`); false if that notifier was escalated to already."""
+    data = {**opened.data, ESCALATED: after_ms}
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO alert (key, notifier, kind, monitor, incident, created_ms,"
+        " due_ms, state, attempts, silenced, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
+        (escalation_key(opened.incident, notifier), notifier, Kind.OPENED.value, opened.monitor,
+         opened.incident, now_ms, now_ms, PENDING, json.dumps(data, separators=(",", ":"))),
+    )  # fmt: skip
+    return cursor.rowcount == 1
+
+
+def escalated(conn: sqlite3.Connection, incident: str) -> list[str]:
+    """The notifiers an `escalate` step wrote an opening for, in any state."""
+    rows = conn.execute(
+        "SELECT notifier FROM alert WHERE incident = ? AND kind = ?"
+        " AND json_extract(data, '$.' || ?) IS NOT NULL ORDER BY id",
+        (incident, Kind.OPENED.value, ESCALATED),
+    )
+    return [str(n) for (n,) in rows]
 
 
 def add_silence(

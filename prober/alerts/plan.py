@@ -17,6 +17,14 @@ For each row that is due (or waiting only for its group to be due), in this orde
   after that check is due), at most interval x (up_after + 1) after that recovery; then
   it goes out if its incident is still open. If the incident ended meanwhile, neither
   the opening nor the resolution is sent (the incident stays recorded).
+- Escalation: an `escalate` step's opening (written by the dispatcher when the step is
+  due, while the incident is open) is dropped if the incident ended before it went out,
+  held in maintenance like any opening, and never held for a parent's recovery (its
+  incident was announced already); it travels with other escalations only.
+- Remediation: the opening of a monitor with `remediate` waits for its attempt and the
+  attempt's verification (`Remedy`, read from the `remediation` table), at most until the
+  remedy's deadline; verified, it is dropped ("remediated automatically"), and so its
+  resolution; failed, timed out, interrupted or past the deadline, it goes out.
 - A resolution (or "network back") goes out only after its opening did (sent, or failed
   for good); if the opening was held back and dropped, so is the resolution. A notifier
   whose `events` leave out openings gets resolutions alone.
@@ -63,6 +71,16 @@ class Recovery:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Remedy:
+    """Where the remediation of an incident stands, for its opening: `result` is the
+    attempt's (prober.remediation.Result, `running` until judged) or "" before one
+    started; the opening waits for it until `until_ms`, never longer."""
+
+    result: str
+    until_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Situation:
     now_ms: int
     open_incidents: Mapping[str, str]  # monitor slug -> key of its open incident
@@ -76,6 +94,8 @@ class Situation:
     silencers: frozenset[str] = frozenset()
     # monitor slug -> how its parents' recovery stands, for dependents with an opening to judge
     recoveries: Mapping[str, Recovery] = dataclasses.field(default_factory=dict)
+    # incident key -> its remediation, for openings of monitors with `remediate`
+    remedies: Mapping[str, Remedy] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
@@ -111,6 +131,8 @@ def plan(rows: Sequence[Row], s: Situation) -> Plan:
         verdict = _judge(row, s, openings)
         if verdict is _SEND:
             alone = row.id if row.kind is Kind.SUBSCRIBER else 0
+            if row.escalated_after_ms is not None:
+                alone = -1  # its own message: "ESCALATED", not one more "DOWN"
             groups.setdefault((row.notifier, row.kind, alone), []).append(row)
         elif isinstance(verdict, _Hold):  # never sooner than its own group wait
             out.hold.append((row, max(verdict.until_ms, row.due_ms)))
@@ -162,6 +184,9 @@ def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> o
         return _Drop("the incident ended")
     if kind is Kind.OPENED and row.silenced and not still_open:
         return _Drop("the incident ended while its alert was held")
+    escalation = row.escalated_after_ms is not None
+    if escalation and not still_open:
+        return _Drop("the incident ended before its escalation went out")
     window_end = s.in_maintenance(row.monitor, s.now_ms)
     if window_end is not None:
         if kind is not Kind.REMINDER:
@@ -175,9 +200,22 @@ def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> o
         if kind is Kind.REMINDER:
             return _Drop(f"depends on {down[0]}, which is down")
         return _Hold(s.now_ms + HOLD_MS)
-    recovery = s.recoveries.get(row.monitor) if kind is Kind.OPENED else None
+    recovery = s.recoveries.get(row.monitor) if kind is Kind.OPENED and not escalation else None
     if recovery is not None and not recovery.checked and s.now_ms < recovery.deadline_ms:
         last = recovery.checked_ms if recovery.checked_ms is not None else s.now_ms
         due = max(last + recovery.interval_ms, s.now_ms) + SETTLE_MS
         return _Hold(min(due, recovery.deadline_ms))
+    if kind is Kind.OPENED and not escalation:
+        return _remedied(s.remedies.get(row.incident), s.now_ms)
+    return _SEND
+
+
+def _remedied(remedy: Remedy | None, now_ms: int) -> object:
+    """An opening and its incident's remediation: wait for it, drop it, or send it."""
+    if remedy is None:
+        return _SEND
+    if remedy.result == "verified":
+        return _Drop("remediated automatically")
+    if remedy.result in ("", "running") and now_ms < remedy.until_ms:
+        return _Hold(remedy.until_ms)
     return _SEND

@@ -71,18 +71,6 @@ def collect(
         *readable_secrets(source, sections),
         *_listeners(source, settings, listen_from_env),
         *_metadata_targets(source, monitors),
-        *_not_run_yet(source, monitors),
-    ]
-
-
-def _not_run_yet(source: Source, monitors: Sequence[tuple[int, Monitor]]) -> list[str]:
-    """`remediate` is validated, and its engine (prober.remediation) is built and tested,
-    but `run` does not call it yet: say so rather than let an operator count on it."""
-    return [
-        f"{source.at(('monitors', i, 'remediate'))}: checked, but this version does not run"
-        " remediations yet: the alert goes out as without it"
-        for i, m in monitors
-        if m.remediate is not None
     ]
 
 

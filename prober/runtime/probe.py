@@ -36,16 +36,18 @@ from prober.canaries import Canaries
 from prober.checks.session import open_shared
 from prober.config import Config
 from prober.config.locations import probed_at
-from prober.config.monitors import ProbeMonitor, PushMonitor
+from prober.config.monitors import ProbeMonitor, ProbingMonitor, PushMonitor
 from prober.errors import UserError
 from prober.logs import LogFormat
 from prober.metrics import registry as metrics_registry
 from prober.push import PushHub
 from prober.redact import Redactor
 from prober.reload import Reloader, pid_path
+from prober.remediation import Remediator
 from prober.results import CheckResult, Outcome
 from prober.runtime import control, serving
 from prober.runtime.lock import RunLock
+from prober.runtime.remedy import Remedies
 from prober.runtime.signals import EarlyStop
 from prober.runtime.supervisor import WebProcess
 from prober.runtime.web import Launch
@@ -149,14 +151,24 @@ async def serve(
     hub = _push_hub(config, writer)
     here = settings.location  # agents probe the monitors that list their locations
     probing = [m for m in config.monitors if isinstance(m, ProbeMonitor) and probed_at(m, here)]
-    results = ResultLog(
-        lambda monitor, at, result: writer.submit(Observation(monitor.id, at, result))
-    )
+    remedies: list[Remedies] = []  # once the shared session is open
+
+    def observed(monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
+        writer.submit(Observation(monitor.id, at, result))
+        for remedy in remedies:
+            remedy.observe(monitor, at, result)
+
+    results = ResultLog(observed)
     redact = Redactor(config.secret_values())
     reloader: Reloader | None = None
     async with open_shared(redact=redact, location=settings.location) as shared:
         dispatcher = Dispatcher(config, config.database_path, shared.session, redact=redact)
         writer.on_alert = dispatcher.wake
+        remediator = Remediator(
+            config.database_path, redact, session=shared.session, notifiers=config.notifiers
+        )
+        await remediator.recover()  # attempts a killed prober left: never run again
+        remedies.append(Remedies(config, remediator, dispatcher.wake))
         subscribers = Subscribers(config.database_path, config, wake=dispatcher.wake)
         announce_now = asyncio.Event()  # after a reload: new notices are told at once
         canaries = Canaries(
@@ -191,6 +203,7 @@ async def serve(
             dispatcher.delivery, [n.id for n in config.notifiers], overload=scheduler.overload
         )
         collectors.register(HeartbeatCollector(beats))
+        collectors.register(remediator.counter)
         agent_health = AgentHealth(config, silence=silence_from_env())
         agents = AgentHub(
             config,
@@ -242,6 +255,7 @@ async def serve(
             )
             web_task = asyncio.create_task(site.run(stop))
             await _first_page(site, stop)
+            remedies[0].start()
             scheduler.start()
             # The config models and scheduler jobs live as long as the process: move them
             # out of the collector's sight, or each full collection walks them all (150-290
@@ -281,6 +295,8 @@ async def serve(
                 ]
                 scheduler.reconfigure(probing, new.settings.overload_threshold)
                 dispatcher.reconfigure(new)
+                remediator.reconfigure(new.notifiers, redact)
+                remedies[0].reconfigure(new)
                 pushing = [m for m in new.monitors if isinstance(m, PushMonitor)]
                 new_tokens, _ = await asyncio.to_thread(_tokens, new, pushing)
                 hub.reconfigure(pushing, new_tokens, to_ms(dt.datetime.now(dt.UTC)))
@@ -301,6 +317,8 @@ async def serve(
                     task.cancel()
                 grace = max((m.timeout for m in probing), default=1.0)
                 await asyncio.gather(scheduler.stop(grace), web_task)
+                await remedies[0].stop()  # a command cut short: interrupted at the next start
+                await asyncio.to_thread(remediator.close)
                 await control_runner.cleanup()
                 await alerts  # sends in flight finish and are recorded
                 await asyncio.to_thread(subscribers.close)

@@ -1,0 +1,96 @@
+"""The alert dispatcher's view of remediations (prober.remediation, the `remediation`
+table): how long a remediated monitor's opening waits, and what its message says of the
+attempt. Read in the dispatcher's pass, inside its transaction.
+
+An opening waits for the attempt (one starts at the `after`-th down: at most `after`
+intervals after the incident's start, and a second) and then for its verification: until
+the command's end (at the latest its timeout) plus `verify` intervals and a second. Never
+longer, whatever the record says (a prober stopped mid-verification leaves it `running`).
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections.abc import Mapping, Sequence
+
+from prober.alerts.message import Kind
+from prober.alerts.outbox import PENDING, Row
+from prober.alerts.plan import Remedy
+from prober.config.monitors import Monitor, ProbeMonitor
+from prober.store.remediations import Attempt, for_incident
+
+SETTLE_MS = 1_000
+
+
+def _remediated(row: Row, monitors: Mapping[str, Monitor]) -> ProbeMonitor | None:
+    monitor = monitors.get(row.monitor)
+    if (
+        row.kind is not Kind.OPENED
+        or row.escalated_after_ms is not None
+        or not isinstance(monitor, ProbeMonitor)
+        or monitor.remediate is None
+    ):
+        return None
+    return monitor
+
+
+def attempts(
+    conn: sqlite3.Connection, rows: Sequence[Row], monitors: Mapping[str, Monitor]
+) -> dict[str, Attempt]:
+    """Incident key -> its newest attempt, for the openings of remediated monitors."""
+    found: dict[str, Attempt] = {}
+    for row in rows:
+        if _remediated(row, monitors) is not None and row.incident not in found:
+            made = for_incident(conn, row.monitor, row.incident)
+            if made:
+                found[row.incident] = made[-1]
+    return found
+
+
+def situation(
+    rows: Sequence[Row], attempts: Mapping[str, Attempt], monitors: Mapping[str, Monitor]
+) -> dict[str, Remedy]:
+    """Incident key -> how long its opening may wait, for the plan."""
+    found: dict[str, Remedy] = {}
+    for row in rows:
+        monitor = _remediated(row, monitors)
+        if monitor is None or row.state != PENDING or monitor.remediate is None:
+            continue
+        spec = monitor.remediate
+        every = round(monitor.interval * 1000)
+        attempt = attempts.get(row.incident)
+        if attempt is None:
+            since = row.data.get("since_ms", row.created_ms)
+            start = since if isinstance(since, int) else row.created_ms
+            found[row.incident] = Remedy("", start + spec.after * every + SETTLE_MS)
+            continue
+        ended = attempt.ended_ms
+        if ended is None:
+            ended = attempt.started_ms + round(spec.timeout * 1000)
+        found[row.incident] = Remedy(attempt.result, ended + spec.verify * every + SETTLE_MS)
+    return found
+
+
+def words(attempt: Attempt | None) -> str:
+    """What an opening says of its incident's remediation ("" without one)."""
+    if attempt is None:
+        return ""
+    tail = attempt.output_tail.strip()
+    output = f"; its last output: {tail}" if tail else ""
+    code = attempt.exit_code
+    if attempt.result == "interrupted":
+        said = "was interrupted by a restart of the prober"
+    elif attempt.timed_out:
+        said = "timed out (its process group was killed)"
+    elif code is not None and code < 0:
+        said = f"was killed by {signal.Signals(-code).name}"
+    elif code == 0 and attempt.result == "running":
+        said = "exited with code 0, but its checks did not succeed in time"
+    elif code == 0:
+        said = "exited with code 0, but the checks after it still failed"
+    elif code is not None:
+        said = f"failed with exit code {code}"
+    else:
+        said = "did not finish in time"
+    return f"Automatic remediation {said}{output}"
