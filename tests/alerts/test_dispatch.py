@@ -205,7 +205,10 @@ async def test_a_dependent_still_down_after_its_parent_recovers_is_alerted(
 ) -> None:
     monkeypatch.setattr("prober.alerts.plan.HOLD_MS", 200)
     async with running_sink() as sink:
-        cfg = config(tmp_path, sink, wait='"200ms"', more=DEPENDENT)
+        # a short interval: a dispatcher pass that falls between the parent's recovery and
+        # the child's next check holds the opening until about one interval later
+        more = DEPENDENT.replace("depends_on", 'interval = "1s"\ndepends_on')
+        cfg = config(tmp_path, sink, wait='"200ms"', more=more)
         async with Rig(cfg) as rig:
             await rig.down("api", "web")
             await sink.wait_for(1)
