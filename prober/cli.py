@@ -299,7 +299,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for monitor_id in args.monitor:
         if config.monitor(monitor_id) is None:
             raise UsageError(_unknown_monitor(config, monitor_id))
-    text = monthly.report(config, month, args.format, monitors=args.monitor)
+    # the operator's report: remediation attempts too (never in /reports/ or the files)
+    text = monthly.report(config, month, args.format, monitors=args.monitor, operator=True)
     if args.output:
         out = pathlib.Path(args.output)
         try:

@@ -26,9 +26,10 @@ from prober.report.model import (
     MonitorReport,
     MonthReport,
     Period,
+    Remediation,
     ReportIncident,
 )
-from prober.store import rollups, upkeep
+from prober.store import remediations, rollups, upkeep
 from prober.store.ledger import TrackSpec
 from prober.timeline import Spans
 
@@ -152,7 +153,10 @@ def build(
     *,
     monitors: Sequence[str] = (),
     now: dt.datetime,
+    operator: bool = False,
 ) -> MonthReport:
+    """The month's report; `operator` (prober report): with the remediation attempts, which
+    a public report never holds."""
     reader = Reader(conn, config, now)
     start, end = timeline.month_bounds(month, reader.tz)
     chosen = [m for m in config.monitors if not monitors or m.id in monitors]
@@ -168,12 +172,13 @@ def build(
             seconds=(timeline.to_ms(end) - timeline.to_ms(start)) / 1000,
         ),
         generated_at=now.astimezone(reader.tz),
-        monitors=[_monitor(reader, m, start, end) for m in chosen],
+        monitors=[_monitor(reader, m, start, end, operator) for m in chosen],
+        operator=operator,
     )
 
 
 def _monitor(
-    reader: Reader, monitor: Monitor, start: dt.datetime, end: dt.datetime
+    reader: Reader, monitor: Monitor, start: dt.datetime, end: dt.datetime, operator: bool
 ) -> MonitorReport:
     tz = reader.tz
     w = (timeline.to_ms(start), timeline.to_ms(end))
@@ -193,6 +198,12 @@ def _monitor(
     durations = [i.duration_seconds for i in incidents if i.duration_seconds is not None]
     usage = reader.usage(monitor, *w)
     locations = _locations(reader, monitor, w, acc, target) if reader.config.agents else ()
+    found = _remediations(reader, monitor, w, stored) if operator else None
+    if found is not None:
+        incidents = [
+            dataclasses.replace(incident, remediations=found.by_incident.get(s, ()))
+            for incident, (s, _, _) in zip(incidents, stored.incidents, strict=True)
+        ]
     return MonitorReport(
         id=monitor.id,
         name=visible_text(monitor.display_name),
@@ -215,6 +226,64 @@ def _monitor(
         latency=latency(usage),
         days=_days(reader, stored, incident_spans, start, end, target),
         locations=locations,
+        remediation_attempts=0 if found is None else found.attempts,
+        remediations_verified=0 if found is None else found.verified,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempts:
+    """A monitor's remediation attempts as the operator's report shows them."""
+
+    by_incident: dict[int, tuple[Remediation, ...]]  # a listed incident's start_ms: its
+    attempts: int  # started in the month
+    verified: int
+
+
+def _remediations(reader: Reader, monitor: Monitor, w: tuple[int, int], stored: Stored) -> Attempts:
+    """The monitor's remediation attempts: each listed incident's (whenever made), and the
+    month's count. An attempt names its incident `LOCATION/MONITOR/START_MS` (the incident
+    key alerts use); it belongs to the listed incident starting at START_MS, or, when none
+    does (a combined verdict re-derived since, its start moved), to the one it was made
+    during. One started in a run of downs that never became an incident is only counted."""
+    starts = [s for s, _, _ in stored.incidents]
+    found = remediations.started_from(reader.conn, monitor.id, min([w[0], *starts]))
+    by_incident: dict[int, list[Remediation]] = {}
+    for attempt in found:
+        owner = _owner(attempt, stored.incidents)
+        if owner is not None:
+            by_incident.setdefault(owner, []).append(_remediation(attempt, reader.tz))
+    month = [a for a in found if w[0] <= a.started_ms < w[1]]
+    return Attempts(
+        {start: tuple(attempts) for start, attempts in by_incident.items()},
+        attempts=len(month),
+        verified=sum(1 for a in month if a.result == "verified"),
+    )
+
+
+def _owner(
+    attempt: remediations.Recorded, incidents: list[tuple[int, int | None, str]]
+) -> int | None:
+    """The start_ms of the listed incident the attempt was made for, if any."""
+    keyed = attempt.incident.rpartition("/")[2]
+    for start, _, _ in incidents:
+        if keyed == str(start):
+            return start
+    at = attempt.started_ms
+    for start, end, _ in incidents:
+        if start <= at and (end is None or at < end):
+            return start
+    return None
+
+
+def _remediation(attempt: remediations.Recorded, tz: ZoneInfo) -> Remediation:
+    return Remediation(
+        started=timeline.from_ms(attempt.started_ms, tz),
+        ended=None if attempt.ended_ms is None else timeline.from_ms(attempt.ended_ms, tz),
+        result=attempt.result,
+        exit_code=attempt.exit_code,
+        timed_out=attempt.timed_out,
+        output_tail=attempt.output_tail,
     )
 
 

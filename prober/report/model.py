@@ -17,11 +17,24 @@ class Period:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Remediation:
+    """One remediation attempt (the `remediation` table), in the operator's report only."""
+
+    started: dt.datetime  # aware, settings.timezone
+    ended: dt.datetime | None  # None while the command runs (or a crash cut it)
+    result: str  # verified, failed, timed_out, interrupted, or running (ended: being verified)
+    exit_code: int | None
+    timed_out: bool
+    output_tail: str  # the output's last 4 KiB, redacted when it was recorded
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReportIncident:
     start: dt.datetime  # the first down result (aware, settings.timezone)
     end: dt.datetime | None  # the first success of the streak that ended it; None while open
     duration_seconds: float | None  # the whole incident, also outside the month; None while open
     cause: str  # sanitised: no URLs, hosts or secrets
+    remediations: tuple[Remediation, ...] = ()  # the operator's report only: every attempt
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,6 +97,10 @@ class MonitorReport:
     # (one entry, the figures above, for a monitor probed from one place); with no agents
     # none, and the JSON and CSV are what they were before agents existed
     locations: tuple[LocationFigures, ...] = ()
+    # the operator's report only: attempts started in the month (an incident listed or
+    # not), and how many of them were verified
+    remediation_attempts: int = 0
+    remediations_verified: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,3 +110,6 @@ class MonthReport:
     period: Period
     generated_at: dt.datetime
     monitors: list[MonitorReport]
+    # `prober report`, read by the operator: remediation attempts written out. A public one
+    # (/reports/, the monthly files) never holds them: its bytes are what they always were.
+    operator: bool = False

@@ -84,12 +84,20 @@ def report(
     *,
     monitors: Sequence[str] = (),
     now: dt.datetime | None = None,
+    operator: bool = False,
 ) -> str:
+    """The month's report as `fmt`; `operator` (prober report) with remediation attempts,
+    which the public route never shows."""
     month_bounds(month, ZoneInfo(config.settings.timezone))  # a month the calendar holds
     conn = open_existing(config)
     try:
         data = compute.build(
-            conn, config, month, monitors=monitors, now=now or dt.datetime.now(dt.UTC)
+            conn,
+            config,
+            month,
+            monitors=monitors,
+            now=now or dt.datetime.now(dt.UTC),
+            operator=operator,
         )
     finally:
         conn.close()

@@ -20,7 +20,14 @@ from collections.abc import Callable
 import jinja2
 
 from prober.report import chart
-from prober.report.model import DayBar, LocationFigures, MonitorReport, MonthReport
+from prober.report.model import (
+    DayBar,
+    LocationFigures,
+    MonitorReport,
+    MonthReport,
+    Remediation,
+    ReportIncident,
+)
 
 # MonitorReport's scalar fields in contract order; JSON puts `incidents` after these.
 _SCALARS = (
@@ -53,6 +60,12 @@ CSV_COLUMNS = (
 # that location's own figures (_LOCATION_FIELDS; the other cells empty).
 LOCATION_COLUMN = "location"
 _LOCATION_FIELDS = ("uptime_percent", "monitored_seconds", "downtime_seconds")
+# The operator's report (`prober report`) only: each monitor's remediation attempts started
+# in the month and how many were verified, last in its JSON object and in the CSV's last
+# columns (after `location`; empty on the per-location rows). Each JSON incident also lists
+# its attempts (REMEDIATION_FIELDS). A public report has none of them.
+REMEDIATION_COLUMNS = ("remediation_attempts", "remediations_verified")
+REMEDIATION_FIELDS = ("started", "ended", "result", "exit_code", "timed_out", "output_tail")
 
 
 def _decimals(value: float | None) -> float | None:
@@ -90,22 +103,43 @@ def _iso(when: dt.datetime, tz: zoneinfo.ZoneInfo) -> str:
     return when.astimezone(tz).isoformat()
 
 
-def _monitor_json(monitor: MonitorReport, tz: zoneinfo.ZoneInfo) -> dict[str, object]:
+def _monitor_json(
+    monitor: MonitorReport, tz: zoneinfo.ZoneInfo, operator: bool
+) -> dict[str, object]:
     fields = _scalars(monitor)
-    fields["incidents"] = [
-        {
-            "start": _iso(incident.start, tz),
-            "end": None if incident.end is None else _iso(incident.end, tz),
-            "duration_seconds": _decimals(incident.duration_seconds),
-            "cause": incident.cause,
-        }
-        for incident in monitor.incidents
-    ]
+    fields["incidents"] = [_incident_json(incident, tz, operator) for incident in monitor.incidents]
     fields.update({name: getattr(monitor, name) for name in _COUNTS})
     fields["latency_ms"] = _latency(monitor)
     if monitor.locations:  # a hub with agents: each location's own figures
         fields["locations"] = {place.location: _place(place) for place in monitor.locations}
+    if operator:
+        fields.update({name: getattr(monitor, name) for name in REMEDIATION_COLUMNS})
     return fields
+
+
+def _incident_json(
+    incident: ReportIncident, tz: zoneinfo.ZoneInfo, operator: bool
+) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "start": _iso(incident.start, tz),
+        "end": None if incident.end is None else _iso(incident.end, tz),
+        "duration_seconds": _decimals(incident.duration_seconds),
+        "cause": incident.cause,
+    }
+    if operator:
+        fields["remediations"] = [_remediation_json(r, tz) for r in incident.remediations]
+    return fields
+
+
+def _remediation_json(attempt: Remediation, tz: zoneinfo.ZoneInfo) -> dict[str, object]:
+    return {
+        "started": _iso(attempt.started, tz),
+        "ended": None if attempt.ended is None else _iso(attempt.ended, tz),
+        "result": attempt.result,
+        "exit_code": attempt.exit_code,
+        "timed_out": attempt.timed_out,
+        "output_tail": attempt.output_tail,
+    }
 
 
 def _place(place: LocationFigures) -> dict[str, float | None]:
@@ -125,7 +159,7 @@ def to_json(report: MonthReport) -> str:
             "seconds": _decimals(period.seconds),
         },
         "generated_at": _iso(report.generated_at, tz),
-        "monitors": [_monitor_json(monitor, tz) for monitor in report.monitors],
+        "monitors": [_monitor_json(monitor, tz, report.operator) for monitor in report.monitors],
     }
     # allow_nan=False: NaN is not JSON; a NaN here is a bug in compute, so fail loudly.
     return json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
@@ -149,13 +183,15 @@ def _csv_cell(value: object) -> str:
 
 def to_csv(report: MonthReport) -> str:
     """A header row, then one row per monitor with the JSON's scalar fields (RFC 4180); on
-    a hub with agents, each followed by a row per location (LOCATION_COLUMN)."""
+    a hub with agents, each followed by a row per location (LOCATION_COLUMN); the
+    operator's report ends each row with REMEDIATION_COLUMNS."""
     period = report.period
     tz = zoneinfo.ZoneInfo(period.timezone)
     out = io.StringIO()
     writer = csv.writer(out)
     places = any(monitor.locations for monitor in report.monitors)
-    writer.writerow((*CSV_COLUMNS, LOCATION_COLUMN) if places else CSV_COLUMNS)
+    extra = REMEDIATION_COLUMNS if report.operator else ()
+    writer.writerow((*CSV_COLUMNS, *([LOCATION_COLUMN] if places else ()), *extra))
     lead = (period.month, period.timezone, _iso(period.start, tz), _iso(period.end, tz))
     for monitor in report.monitors:
         fields = {
@@ -164,11 +200,13 @@ def to_csv(report: MonthReport) -> str:
             **{f"latency_{name}_ms": value for name, value in _latency(monitor).items()},
         }
         values = [*fields.values(), ""] if places else list(fields.values())
-        writer.writerow([_csv_cell(value) for value in (*lead, *values)])
+        counts = [getattr(monitor, name) for name in extra]
+        writer.writerow([_csv_cell(value) for value in (*lead, *values, *counts)])
         for place in monitor.locations:
             own = {"id": monitor.id, "name": monitor.name, "group": monitor.group, **_place(place)}
             cells = [own.get(name) for name in fields]
-            writer.writerow([_csv_cell(value) for value in (*lead, *cells, place.location)])
+            row = (*lead, *cells, place.location, *(None for _ in extra))
+            writer.writerow([_csv_cell(value) for value in row])
     return out.getvalue()
 
 
@@ -227,6 +265,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "policy": "How these numbers are computed",
         "by_location": "By location (each location's own results)",
         "location": "Location",
+        "remediation_attempts": "Remediation attempts",
+        "remediations_verified": "Remediations verified",
+        "remediation": "Remediation",
+        "exit_code": "exit code {code}",
+        "verified": "verified",
+        "failed": "failed",
+        "timed_out": "timed out",
+        "interrupted": "interrupted by a restart",
+        "running": "running",
+        "verifying": "being verified",
     },
     "ko": {
         "subtitle": "월간 가동률 보고서",
@@ -282,6 +330,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "policy": "수치 계산 방법",
         "by_location": "위치별 (각 위치 자체의 결과)",
         "location": "위치",
+        "remediation_attempts": "자동 복구 시도",
+        "remediations_verified": "검증된 자동 복구",
+        "remediation": "자동 복구",
+        "exit_code": "종료 코드 {code}",
+        "verified": "검증됨",
+        "failed": "실패",
+        "timed_out": "시간 초과",
+        "interrupted": "재시작으로 중단됨",
+        "running": "실행 중",
+        "verifying": "검증 중",
     },
 }
 
@@ -416,6 +474,37 @@ def _chart(monitor: MonitorReport, today: dt.date, text: dict[str, str]) -> char
     return chart.draw(monitor.days, monitor.sla_target, today, label)
 
 
+_RESULTS = ("verified", "failed", "timed_out", "interrupted")  # the table's, in MESSAGES
+
+
+def _remediation_line(attempt: Remediation, incident: ReportIncident, text: dict[str, str]) -> str:
+    """An attempt in the words of the HTML report, e.g. `Remediation 14:02:10–14:02:12: exit
+    code 0, verified`: times of day in the report's zone, dated when the attempt starts on
+    another day than its incident (or ends on another day than it started)."""
+    tz = incident.start.tzinfo
+
+    def clock(moment: dt.datetime, day: dt.date) -> str:
+        moment = moment.astimezone(tz)
+        return moment.strftime("%H:%M:%S" if moment.date() == day else "%Y-%m-%d %H:%M:%S")
+
+    started = attempt.started.astimezone(tz)
+    span = clock(started, incident.start.date()) + "–"
+    if attempt.ended is not None:
+        span += clock(attempt.ended, started.date())
+    if attempt.timed_out:
+        how = [text["timed_out"]]
+    else:
+        code = attempt.exit_code
+        how = [] if code is None else [text["exit_code"].format(code=code)]
+        if attempt.result in _RESULTS:
+            how.append(text[attempt.result])
+        elif attempt.result == "running":  # the command runs, or ended and awaits its verdict
+            how.append(text["running" if attempt.ended is None else "verifying"])
+        else:
+            how.append(attempt.result)
+    return f"{text['remediation']} {span}: {', '.join(how)}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Section:
     monitor: MonitorReport
@@ -459,6 +548,7 @@ def to_html(report: MonthReport) -> str:
         policy=POLICY[report.language],
         latency_names=_LATENCY,
         when=when,
+        remediation=lambda attempt, incident: _remediation_line(attempt, incident, text),
         month_over=today >= report.period.end.date(),
     )
 

@@ -104,3 +104,27 @@ _SELECT = (
 
 def _attempt(r: tuple[Any, ...]) -> Attempt:
     return Attempt(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recorded:
+    """An attempt as the operator's report shows it (prober.report.compute)."""
+
+    incident: str
+    started_ms: int
+    ended_ms: int | None
+    result: str
+    exit_code: int | None
+    timed_out: bool
+    output_tail: str
+
+
+def started_from(conn: sqlite3.Connection, monitor: str, from_ms: int) -> list[Recorded]:
+    """Attempts for `monitor` started at `from_ms` or later, oldest first: what the operator's
+    report lists under its incidents and counts per month (the columns it shows, by name)."""
+    found = conn.execute(
+        "SELECT incident, started_ms, ended_ms, result, exit_code, timed_out, output_tail"
+        " FROM remediation WHERE monitor = ? AND started_ms >= ? ORDER BY started_ms, id",
+        (monitor, from_ms),
+    )
+    return [Recorded(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in found]

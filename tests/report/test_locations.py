@@ -100,8 +100,15 @@ def _config(tmp: pathlib.Path, text: str) -> Config:
 def plain(tmp_path: pathlib.Path) -> Iterator[tuple[Config, sqlite3.Connection]]:
     config = _config(tmp_path, PLAIN)
     conn = connect_raw(config.database_path)
+    write(conn, config, plain_rows(), roll_until=_at(30, 15))
+    yield config, conn
+    conn.close()
+
+
+def plain_rows() -> list[Row]:
+    """The golden month's results (test_remediations adds attempts to them)."""
     gap = (_at(15, 0), _at(15, 2))
-    rows = [
+    return [
         *every("api", "default", START, END, STEP, down=[(_at(10, 3), _at(10, 3, 30))]),
         *(
             r
@@ -110,9 +117,6 @@ def plain(tmp_path: pathlib.Path) -> Iterator[tuple[Config, sqlite3.Connection]]
         ),
         Row("web", "default", _at(25, 1, 2), Outcome.UNKNOWN, 0.0, "canaries failing"),
     ]
-    write(conn, config, rows, roll_until=_at(30, 15))
-    yield config, conn
-    conn.close()
 
 
 def test_a_config_without_agents_reports_what_it_always_did(
