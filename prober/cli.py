@@ -299,8 +299,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     for monitor_id in args.monitor:
         if config.monitor(monitor_id) is None:
             raise UsageError(_unknown_monitor(config, monitor_id))
-    # the operator's report: remediation attempts too (never in /reports/ or the files)
-    text = monthly.report(config, month, args.format, monitors=args.monitor, operator=True)
+    # the operator's report: remediation attempts too, unless --public (for a customer:
+    # what /reports/ serves; command output may name internal hosts)
+    text = monthly.report(
+        config, month, args.format, monitors=args.monitor, operator=not args.public
+    )
     if args.output:
         out = pathlib.Path(args.output)
         try:
@@ -489,6 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", "-o", help="write to this file instead of stdout")
     report.add_argument(
         "--monitor", action="append", default=[], metavar="ID", help="only these (repeatable)"
+    )
+    report.add_argument(
+        "--public",
+        action="store_true",
+        help="the report as /reports/ serves it: no remediation attempts (to send a customer)",
     )
     report.set_defaults(func=cmd_report)
 

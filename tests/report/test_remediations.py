@@ -248,6 +248,16 @@ def _public(text: str) -> None:
     assert "remediation" not in text.lower()
 
 
+@pytest.mark.parametrize("form", ["json", "csv", "html"])
+def test_prober_report_public_is_the_one_to_send_a_customer(project: Config, form: str) -> None:
+    text = _prober(project, "report", "--month", "2026-11", "--format", form, "--public")
+    _public(text)
+    if form == "json":
+        document = json.loads(text)
+        golden = json.loads(GOLDEN.read_text())
+        assert {**document, "generated_at": None} == {**golden, "generated_at": None}
+
+
 def test_the_monthly_files_are_what_they_were(project: Config) -> None:
     written = monthly.write_monthly(project, now=NOW)
     assert sorted(p.name for p in written) == ["2026-11.csv", "2026-11.html", "2026-11.json"]
