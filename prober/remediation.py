@@ -9,6 +9,8 @@ LANG from the prober's, and `PROBER_MONITOR_ID`, `PROBER_MONITOR_NAME`, `PROBER_
 command line). At `timeout` its whole process group gets SIGTERM, then SIGKILL after a
 short grace: children that ignore SIGTERM die too. (A child that leaves the group with
 setsid(2) escapes it, as from any process-group kill; a systemd unit's cgroup does not.)
+Its pid and start time are recorded as it starts: a prober killed -9 cannot kill the group,
+so the next start does (`Remediator.recover`), if that very process still runs (Linux).
 
 `should_remediate` is the pure rule of when; `Remediator` runs attempts, records them in
 the `remediation` table (prober.store.remediations) and counts them for /metrics.
@@ -30,7 +32,7 @@ import pathlib
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 import aiohttp
@@ -109,9 +111,11 @@ async def run_command(
     env: Mapping[str, str],
     timeout: float,  # noqa: ASYNC109  (the command's: it ends by killing its group)
     redact: Callable[[str], str],
+    started: Callable[[int], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Run `argv` to its end or its timeout; never raises for what the command does (a
-    program that cannot be started is exit code 127 with the reason as its output)."""
+    program that cannot be started is exit code 127 with the reason as its output).
+    `started` is awaited with the pid once it runs (within its timeout)."""
     began = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -132,6 +136,8 @@ async def run_command(
     timed_out = False
     try:
         async with asyncio.timeout(timeout):
+            if started is not None:
+                await started(proc.pid)
             await proc.wait()
     except TimeoutError:
         timed_out = True
@@ -225,6 +231,51 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
             return
     _signal_group(group, signal.SIGKILL)
     await proc.wait()
+
+
+def process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks after boot (/proc/PID/stat field 22): with the
+    pid, its identity (pids are reused, the pair is not). None without such a process, or
+    without /proc (not Linux)."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 (the state) on: field 2, the name in brackets, may hold
+    spaces and brackets of its own."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _live_members(group: int) -> bool:
+    """Whether a process of `group` still runs (zombies, waiting for their new parent to
+    reap them, do not), from /proc."""
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                fields = _stat(int(entry.name))
+                if fields is not None and int(fields[2]) == group and fields[0] not in "ZX":
+                    return True
+    return False
+
+
+async def kill_orphan(pid: int, pid_start: int) -> bool:
+    """A command's process group that a prober killed -9 left running: SIGTERM, then
+    SIGKILL to what is left of it after the grace. Only if the process `pid` started at
+    `pid_start` still exists (a reused pid is someone else's); True if it did."""
+    if process_start(pid) != pid_start:
+        return False
+    _signal_group(pid, signal.SIGTERM)  # its own session: the pid is its group's id
+    for _ in range(round(KILL_GRACE_S / 0.05)):  # /proc has no event to wait for
+        if not _live_members(pid):
+            return True
+        await asyncio.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    return True
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:
@@ -337,6 +388,7 @@ class Remediator:
         self._clock = clock
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="remedy-db")
         self._conn: sqlite3.Connection | None = None
+        self._unsettled: list[rows.Attempt] = []
 
     def reconfigure(self, notifiers: Sequence[Notifier], redact: Callable[[str], str]) -> None:
         """A reloaded config's webhook notifiers and redactor (attempts running keep theirs)."""
@@ -355,7 +407,9 @@ class Remediator:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def recover(self) -> list[rows.Attempt]:
-        """Attempts a killed prober left running, marked interrupted (and counted)."""
+        """Once at start, before any check or alert: attempts a killed prober left running,
+        marked interrupted (and counted), their command's group killed if it still runs;
+        and attempts whose verification a stop cut, stamped resumed (`unsettled`)."""
         found = await self._db(lambda c: rows.interrupt_unfinished(c, self._now_ms()))
         for row in found:
             log.warning(
@@ -365,6 +419,27 @@ class Remediator:
                 row.incident,
             )
             self.counter.labels(row.monitor, Result.INTERRUPTED).inc()
+            if row.pid is not None and row.pid_start is not None:
+                await self._kill_orphan(row, row.pid, row.pid_start)
+        self._unsettled = await self._db(lambda c: rows.resume_unsettled(c, self._now_ms()))
+        return found
+
+    async def _kill_orphan(self, row: rows.Attempt, pid: int, pid_start: int) -> None:
+        if not await kill_orphan(pid, pid_start):
+            return
+        log.warning(
+            "remediation command still running after a restart monitor=%s incident=%s "
+            "pid=%d: its process group killed",
+            row.monitor,
+            row.incident,
+            pid,
+        )
+        line = "[prober] still running at the prober's restart: its process group was killed"
+        await self._db(lambda c: rows.note(c, row.id, line))
+
+    def unsettled(self) -> list[rows.Attempt]:
+        """Attempts `recover` found ended but not verified yet (each given out once)."""
+        found, self._unsettled = self._unsettled, []
         return found
 
     async def decide(
@@ -433,8 +508,16 @@ class Remediator:
         attempt = await self._db(lambda c: rows.start(c, monitor.id, incident, self._now_ms()))
         env = command_env(monitor.id, monitor.display_name, cause, incident_start_ms)
         log.info("remediation started monitor=%s incident=%s", monitor.id, incident)
+
+        async def started(pid: int) -> None:
+            identity = process_start(pid)
+            try:
+                await self._db(lambda c: rows.record_process(c, attempt, pid, identity))
+            except sqlite3.Error as exc:  # only a kill -9 now would miss it
+                log.warning("remediation pid not recorded monitor=%s: %s", monitor.id, exc)
+
         if spec.command is not None:
-            outcome = await run_command(spec.command, env, spec.timeout, redact)
+            outcome = await run_command(spec.command, env, spec.timeout, redact, started)
         else:
             assert notifier is not None
             assert self._session is not None

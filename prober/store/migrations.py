@@ -270,12 +270,52 @@ _V5 = (
 )
 
 
+def step_5_to_6(conn: sqlite3.Connection) -> None:
+    """Remediation attempts record their command's process (`pid`, `pid_start`: what a
+    restart after kill -9 needs to kill its group, and only that one) and when a restart
+    resumed their verification (`resumed_ms`). The table is rebuilt rather than ALTERed:
+    ADD COLUMN would leave the new columns after the PRIMARY KEY clause in the stored
+    CREATE text, unlike a new file's. Existing rows get NULLs: no process known."""
+    conn.execute("ALTER TABLE remediation RENAME TO remediation_v5")
+    conn.execute("DROP INDEX IF EXISTS remediation_monitor")
+    for statement in _V6:
+        conn.execute(statement)
+    columns = ", ".join(_V5_REMEDIATION_COLUMNS)
+    conn.execute(
+        f"INSERT INTO remediation ({columns}) SELECT {columns} FROM remediation_v5"  # noqa: S608
+    )
+    conn.execute("DROP TABLE remediation_v5")
+
+
+_V5_REMEDIATION_COLUMNS = (
+    "id",
+    "monitor",
+    "incident",
+    "started_ms",
+    "ended_ms",
+    "result",
+    "exit_code",
+    "timed_out",
+    "output_tail",
+)
+_V6 = (
+    """CREATE TABLE remediation (
+    id INTEGER NOT NULL, monitor VARCHAR NOT NULL, incident VARCHAR NOT NULL,
+    started_ms INTEGER NOT NULL, ended_ms INTEGER, result VARCHAR NOT NULL,
+    exit_code INTEGER, timed_out BOOLEAN NOT NULL, output_tail VARCHAR NOT NULL,
+    pid INTEGER, pid_start INTEGER, resumed_ms INTEGER,
+    PRIMARY KEY (id))""",
+    "CREATE INDEX remediation_monitor ON remediation (monitor, started_ms)",
+)
+
+
 # MIGRATIONS[n] takes a file from version n - 1 to n.
 MIGRATIONS: dict[int, Step] = {
     2: step_1_to_2,
     3: step_2_to_3,
     4: step_3_to_4,
     5: step_4_to_5,
+    6: step_5_to_6,
 }
 
 

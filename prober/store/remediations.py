@@ -4,8 +4,11 @@ budget and restart safety (prober.remediation).
 A row is written when the command starts (`ended_ms` NULL) and completed when it ends, so
 a prober killed mid-remediation leaves a row without an end: `interrupt_unfinished` marks
 those `interrupted` at the next start, and their incident is not remediated again (the
-checks that follow judge its outcome). Functions of a plain sqlite3 connection in
-autocommit mode (prober.store.db.connect_raw): every write is one statement.
+checks that follow judge its outcome). The command's pid and start time (`record_process`)
+let that start kill a command the dead prober left running, and nothing else. A row that
+ended but is still `running` was cut during its verification: `resume_unsettled` stamps it
+for the restarted prober to verify. Functions of a plain sqlite3 connection in autocommit
+mode (prober.store.db.connect_raw): every write is one statement.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class Attempt:
     exit_code: int | None
     timed_out: bool
     output_tail: str
+    pid: int | None = None  # the command's process (and group), while known
+    pid_start: int | None = None  # its start time, clock ticks after boot (/proc/PID/stat)
+    resumed_ms: int | None = None  # when a restart resumed its verification
 
 
 def start(conn: sqlite3.Connection, monitor: str, incident: str, now_ms: int) -> int:
@@ -79,6 +85,36 @@ def interrupt_unfinished(conn: sqlite3.Connection, now_ms: int) -> list[Attempt]
     return found
 
 
+def record_process(conn: sqlite3.Connection, attempt: int, pid: int, pid_start: int | None) -> None:
+    """The command's process, once started: its pid (= its group) and its start time."""
+    conn.execute(
+        "UPDATE remediation SET pid = ?, pid_start = ? WHERE id = ?", (pid, pid_start, attempt)
+    )
+
+
+def note(conn: sqlite3.Connection, attempt: int, line: str) -> None:
+    """A line of the prober's own appended to an attempt's output tail."""
+    conn.execute(
+        "UPDATE remediation SET output_tail = output_tail || ? WHERE id = ?",
+        (line + "\n", attempt),
+    )
+
+
+def resume_unsettled(conn: sqlite3.Connection, now_ms: int) -> list[Attempt]:
+    """Rows whose command ended (and succeeded) but whose verification a stopped prober
+    never settled, stamped `resumed_ms` (the held opening waits from then); returned."""
+    found = [
+        dataclasses.replace(_attempt(r), resumed_ms=now_ms)
+        for r in conn.execute(
+            _SELECT + "WHERE ended_ms IS NOT NULL AND result = ? ORDER BY id", (RUNNING,)
+        )
+    ]
+    conn.executemany(
+        "UPDATE remediation SET resumed_ms = ? WHERE id = ?", [(now_ms, a.id) for a in found]
+    )
+    return found
+
+
 def started_since(conn: sqlite3.Connection, monitor: str, since_ms: int) -> int:
     """Attempts for `monitor` started after `since_ms`: what the budget counts."""
     (count,) = conn.execute(
@@ -98,12 +134,12 @@ def for_incident(conn: sqlite3.Connection, monitor: str, incident: str) -> list[
 
 _SELECT = (
     "SELECT id, monitor, incident, started_ms, ended_ms, result, exit_code, timed_out,"
-    " output_tail FROM remediation "
+    " output_tail, pid, pid_start, resumed_ms FROM remediation "
 )
 
 
 def _attempt(r: tuple[Any, ...]) -> Attempt:
-    return Attempt(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8])
+    return Attempt(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], *r[9:12])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from prober.results import Outcome
 
 # Bump with a step in prober/store/migrations.py (MIGRATIONS[n]: n-1 -> n) and a test there.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 OUTCOME_CODES: dict[Outcome, int] = {
     Outcome.UNKNOWN: 0,
@@ -265,6 +265,12 @@ class RemediationRow(SQLModel, table=True):
     exit_code: int | None = None  # negative: killed by that signal (subprocess's convention)
     timed_out: bool = False
     output_tail: str = ""  # the last 4 KiB of output, redacted
+    # the command's process (its own session: pid = process group) and its identity, the
+    # start time in clock ticks after boot (/proc/PID/stat field 22): a restart after
+    # kill -9 kills that group only if a process with both still exists (schema 6)
+    pid: int | None = None
+    pid_start: int | None = None
+    resumed_ms: int | None = None  # a restart resumed its verification (the hold counts from it)
 
 
 # Every table of the schema, in creation order: a fresh database gets exactly these
