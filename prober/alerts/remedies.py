@@ -6,6 +6,9 @@ An opening waits for the attempt (one starts at the `after`-th down: at most `af
 intervals after the incident's start, and a second) and then for its verification: until
 the command's end (at the latest its timeout) plus `verify` intervals and a second. Never
 longer, whatever the record says (a prober stopped mid-verification leaves it `running`).
+A push monitor's interval is its `period` (or the longest wait between its cron's fire
+times); a monitor probed from several locations waits half an interval more at each
+step (the ledger's gate holds its results that long before the verdict).
 """
 
 from __future__ import annotations
@@ -17,22 +20,35 @@ from collections.abc import Mapping, Sequence
 from prober.alerts.message import Kind
 from prober.alerts.outbox import PENDING, Row
 from prober.alerts.plan import Remedy
-from prober.config.monitors import Monitor, ProbeMonitor
+from prober.config.monitors import Monitor, PushMonitor
+from prober.store.ledger import CRON_PUSH_COVER_S, cron_gap_s
 from prober.store.remediations import Attempt, for_incident
 
 SETTLE_MS = 1_000
 
 
-def _remediated(row: Row, monitors: Mapping[str, Monitor]) -> ProbeMonitor | None:
+def _remediated(row: Row, monitors: Mapping[str, Monitor]) -> Monitor | None:
     monitor = monitors.get(row.monitor)
     if (
         row.kind is not Kind.OPENED
         or row.escalated_after_ms is not None
-        or not isinstance(monitor, ProbeMonitor)
+        or monitor is None
         or monitor.remediate is None
     ):
         return None
     return monitor
+
+
+def _every_ms(monitor: Monitor) -> int:
+    """How far apart a monitor's results come: its interval; a push monitor's period, or the
+    longest wait between its cron's fire times."""
+    if not isinstance(monitor, PushMonitor):
+        return round(monitor.interval * 1000)
+    if monitor.period is not None:
+        return round(monitor.period * 1000)
+    if monitor.cron is not None:
+        return round(cron_gap_s(monitor.cron, monitor.timezone or "UTC") * 1000)
+    return round(CRON_PUSH_COVER_S * 1000)
 
 
 def attempts(
@@ -58,17 +74,19 @@ def situation(
         if monitor is None or row.state != PENDING or monitor.remediate is None:
             continue
         spec = monitor.remediate
-        every = round(monitor.interval * 1000)
+        every = _every_ms(monitor)
+        settle = SETTLE_MS + (every // 2 if len(monitor.locations) > 1 else 0)
         attempt = attempts.get(row.incident)
         if attempt is None:
             since = row.data.get("since_ms", row.created_ms)
             start = since if isinstance(since, int) else row.created_ms
-            found[row.incident] = Remedy("", start + spec.after * every + SETTLE_MS)
+            found[row.incident] = Remedy("", start + spec.after * every + settle)
             continue
         ended = attempt.ended_ms
         if ended is None:
             ended = attempt.started_ms + round(spec.timeout * 1000)
-        found[row.incident] = Remedy(attempt.result, ended + spec.verify * every + SETTLE_MS)
+        ended = max(ended, attempt.resumed_ms or 0)  # a restart verifies it again from then
+        found[row.incident] = Remedy(attempt.result, ended + spec.verify * every + settle)
     return found
 
 
@@ -94,3 +112,4 @@ def words(attempt: Attempt | None) -> str:
     else:
         said = "did not finish in time"
     return f"Automatic remediation {said}{output}"
+

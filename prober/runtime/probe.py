@@ -54,7 +54,7 @@ from prober.runtime.web import Launch
 from prober.scheduler import ProbeScheduler, ResultLog
 from prober.store.db import connect_raw, open_engine
 from prober.store.ledger import TrackSpec
-from prober.store.writer import NetworkChange, Observation, ResultWriter
+from prober.store.writer import NetworkChange, Observation, Recorded, ResultWriter
 from prober.timeline import to_ms
 from prober.watchdog import HeartbeatCollector, HeartbeatStats, heartbeat
 from statuspage.health import MAX_WRITER_QUEUE, Health
@@ -151,12 +151,9 @@ async def serve(
     hub = _push_hub(config, writer)
     here = settings.location  # agents probe the monitors that list their locations
     probing = [m for m in config.monitors if isinstance(m, ProbeMonitor) and probed_at(m, here)]
-    remedies: list[Remedies] = []  # once the shared session is open
 
     def observed(monitor: ProbingMonitor, at: dt.datetime, result: CheckResult) -> None:
         writer.submit(Observation(monitor.id, at, result))
-        for remedy in remedies:
-            remedy.observe(monitor, at, result)
 
     results = ResultLog(observed)
     redact = Redactor(config.secret_values())
@@ -168,7 +165,18 @@ async def serve(
             config.database_path, redact, session=shared.session, notifiers=config.notifiers
         )
         await remediator.recover()  # attempts a killed prober left: never run again
-        remedies.append(Remedies(config, remediator, dispatcher.wake))
+        remedies = Remedies(config, remediator, dispatcher.wake)
+
+        def watch(remedy: Remedies) -> None:
+            """What the writer commits for monitors with `remediate`, to Remedies on the loop
+            (nothing is gathered when no monitor has one)."""
+
+            def tell(items: list[Recorded]) -> None:  # on the writer thread: never blocks
+                loop.call_soon_threadsafe(remedy.recorded, items)
+
+            watched = remedy.watched
+            writer.watch(watched, tell if watched else None)
+
         subscribers = Subscribers(config.database_path, config, wake=dispatcher.wake)
         announce_now = asyncio.Event()  # after a reload: new notices are told at once
         canaries = Canaries(
@@ -255,7 +263,8 @@ async def serve(
             )
             web_task = asyncio.create_task(site.run(stop))
             await _first_page(site, stop)
-            remedies[0].start()
+            remedies.start()
+            watch(remedies)
             scheduler.start()
             # The config models and scheduler jobs live as long as the process: move them
             # out of the collector's sight, or each full collection walks them all (150-290
@@ -296,7 +305,8 @@ async def serve(
                 scheduler.reconfigure(probing, new.settings.overload_threshold)
                 dispatcher.reconfigure(new)
                 remediator.reconfigure(new.notifiers, redact)
-                remedies[0].reconfigure(new)
+                remedies.reconfigure(new)
+                watch(remedies)
                 pushing = [m for m in new.monitors if isinstance(m, PushMonitor)]
                 new_tokens, _ = await asyncio.to_thread(_tokens, new, pushing)
                 hub.reconfigure(pushing, new_tokens, to_ms(dt.datetime.now(dt.UTC)))
@@ -317,7 +327,8 @@ async def serve(
                     task.cancel()
                 grace = max((m.timeout for m in probing), default=1.0)
                 await asyncio.gather(scheduler.stop(grace), web_task)
-                await remedies[0].stop()  # a command cut short: interrupted at the next start
+                writer.watch((), None)
+                await remedies.stop()  # a command cut short: interrupted at the next start
                 await asyncio.to_thread(remediator.close)
                 await control_runner.cleanup()
                 await alerts  # sends in flight finish and are recorded

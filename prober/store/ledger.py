@@ -105,6 +105,10 @@ class TrackSpec:
 OnIncident = Callable[[sqlite3.Connection, str, Opened | Resolved], None]
 # Told once per regional problem (failing locations, since_ms, cause) that lasted down_after.
 OnRegional = Callable[[sqlite3.Connection, str, tuple[str, ...], int, str | None], None]
+# Told of every combined verdict fed to a tracker (monitor, verdict, the start its open or
+# coming incident's alerts are keyed by: the alias, the open incident's start, or since_ms),
+# inside the transaction; a rebuild tells the verdicts it re-derives again.
+OnVerdict = Callable[[str, Verdict, int | None], None]
 
 
 @functools.lru_cache(maxsize=256)
@@ -191,6 +195,7 @@ class Ledger:
         self._multi: dict[str, _Multi] = {}  # monitors with several
         self._touched: set[str] = set()  # multi monitors offered results since settle()
         self._swept_ms = -1  # when settle() last looked at every multi monitor for lapses
+        self.on_verdict: OnVerdict | None = None
 
     def replace(
         self,
@@ -457,6 +462,12 @@ class Ledger:
                 if isinstance(change, Opened | Resolved):
                     self._announce(conn, multi, change)
             changes += steps
+            if self.on_verdict is not None:
+                key = multi.alias_ms
+                if key is None:
+                    opened = track.tracker.open_incident
+                    key = v.since_ms if opened is None else opened.start_ms
+                self.on_verdict(multi.spec.slug, v, key)
         return changes
 
     def _regional(self, conn: sqlite3.Connection, multi: _Multi, v: Verdict) -> None:

@@ -18,12 +18,13 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from zoneinfo import ZoneInfo
 
 from prober.config.locations import COMBINED
 from prober.incidents import Change, Opened, Resolved
-from prober.results import CheckResult
+from prober.quorum import Verdict
+from prober.results import CheckResult, Outcome
 from prober.store.db import connect_raw
 from prober.store.hooks import EventHook
 from prober.store.ledger import Ledger, TrackSpec
@@ -77,6 +78,28 @@ def to_row(monitor_id: int, location_id: int, obs: Observation) -> tuple[object,
         int(cert.not_after.timestamp()) if cert else None,
         json.dumps(extra, separators=(",", ":"), default=str) if extra else None,
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recorded:
+    """What was committed for a watched monitor (one with `remediate`): a result where its
+    verdict is judged (the hub's, one agent's, a push), or a combined verdict of a monitor
+    probed from several locations. What prober.runtime.remedy reads."""
+
+    monitor: str
+    ts_ms: int
+    outcome: Outcome
+    error: str | None
+    combined: bool = False  # a verdict of several locations (prober.quorum), not a result
+    regional: bool = False  # combined: failing somewhere, but not at `quorum` locations
+    lapsed: bool = False  # combined: no new result, a location's result stopped covering
+    run_checks: int = 0  # combined, down: the checks at each of `quorum` locations
+    start_ms: int | None = None  # combined, down: the start its incident's alerts are keyed by
+
+
+# Told, on the writer thread, after each commit that recorded something for a watched
+# monitor; must not block (prober run hands it to the event loop).
+OnRecorded = Callable[[list[Recorded]], None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,6 +163,17 @@ class ResultWriter:
         self.committed = 0
         self.last_ok = time.monotonic()
         self.last_error: str | None = None
+        self._watched: frozenset[str] = frozenset()
+        self._on_recorded: OnRecorded | None = None
+        self._home = self._homes(self._specs)
+        self._recorded: list[Recorded] = []
+
+    def watch(self, monitors: Collection[str], tell: OnRecorded | None) -> None:
+        """After each commit, tell `tell` (on the writer thread) what was recorded for these
+        monitors: their results where their verdict is judged, and their combined verdicts.
+        Nothing is gathered while no monitor is watched."""
+        self._on_recorded = tell
+        self._watched = frozenset(monitors) if tell is not None else frozenset()
 
     def start(self) -> None:
         conn = connect_raw(self._path)
@@ -153,6 +187,7 @@ class ResultWriter:
                 location_ids=self._location_ids,
                 on_regional=self._regional_alerts,
             )
+            self._ledger.on_verdict = self._verdict
             # An hour is final once every check started in it has reported.
             grace = max((s.cover_ms for s in self._specs), default=0) / 2000 + 60
             self._upkeep = Upkeep(
@@ -274,9 +309,11 @@ class ResultWriter:
         while True:  # like a commit: retried until the database takes it
             try:
                 self._specs = list(item.specs)
+                self._home = self._homes(self._specs)
                 self._register(conn)
                 self._ledger.replace(self._ids, self._specs, self._location_ids)
-                self._ledger.load(conn)
+                self._recorded = []
+                self._ledger.load(conn)  # may judge verdicts held back: committed, told
                 break
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -284,6 +321,7 @@ class ResultWriter:
                 log.error("applying the reloaded config failed, retrying: %s", exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        self._tell()
         self._upkeep.set_monitors(self._ids[s.slug] for s in self._specs)
         self._upkeep.set_other_locations(self._other_locations())
         if item.then is not None:
@@ -326,6 +364,7 @@ class ResultWriter:
                 if self._ledger_stale:  # a failed transaction left it ahead of the database
                     self._ledger.load(conn)
                     self._ledger_stale = False
+                self._recorded = []  # what this attempt records (a retry starts over)
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(_INSERT, rows)
                 self._ledger_stale = True
@@ -368,6 +407,7 @@ class ResultWriter:
         self.committed += len(rows)
         for monitor, change in changes:
             _log_change(monitor, change)
+        self._tell()
         if self._outbox is not None and self._outbox.added != alerts_before and self.on_alert:
             self.on_alert()
         for event in events:
@@ -389,11 +429,48 @@ class ResultWriter:
                 conn, obs.monitor, at_ms, result.outcome, result.error, where
             ):
                 changes.append((obs.monitor, change))
+            if obs.monitor in self._watched and self._home.get(obs.monitor) == (
+                obs.location or self._location
+            ):
+                self._recorded.append(Recorded(obs.monitor, at_ms, result.outcome, result.error))
             cert = result.certificate
             if cert is not None and self._outbox is not None:
                 self._outbox.certificate(conn, obs.monitor, to_ms(cert.not_after), at_ms)
         changes += self._ledger.settle(conn, round(time.time() * 1000))
         return changes
+
+    def _homes(self, specs: Iterable[TrackSpec]) -> dict[str, str]:
+        """Monitor -> the one location its verdict is judged from (none for several)."""
+        hub = self._location
+        return {s.slug: s.locations[0] if s.locations else hub for s in specs if not s.multi}
+
+    def _verdict(self, slug: str, verdict: Verdict, start_ms: int | None) -> None:
+        """The ledger's combined verdicts (inside the transaction), kept for `_tell`."""
+        if slug in self._watched:
+            self._recorded.append(
+                Recorded(
+                    slug,
+                    verdict.ts_ms,
+                    verdict.outcome,
+                    verdict.error,
+                    combined=True,
+                    regional=verdict.regional,
+                    lapsed=verdict.lapsed,
+                    run_checks=verdict.run_checks,
+                    start_ms=start_ms,
+                )
+            )
+
+    def _tell(self) -> None:
+        """What the transaction just committed recorded for watched monitors, told once."""
+        recorded, self._recorded = self._recorded, []
+        tell = self._on_recorded
+        if not recorded or tell is None:
+            return
+        try:
+            tell(recorded)
+        except Exception:  # e.g. the loop closed at shutdown: results come first
+            log.exception("telling what was recorded failed")
 
     def _other_locations(self) -> list[int]:
         names = {n for s in self._specs for n in s.locations} - {self._location}
