@@ -497,7 +497,8 @@ def test_config_refusals(tmp_path: pathlib.Path, line: str, allow: bool, message
     path = tmp_path / "monitors.toml"
     path.write_text(
         f"[settings]\nallow_commands = {str(allow).lower()}\n\n"
-        f'[[monitors]]\nid = "api"\ntype = "http"\nurl = "http://127.0.0.1:9/"\n{line}\n\n'
+        f'[[monitors]]\nid = "api"\ntype = "http"\nurl = "http://127.0.0.1:9/"\n{line}\n'
+        'notify = ["hook"]\n\n'
         '[[notifiers]]\nid = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:9/h"\n\n'
         '[[notifiers]]\nid = "chat"\ntype = "slack"\nurl = "http://127.0.0.1:9/s"\n'
     )
@@ -560,6 +561,7 @@ def test_a_valid_remediation_and_escalation_load(tmp_path: pathlib.Path) -> None
         up_after = 2
         remediate = { command = ["/usr/local/bin/restart-api", "--graceful"], timeout = "60s", after = 2, attempts = 2, within = "1h", verify = 2 }
         escalate = [{ after = "15m", notify = ["pager"] }, { after = "1h", notify = ["hook"] }]
+        notify = ["hook"]
 
         [[notifiers]]
         id = "pager"

@@ -11,7 +11,14 @@ least what Retry-After asked, for up to `give_up_s` after the first attempt.
 Escalation (a monitor's `escalate` steps) is scheduled as reminders are: each pass, for
 every open incident, a step whose delay has passed since the first of its openings was
 sent writes an opening to each of its notifiers not told yet (the monitor's own are
-not), keyed per (incident, notifier), so a restart or a second pass repeats nothing.
+not), keyed per (incident, notifier), so a restart or a second pass repeats nothing. When
+none was sent but one was tried (failed for good, or still retrying: the monitor's own
+channel is down), the delay counts from the first attempt, so the pager still wakes. An
+opening never tried (held) or dropped (a verified remediation, maintenance) starts nothing.
+
+An opening dropped because its remediation was verified writes, in the same transaction,
+one "recovered automatically" row (Kind.REMEDIATED) per notifier of the monitor's `notify`
+asking for `remediated`, keyed per (incident, notifier): told once, across restarts.
 
 The writer calls `wake()` when it adds rows; otherwise a pass runs when the next row is
 due, a reminder or an escalation step is due, or every `idle_s`.
@@ -216,6 +223,7 @@ class Dispatcher:
                     "alert not sent notifier=%s kind=%s monitor=%s reason=%s",
                     row.notifier, row.kind, row.monitor or "-", why,
                 )  # fmt: skip
+            self._tell_remediated(conn, decided.remediated, now)
             outgoing = []
             for batch in decided.send:
                 batch_id = batch[0].batch or batch[0].id
@@ -337,23 +345,15 @@ class Dispatcher:
         wanted = [key for slug, key in open_incidents.items() if slug in steps]
         if not wanted:
             return next_ms
-        first: dict[str, Row] = {}  # incident -> its opening that went out first
-        for opened in outbox.by_incident(conn, wanted, Kind.OPENED):
-            at = opened.sent_ms
-            if opened.state != SENT or at is None or opened.escalated_after_ms is not None:
-                continue
-            earlier = first.get(opened.incident)
-            if earlier is None or at < (earlier.sent_ms or at):
-                first[opened.incident] = opened
-        for opened in first.values():
+        for opened, since in _first_openings(outbox.by_incident(conn, wanted, Kind.OPENED)):
             monitor = self._monitors.get(opened.monitor)
-            if monitor is None or opened.sent_ms is None:
+            if monitor is None:
                 continue
             told = set(monitor.notify)
             for step in steps.get(opened.monitor, []):
                 after = round(step.after * 1000)
-                if opened.sent_ms + after > now:
-                    next_ms = min(next_ms, opened.sent_ms + after)
+                if since + after > now:
+                    next_ms = min(next_ms, since + after)
                     break
                 for nid in step.notify:
                     notifier = self._notifiers.get(nid)
@@ -366,6 +366,22 @@ class Dispatcher:
                             nid, opened.monitor, step.after,
                         )  # fmt: skip
         return next_ms
+
+    def _tell_remediated(self, conn: sqlite3.Connection, dropped: Sequence[Row], now: int) -> None:
+        """A "recovered automatically" row for each incident whose opening was dropped as
+        remediated, to the monitor's notifiers asking for it (due now; a later pass sends)."""
+        for opened in dropped:
+            monitor = self._monitors.get(opened.monitor)
+            attempt = self._attempts.get(opened.incident)
+            if monitor is None or attempt is None:
+                continue
+            data = {"until_ms": now, "remediation": remedies.recorded(attempt, monitor)}
+            for nid in monitor.notify:
+                notifier = self._notifiers.get(nid)
+                if notifier is None or Kind.REMEDIATED.value not in notifier.events:
+                    continue
+                if outbox.add_remediated(conn, opened, nid, data, now):
+                    log.info("recovered automatically notifier=%s monitor=%s", nid, monitor.id)
 
     def _silence(self, conn: sqlite3.Connection, now: int) -> int:
         """Silences for the maintenance windows running now (`silences = true`); the start
@@ -431,6 +447,10 @@ class Dispatcher:
             )
         expires = data.get("cert_expires_ms")
         after = row.escalated_after_ms
+        attempt = self._attempts.get(row.incident) if row.kind is Kind.OPENED else None
+        described = remedies.told(data.get("remediation"), self._zone)  # REMEDIATED: as kept
+        if attempt is not None:
+            described = remedies.told(remedies.recorded(attempt, monitor), self._zone)
         return Event(
             kind=row.kind,
             monitor_id=row.monitor,
@@ -448,9 +468,8 @@ class Dispatcher:
             locations=tuple(str(p) for p in _list(data.get("locations"))),
             of_locations=len(monitor.locations) if monitor else 0,
             escalated_after=None if after is None else dt.timedelta(milliseconds=after),
-            remediation=remedies.words(self._attempts.get(row.incident))
-            if row.kind is Kind.OPENED
-            else "",
+            remediation=remedies.words(attempt) if row.kind is Kind.OPENED else "",
+            attempt=described,
         )
 
     def _name(self, slug: str) -> str:
@@ -529,6 +548,27 @@ class Dispatcher:
             "alert failed, retrying in %.0fs notifier=%s kind=%s events=%d attempt=%d error=\"%s\"",
             delay, nid, message.kind, len(rows), attempts, reason,
         )  # fmt: skip
+
+
+def _first_openings(openings: Sequence[Row]) -> list[tuple[Row, int]]:
+    """Per incident, the opening its escalation counts from, and since when: the first one
+    sent; when none was, the first one tried (failed for good, or retrying). Escalations'
+    own openings, and openings dropped or never tried, count for nothing."""
+    sent: dict[str, tuple[Row, int]] = {}
+    tried: dict[str, tuple[Row, int]] = {}
+    for opened in openings:
+        if opened.escalated_after_ms is not None:
+            continue
+        if opened.state == SENT and opened.sent_ms is not None:
+            found, at = sent, opened.sent_ms
+        elif opened.state in (FAILED, PENDING, SENDING) and opened.first_try_ms is not None:
+            found, at = tried, opened.first_try_ms
+        else:
+            continue
+        earlier = found.get(opened.incident)
+        if earlier is None or at < earlier[1]:
+            found[opened.incident] = (opened, at)
+    return [*sent.values(), *(v for k, v in tried.items() if k not in sent)]
 
 
 def _interval_ms(monitor: Monitor) -> int:

@@ -31,6 +31,7 @@ class Kind(enum.StrEnum):
     REGIONAL = "regional"  # failing at fewer than `quorum` locations, for down_after
     SILENCE = "silence"  # a maintenance window started: an Alertmanager silence (`silences`)
     SUBSCRIBER = "subscriber"  # to one visitor who subscribed (prober.subscriptions): `mail`
+    REMEDIATED = "remediated"  # a remediation was verified: "recovered automatically"
 
 
 CAUSE_LIMIT = 300
@@ -41,6 +42,19 @@ def clean(text: str, limit: int = CAUSE_LIMIT) -> str:
     """One printable line of at most `limit` characters."""
     flat = " ".join(_CONTROL.sub(" ", text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Remediation:
+    """A remediation attempt as an alert tells it (prober.store.remediations.Attempt)."""
+
+    result: str  # verified | failed | timed_out | interrupted | running (not judged yet)
+    action: str  # what ran: the command's program name, or "webhook NOTIFIER_ID"; no arguments
+    started: dt.datetime
+    ended: dt.datetime | None
+    exit_code: int | None  # negative: killed by that signal
+    timed_out: bool
+    output_tail: str  # its last output, redacted when it was recorded
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,6 +82,9 @@ class Event:
     escalated_after: dt.timedelta | None = None
     # OPENED of a monitor with `remediate`: how its remediation went (exit code, output tail)
     remediation: str = ""
+    # OPENED and REMEDIATED: the attempt itself (webhook JSON); REMEDIATED: `until` is when
+    # it was seen verified
+    attempt: Remediation | None = None
 
     @property
     def duration(self) -> dt.timedelta | None:
@@ -158,6 +175,12 @@ def title(message: Message) -> str:
         words = f"MAINTENANCE: {first.monitor_name}" if n == 1 else f"MAINTENANCE: {n} windows"
     elif kind is Kind.REGIONAL:
         words = f"REGIONAL: {first.monitor_name}" if n == 1 else f"REGIONAL: {n} monitors"
+    elif kind is Kind.REMEDIATED:
+        words = (
+            f"RECOVERED AUTOMATICALLY: {first.monitor_name}"
+            if n == 1
+            else f"RECOVERED AUTOMATICALLY: {n} monitors"
+        )
     else:
         words = "PROBER NETWORK BACK" if first.recovered else "PROBER NETWORK DOWN"
     prefix = f"[{clean(message.title_prefix, 80)}] " if message.title_prefix else ""
@@ -206,6 +229,8 @@ def line(event: Event, zone: dt.tzinfo = dt.UTC) -> str:
         )
         if cause:
             text += f": {cause}"
+    elif kind is Kind.REMEDIATED:
+        text = remediated(event, zone)
     elif kind is Kind.SILENCE:
         until = stamp(event.until, zone) if event.until else "its end"
         text = f"Maintenance {name} from {since} to {until}: {', '.join(event.scope)}"
@@ -217,6 +242,23 @@ def line(event: Event, zone: dt.tzinfo = dt.UTC) -> str:
             "report unknown instead of down"
         )
     return text
+
+
+def remediated(event: Event, zone: dt.tzinfo = dt.UTC) -> str:
+    """`API recovered automatically: down since ..., restart-api ran at ..., verified 1m 30s
+    after it went down. No down alert was sent. Its last output: ...`"""
+    name = clean(event.monitor_name, 120)
+    text = f"{name} recovered automatically: down since {stamp(event.since, zone)}"
+    if event.cause:
+        text += f" ({clean(event.cause)})"
+    attempt = event.attempt
+    if attempt is not None:
+        text += f", {clean(attempt.action, 120)} ran at {stamp(attempt.started, zone)}"
+    if event.duration is not None:
+        text += f", verified {span(event.duration)} after it went down"
+    text += ". No down alert was sent"
+    tail = clean(attempt.output_tail, 600) if attempt is not None else ""
+    return text + (f". Its last output: {tail}" if tail else "")
 
 
 def stamp(moment: dt.datetime, zone: dt.tzinfo = dt.UTC) -> str:

@@ -268,6 +268,30 @@ def escalated(conn: sqlite3.Connection, incident: str) -> list[str]:
     return [str(n) for (n,) in rows]
 
 
+def remediated_key(incident: str, notifier: str) -> str:
+    return f"{incident}/remediated/{notifier}"
+
+
+def add_remediated(
+    conn: sqlite3.Connection,
+    opened: Row,
+    notifier: str,
+    data: Mapping[str, object],
+    now_ms: int,
+) -> bool:
+    """A "recovered automatically" to one notifier asking for `remediated`, due now, for the
+    incident of an opening dropped because its remediation was verified (`opened`); false
+    if it exists already (a second opening dropped, a later pass, a restart)."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO alert (key, notifier, kind, monitor, incident, created_ms,"
+        " due_ms, state, attempts, silenced, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
+        (remediated_key(opened.incident, notifier), notifier, Kind.REMEDIATED.value,
+         opened.monitor, opened.incident, now_ms, now_ms, PENDING,
+         json.dumps({**opened.data, **data}, separators=(",", ":"))),
+    )  # fmt: skip
+    return cursor.rowcount == 1
+
+
 def add_silence(
     conn: sqlite3.Connection,
     notifier: str,

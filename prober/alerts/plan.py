@@ -23,8 +23,10 @@ For each row that is due (or waiting only for its group to be due), in this orde
   incident was announced already); it travels with other escalations only.
 - Remediation: the opening of a monitor with `remediate` waits for its attempt and the
   attempt's verification (`Remedy`, read from the `remediation` table), at most until the
-  remedy's deadline; verified, it is dropped ("remediated automatically"), and so its
-  resolution; failed, timed out, interrupted or past the deadline, it goes out.
+  remedy's deadline, and is judged as soon as the attempt has a verdict (held or not):
+  verified, it is dropped ("remediated automatically"), and so its resolution
+  (`Plan.remediated` lists such openings: the dispatcher tells the notifiers asking for
+  `remediated`); failed, timed out, interrupted or past the deadline, it goes out.
 - A resolution (or "network back") goes out only after its opening did (sent, or failed
   for good); if the opening was held back and dropped, so is the resolution. A notifier
   whose `events` leave out openings gets resolutions alone.
@@ -41,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from prober.alerts.message import Kind
 from prober.alerts.outbox import FAILED, PENDING, SENDING, SENT, SUPPRESSED, Row
 
+REMEDIATED = "remediated automatically"  # why an opening of a verified remediation is dropped
 HOLD_MS = 15_000  # how often a dependent held by its parent is looked at again
 SETTLE_MS = 1_000  # after a dependent's next check is due, before its result is looked for
 # (monitor slug, now_ms) -> the end of the maintenance window it is in, or None
@@ -103,6 +106,8 @@ class Plan:
     send: list[list[Row]] = dataclasses.field(default_factory=list)  # batches, rows in id order
     hold: list[tuple[Row, int]] = dataclasses.field(default_factory=list)  # (row, until_ms)
     drop: list[tuple[Row, str]] = dataclasses.field(default_factory=list)  # (row, why)
+    # openings dropped because their remediation was verified (also in `drop`)
+    remediated: list[Row] = dataclasses.field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -119,6 +124,7 @@ def plan(rows: Sequence[Row], s: Situation) -> Plan:
             openings[(row.incident, row.notifier)] = row.state
     retries: dict[int, list[Row]] = {}
     groups: dict[tuple[str, Kind, int], list[Row]] = {}
+    early: set[int] = set()  # held, but judged now: due now
     for row in rows:
         if row.state != PENDING:
             continue  # being sent right now
@@ -127,7 +133,9 @@ def plan(rows: Sequence[Row], s: Situation) -> Plan:
                 retries.setdefault(row.batch, []).append(row)
             continue
         if row.silenced and row.due_ms > now:
-            continue  # held: looked at again when due
+            if not _remedy_settled(row, s):
+                continue  # held: looked at again when due (or when its remediation is judged)
+            early.add(row.id)
         verdict = _judge(row, s, openings)
         if verdict is _SEND:
             alone = row.id if row.kind is Kind.SUBSCRIBER else 0
@@ -138,11 +146,13 @@ def plan(rows: Sequence[Row], s: Situation) -> Plan:
             out.hold.append((row, max(verdict.until_ms, row.due_ms)))
         elif isinstance(verdict, _Drop):
             out.drop.append((row, verdict.why))
+            if verdict.why == REMEDIATED:
+                out.remediated.append(row)
             if _opens(row):
                 openings[(row.incident, row.notifier)] = SUPPRESSED
     out.send.extend(retries.values())
     for group in groups.values():
-        if min(r.due_ms for r in group) <= now:
+        if min(now if r.id in early else r.due_ms for r in group) <= now:
             out.send.append(group)
     return out
 
@@ -177,8 +187,10 @@ def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> o
         if opening is None:  # the notifier does not take openings (`events`): nothing to pair
             return _SEND
         return _Drop("its opening was never sent")
-    if kind is Kind.PROBER_NETWORK or kind is Kind.SILENCE or kind is Kind.SUBSCRIBER:
+    if kind in (Kind.PROBER_NETWORK, Kind.SILENCE, Kind.SUBSCRIBER, Kind.REMEDIATED):
         return _SEND
+    if _verified(row, s):  # whatever held it: nobody is to be woken for it
+        return _Drop(REMEDIATED)
     still_open = s.open_incidents.get(row.monitor) == row.incident
     if kind is Kind.REMINDER and not still_open:
         return _Drop("the incident ended")
@@ -210,12 +222,29 @@ def _judge(row: Row, s: Situation, openings: Mapping[tuple[str, str], str]) -> o
     return _SEND
 
 
+def _remedy(row: Row, s: Situation) -> Remedy | None:
+    """An opening's remediation (none for an escalation's)."""
+    if row.kind is not Kind.OPENED or row.escalated_after_ms is not None:
+        return None
+    return s.remedies.get(row.incident)
+
+
+def _verified(row: Row, s: Situation) -> bool:
+    remedy = _remedy(row, s)
+    return remedy is not None and remedy.result == "verified"
+
+
+def _remedy_settled(row: Row, s: Situation) -> bool:
+    """Its remediation has a verdict: a held opening is judged now, not at its hold's end
+    (verified: dropped at once; failed: sent without waiting out the deadline)."""
+    remedy = _remedy(row, s)
+    return remedy is not None and remedy.result not in ("", "running")
+
+
 def _remedied(remedy: Remedy | None, now_ms: int) -> object:
-    """An opening and its incident's remediation: wait for it, drop it, or send it."""
+    """An opening and its incident's remediation: wait for it, or send it."""
     if remedy is None:
         return _SEND
-    if remedy.result == "verified":
-        return _Drop("remediated automatically")
     if remedy.result in ("", "running") and now_ms < remedy.until_ms:
         return _Hold(remedy.until_ms)
     return _SEND

@@ -13,16 +13,19 @@ step (the ledger's gate holds its results that long before the verdict).
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import signal
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from prober.alerts.message import Kind
+from prober.alerts.message import Kind, Remediation
 from prober.alerts.outbox import PENDING, Row
 from prober.alerts.plan import Remedy
 from prober.config.monitors import Monitor, PushMonitor
 from prober.store.ledger import CRON_PUSH_COVER_S, cron_gap_s
 from prober.store.remediations import Attempt, for_incident
+from prober.timeline import from_ms
 
 SETTLE_MS = 1_000
 
@@ -113,3 +116,44 @@ def words(attempt: Attempt | None) -> str:
         said = "did not finish in time"
     return f"Automatic remediation {said}{output}"
 
+
+def action(monitor: Monitor | None) -> str:
+    """What a monitor's remediation runs, as an alert may say it: the program's name or the
+    webhook notifier's id, never the arguments (they may hold secrets)."""
+    spec = None if monitor is None else monitor.remediate
+    if spec is None:
+        return "remediation"
+    if spec.command is not None:
+        return os.path.basename(spec.command[0])
+    return f"webhook {spec.webhook}"
+
+
+def recorded(attempt: Attempt, monitor: Monitor | None) -> dict[str, object]:
+    """An attempt as an outbox row keeps it (a "recovered automatically" row's `data`)."""
+    return {
+        "result": attempt.result,
+        "action": action(monitor),
+        "started_ms": attempt.started_ms,
+        "ended_ms": attempt.ended_ms,
+        "exit_code": attempt.exit_code,
+        "timed_out": attempt.timed_out,
+        "output_tail": attempt.output_tail,
+    }
+
+
+def told(data: object, zone: dt.tzinfo) -> Remediation | None:
+    """`recorded`'s dict back as the message's Remediation; None for anything else."""
+    if not isinstance(data, dict):
+        return None
+    started, ended, code = data.get("started_ms"), data.get("ended_ms"), data.get("exit_code")
+    if not isinstance(started, int):
+        return None
+    return Remediation(
+        result=str(data.get("result") or ""),
+        action=str(data.get("action") or ""),
+        started=from_ms(started, zone),
+        ended=from_ms(ended, zone) if isinstance(ended, int) else None,
+        exit_code=code if isinstance(code, int) else None,
+        timed_out=data.get("timed_out") is True,
+        output_tail=str(data.get("output_tail") or ""),
+    )

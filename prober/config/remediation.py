@@ -16,7 +16,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from prober.config.types import PositiveDuration, Slug
 
@@ -81,8 +89,15 @@ class EscalationStep(BaseModel):
     notify: list[Slug] = Field(min_length=1)
 
 
-def check_steps(steps: list[EscalationStep]) -> list[EscalationStep]:
-    """`escalate`: steps in increasing `after`."""
+def check_steps(steps: list[EscalationStep], info: ValidationInfo) -> list[EscalationStep]:
+    """`escalate`: steps in increasing `after`, on a monitor that notifies someone (the
+    steps count from its opening alert: with `notify = []` there is none)."""
+    if steps and info.data.get("notify") == []:
+        raise ValueError(
+            "the steps count from the monitor's opening alert, and with notify = [] none "
+            "is sent, so nothing would escalate: list a notifier in notify (the first step "
+            "may follow it within seconds)"
+        )
     for before, step in itertools.pairwise(steps):
         if step.after <= before.after:
             raise ValueError(

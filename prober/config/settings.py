@@ -174,9 +174,19 @@ class Agent(StrictModel):
     token: StrongSecret
 
 
-EventName = Literal["opened", "resolved", "reminder", "cert_expiring", "prober_network", "regional"]
-# the default `events`: every kind but `regional`, which a notifier asks for by name
+EventName = Literal[
+    "opened", "resolved", "reminder", "cert_expiring", "prober_network", "regional", "remediated"
+]
+# the default `events`: every kind but `regional` and `remediated` (a verified remediation's
+# "recovered automatically"), which a notifier asks for by name
 ALL_EVENTS: list[EventName] = ["opened", "resolved", "reminder", "cert_expiring", "prober_network"]
+
+
+def refuse_remediated(events: list[EventName], why: str) -> list[EventName]:
+    """`remediated` is informational: for channels a person reads, not for a pager."""
+    if "remediated" in events:
+        raise ValueError(f"this notifier type does not take 'remediated': {why}")
+    return events
 
 
 class NotifierBase(StrictModel):
@@ -235,6 +245,11 @@ class PagerDutyNotifier(NotifierBase):
     routing_key: SecretStr
     api_url: str = "https://events.pagerduty.com/v2/enqueue"
 
+    @field_validator("events")
+    @classmethod
+    def _no_remediated(cls, value: list[EventName]) -> list[EventName]:
+        return refuse_remediated(value, "PagerDuty would open an incident for it")
+
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 AM_OWN_LABELS = ("alertname", "monitor", "location", "depends_on")
@@ -259,6 +274,11 @@ class AlertmanagerNotifier(NotifierBase):
         if urlsplit(value).scheme not in ("http", "https"):
             raise ValueError("Alertmanager's base URL must be http:// or https://")
         return value
+
+    @field_validator("events")
+    @classmethod
+    def _no_remediated(cls, value: list[EventName]) -> list[EventName]:
+        return refuse_remediated(value, "Alertmanager takes alerts, not news of one averted")
 
     @field_validator("labels")
     @classmethod

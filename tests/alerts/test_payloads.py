@@ -469,6 +469,7 @@ def test_webhook_resolved() -> None:
                 "dependents": [],
                 "cert_expires": None,
                 "incident": "inc-api-1",
+                "remediation": None,
             }
         ],
     }
@@ -481,6 +482,7 @@ def test_webhook_grouped() -> None:
         "until": None,
         "duration_s": None,
         "cert_expires": None,
+        "remediation": None,
     }
     assert request.payload() == {
         "idempotency_key": "msg-opened-1",

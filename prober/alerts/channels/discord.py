@@ -48,7 +48,7 @@ async def send(message: Message, notifier: DiscordNotifier, ctx: SendContext) ->
 
 
 def color(message: Message) -> int:
-    if message.events[0].recovered or message.kind is Kind.TEST:
+    if message.events[0].recovered or message.kind in (Kind.TEST, Kind.REMEDIATED):
         return GREEN
     return ORANGE if message.kind is Kind.CERT_EXPIRING else RED
 

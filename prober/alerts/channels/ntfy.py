@@ -51,7 +51,7 @@ def split_topic(url: str) -> tuple[str, str]:
 
 
 def priority(message: Message) -> int:
-    if message.events[0].recovered:
+    if message.events[0].recovered or message.kind is Kind.REMEDIATED:
         return 3
     if message.kind is Kind.OPENED or message.kind is Kind.PROBER_NETWORK:
         return 5
@@ -61,7 +61,7 @@ def priority(message: Message) -> int:
 def tags(message: Message) -> list[str]:
     if message.kind is Kind.TEST:
         return ["test_tube"]
-    if message.events[0].recovered:
+    if message.events[0].recovered or message.kind is Kind.REMEDIATED:
         return ["white_check_mark"]
     return ["warning"] if message.kind is Kind.CERT_EXPIRING else ["rotating_light"]
 

@@ -25,6 +25,7 @@ def build_payload(message: Message, notifier: PagerDutyNotifier) -> list[HttpReq
     return [
         HttpRequest.json(notifier.api_url, _event(message, event, words, key))
         for event, words in zip(message.events, message.lines, strict=True)
+        if event.kind is not Kind.REMEDIATED  # refused by the config: nothing to page about
     ]
 
 

@@ -3,6 +3,10 @@
 Headers: `Idempotency-Key` (the same on every attempt of one message: a receiver that
 saw it already can drop the repeat) and, with `secret`, `X-Prober-Signature:
 sha256=<hex HMAC-SHA256 of the body with the secret>`. The body carries the key too.
+
+Each event's `remediation` is null unless its monitor's `remediate` made an attempt for the
+incident (an opening sent after it, a "remediated" event): then its result (verified,
+failed, timed_out, interrupted, running), exit code, start and end, and last output.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hmac
 
 from prober.alerts.channels.base import HttpRequest, post
 from prober.alerts.channels.context import SendContext
-from prober.alerts.message import Event, Message, clean
+from prober.alerts.message import Event, Message, Remediation, clean
 from prober.config.settings import WebhookNotifier
 
 SIGNATURE_HEADER = "X-Prober-Signature"
@@ -54,6 +58,19 @@ def _event(event: Event) -> dict[str, object]:
         "dependents": list(event.dependents),
         "cert_expires": event.cert_expires.isoformat() if event.cert_expires else None,
         "incident": event.incident_key or None,
+        "remediation": None if event.attempt is None else _remediation(event.attempt),
+    }
+
+
+def _remediation(attempt: Remediation) -> dict[str, object]:
+    return {
+        "result": attempt.result,
+        "action": attempt.action,
+        "exit_code": attempt.exit_code,
+        "timed_out": attempt.timed_out,
+        "started": attempt.started.isoformat(),
+        "ended": attempt.ended.isoformat() if attempt.ended else None,
+        "output_tail": attempt.output_tail,
     }
 
 
