@@ -16,8 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -30,6 +29,7 @@ from prober.results import Outcome
 from prober.store.tables import OUTCOME_CODES
 from tests.support.net import free_port
 from tests.support.proc import ProberRun
+from tests.support.proc import until_async as _until
 from tests.support.sink import Sink, running_sink
 
 # -- the plan's rule: an opening waits for its incident's remediation ------------------
@@ -86,13 +86,6 @@ def test_an_escalation_or_a_monitor_without_remediate_is_not_held() -> None:
 # -- `prober run` ----------------------------------------------------------------------
 
 SERVE = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
-
-
-async def _until(predicate: Callable[[], object], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the deadline"
-        await asyncio.sleep(0.05)
 
 
 def _query(db: pathlib.Path, sql: str, *args: object) -> list[tuple[Any, ...]]:

@@ -5,17 +5,17 @@ writer and dispatcher (the rig) with a loopback sink."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import pathlib
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from prober.alerts.message import Event, Kind, Message, short
 from prober.alerts.outbox import ESCALATED, PENDING, SENT, Row
 from prober.alerts.plan import Recovery, Situation, plan
 from prober.config import Config
 from tests.alerts.rig import Rig, settle, write_config
+from tests.support.proc import until_async as until
 from tests.support.sink import Received, Sink, running_sink
 
 # -- the rules, as a table --------------------------------------------------------------
@@ -169,12 +169,6 @@ def told(sink: Sink) -> list[tuple[str, str, str]]:
         for r in sink.received
         for e in r.json()["events"]  # type: ignore[attr-defined]
     ]
-
-
-async def until(predicate: Callable[[], object], within: float = 20.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.05)
 
 
 def arrived(sink: Sink, notifier: str, kind: str = "opened") -> list[Received]:

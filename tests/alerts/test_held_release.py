@@ -5,12 +5,11 @@ dispatcher (the rig), then `prober run` with loopback targets."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import pathlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -23,6 +22,7 @@ from prober.scheduler import phase_offset
 from tests.alerts.rig import Rig, write_config
 from tests.support.net import free_port
 from tests.support.proc import ProberRun
+from tests.support.proc import until_async as _until
 from tests.support.sink import Sink, running_sink
 
 # -- the rule, as a table -------------------------------------------------------------
@@ -158,12 +158,6 @@ def _rows(db: pathlib.Path, monitor: str) -> dict[str, tuple[str, int, int | Non
         }
     finally:
         conn.close()
-
-
-async def _until(predicate: Callable[[], object], within: float = 20.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.05)
 
 
 def _events(sink: Sink) -> list[tuple[str, str]]:

@@ -6,11 +6,9 @@ sink; attempts are written to the `remediation` table as prober.remediation writ
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import pathlib
 import sqlite3
-from collections.abc import Callable
 
 import pytest
 
@@ -24,6 +22,7 @@ from prober.store import remediations
 from prober.store.db import connect_raw
 from tests.alerts.rig import Rig, settle, write_config
 from tests.alerts.test_payloads import DISCORD, EMAIL, NTFY, PAGERDUTY, SLACK, TELEGRAM, only, parts
+from tests.support.proc import until_async as until
 from tests.support.sink import Received, Sink, running_sink
 
 # -- the rules, as a table --------------------------------------------------------------
@@ -314,12 +313,6 @@ def told(sink: Sink) -> list[tuple[str, str, str]]:
 def arrived(sink: Sink, notifier: str, kind: str) -> list[Received]:
     path = "/hook" if notifier == "hook" else f"/hook-{notifier}"
     return [r for r in sink.received if r.path == path and r.json()["kind"] == kind]
-
-
-async def until(predicate: Callable[[], object], within: float = 20.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.05)
 
 
 def incident_of(cfg: Config, monitor: str) -> str:

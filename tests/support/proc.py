@@ -3,6 +3,7 @@ wait for what the log says (readiness), never for a fixed time."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pathlib
@@ -95,6 +96,16 @@ def until(predicate: Callable[[], object], within: float = 30.0, every: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {within} s: {predicate}")
         time.sleep(every)
+
+
+async def until_async(predicate: Callable[[], object], within: float = 30.0) -> None:
+    """`until` for a test on the event loop: polls without blocking the loop (a server of
+    the test's own may have to answer meanwhile)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within} s: {predicate}")
+        await asyncio.sleep(0.05)
 
 
 @contextlib.contextmanager
