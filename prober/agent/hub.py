@@ -283,7 +283,9 @@ class AgentHealth:
     def observe(self, location: str, batch: wire.Batch, clock: wire.ClockCheck) -> None:
         """What a batch says of its agent: its queue, and its clock against ours."""
         seen = self._seen.setdefault(location, Seen())
-        seen.queue_depth = batch.queue_depth
+        # a refused batch's results stay queued at the agent, behind none of the others
+        refused = len(batch.results) if clock.refusal is not None else 0
+        seen.queue_depth = batch.queue_depth + refused
         seen.offset_ms = -clock.offset_ms
         if clock.refusal is not None and seen.clock_refusal is None:
             log.warning("agent location=%s: %s", location, clock.refusal)
