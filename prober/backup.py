@@ -5,6 +5,7 @@ The copy is SQLite's online backup API from one read snapshot (prober.store.db
 committed when the copy began. It is written as FILE.partial, checked with quick_check
 and only then renamed, so FILE is always a whole, verified database. Restore: stop the
 prober, put the copy in place of the database (removing the old -wal and -shm files), start.
+A PostgreSQL database is refused: pg_dump (or the provider's snapshots) backs it up.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class BackupStats:
 
 def backup(config: Config, dest: pathlib.Path, *, force: bool = False) -> BackupStats:
     """Copy the config's database to `dest`; BackupError says why not."""
+    if config.database.path is None:
+        raise BackupError(
+            f"{config.database.shown()} is a PostgreSQL database: back it up with pg_dump "
+            f"(pg_dump --format=custom --file={dest} '{config.database.shown()}') or your "
+            "provider's snapshots; `prober backup` copies SQLite files"
+        )
     source = config.database_path
     _refuse(source, dest, force)
     started = time.monotonic()

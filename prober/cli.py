@@ -136,13 +136,26 @@ def _reread(config: Config) -> None:
     try:
         pid = reload.send_reload(config)
     except ProcessLookupError as exc:
-        print(f"prober: {exc}; the page shows it from the next start", file=sys.stderr)
+        print(f"prober: {_no_prober(config, exc)}; the page shows it from the next start",
+              file=sys.stderr)  # fmt: skip
         return
     except PermissionError:
         print("prober: the running prober is not ours to signal: run `prober reload` as its user",
               file=sys.stderr)  # fmt: skip
         return
     print(f"reload requested (pid {pid})", file=sys.stderr)
+
+
+def _no_prober(config: Config, exc: ProcessLookupError) -> str:
+    """Why no prober was signalled. With PostgreSQL there is no database file for the pid
+    file to sit beside: Config.database_path says where it goes instead."""
+    if config.database.path is not None:
+        return str(exc)
+    return (
+        f"{exc}: with PostgreSQL, `prober run` writes its pid file in $STATE_DIRECTORY, or "
+        "else in data/ beside its config; reload on the hub's machine, with its config and "
+        "environment"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -389,15 +402,16 @@ def cmd_export_static(args: argparse.Namespace) -> int:
 
 def cmd_push_urls(args: argparse.Namespace) -> int:
     from prober import push
-    from prober.store.db import connect_raw, open_engine
+    from prober.store.db import open_database
+    from prober.store.engine import connect
 
     config = _load(args)
     monitors = [m for m in config.monitors if isinstance(m, PushMonitor)]
     if not monitors:
         print("no push monitors in the config")
         return 0
-    open_engine(config.database_path).dispose()
-    conn = connect_raw(config.database_path)
+    open_database(config.database)
+    conn = connect(config.database)
     try:
         conn.execute("BEGIN IMMEDIATE")
         tokens = push.ensure_tokens(conn, monitors)
@@ -421,7 +435,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     try:
         pid = reload.send_reload(config)
     except ProcessLookupError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(_no_prober(config, exc)) from None
     print(f"reload requested (pid {pid}); the running prober logs what changed")
     return 0
 

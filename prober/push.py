@@ -26,7 +26,6 @@ import hashlib
 import logging
 import re
 import secrets
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -35,6 +34,7 @@ from prober import maintenance
 from prober.config.durations import format_duration
 from prober.config.monitors import PushMonitor
 from prober.results import CheckResult, Outcome
+from prober.store.engine import Connection
 from prober.timeline import from_ms
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ EXIT_CODE = re.compile(r"[0-9]{1,3}")  # fullmatch: ASCII only (str.isdigit take
 Submit = Callable[[str, dt.datetime, CheckResult], None]
 
 
-def ensure_tokens(conn: sqlite3.Connection, monitors: Iterable[PushMonitor]) -> dict[str, str]:
+def ensure_tokens(conn: Connection, monitors: Iterable[PushMonitor]) -> dict[str, str]:
     """Each push monitor's token: the config's, else the stored one, else a new one (192
     random bits) stored now. Monitor id -> token."""
     tokens: dict[str, str] = {}
@@ -64,7 +64,7 @@ def ensure_tokens(conn: sqlite3.Connection, monitors: Iterable[PushMonitor]) -> 
     return tokens
 
 
-def last_results(conn: sqlite3.Connection, monitors: Iterable[str]) -> dict[str, int]:
+def last_results(conn: Connection, monitors: Iterable[str]) -> dict[str, int]:
     """Each monitor's newest stored result time (ms), at any location."""
     found = {}
     for mid in monitors:

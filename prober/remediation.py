@@ -45,7 +45,7 @@ from prober.config.settings import Notifier, WebhookNotifier
 from prober.redact import Redactor
 from prober.results import Outcome as Verdict
 from prober.store import remediations as rows
-from prober.store.db import connect_raw
+from prober.store.engine import Connection, Database, connect
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ class Remediator:
 
     def __init__(
         self,
-        path: pathlib.Path,
+        path: pathlib.Path | Database,
         redact: Callable[[str], str],
         *,
         counter: Counter | None = None,
@@ -387,7 +387,7 @@ class Remediator:
         self.counter = counter or remediations_counter()
         self._clock = clock
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="remedy-db")
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
         self._unsettled: list[rows.Attempt] = []
 
     def reconfigure(self, notifiers: Sequence[Notifier], redact: Callable[[str], str]) -> None:
@@ -398,10 +398,10 @@ class Remediator:
     def _now_ms(self) -> int:
         return round(self._clock() * 1000)
 
-    async def _db(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _db(self, fn: Callable[[Connection], T]) -> T:
         def call() -> T:
             if self._conn is None:
-                self._conn = connect_raw(self._path)
+                self._conn = connect(self._path)
             return fn(self._conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -460,7 +460,7 @@ class Remediator:
             return Decision.WAIT
         since = self._now_ms() - round(spec.within * 1000)
 
-        def facts(conn: sqlite3.Connection) -> tuple[bool, int]:
+        def facts(conn: Connection) -> tuple[bool, int]:
             tried = bool(rows.for_incident(conn, monitor.id, incident))
             return tried, rows.started_since(conn, monitor.id, since)
 

@@ -14,7 +14,6 @@ import datetime as dt
 import functools
 import hashlib
 import json
-import sqlite3
 from collections.abc import Sequence
 
 from prober import maintenance, timeline
@@ -24,6 +23,7 @@ from prober.config.monitors import Monitor, ProbeMonitor, PushMonitor
 from prober.redact import visible_text
 from prober.report.compute import Reader, Stored
 from prober.store import rollups
+from prober.store.engine import Connection
 from prober.store.ledger import TrackSpec
 from prober.timeline import Spans
 from statuspage.snapshot import (
@@ -102,7 +102,7 @@ def push_view(
     )
 
 
-def build_snapshot(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
+def build_snapshot(conn: Connection, config: Config, now: dt.datetime) -> Snapshot:
     """Everything the public routes show, as of `now` (aware)."""
     conn.execute("BEGIN")  # one consistent read while the writer goes on
     try:
@@ -111,7 +111,7 @@ def build_snapshot(conn: sqlite3.Connection, config: Config, now: dt.datetime) -
         conn.execute("ROLLBACK")
 
 
-def _build(conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
+def _build(conn: Connection, config: Config, now: dt.datetime) -> Snapshot:
     settings = config.settings
     reader = Reader(conn, config, now)
     tz = reader.tz
@@ -341,7 +341,7 @@ class Verdict:
     regional: tuple[str, ...]  # failing locations of a regional problem that lasted down_after
 
 
-def read_verdicts(conn: sqlite3.Connection, loc: int, mids: Sequence[int]) -> dict[int, Verdict]:
+def read_verdicts(conn: Connection, loc: int, mids: Sequence[int]) -> dict[int, Verdict]:
     """The combined verdicts of these monitors, kept at location `loc` (`*`)."""
     out = {}
     for mid, status, regional in conn.execute(

@@ -28,7 +28,8 @@ import pathlib
 import shutil
 
 from prober.config import Config
-from prober.store.db import connect_raw, open_engine
+from prober.store.db import open_database
+from prober.store.engine import connect
 from statuspage import api, badges, feeds, pages
 from statuspage.app import FEEDS, JSON_ROUTES, STATIC_DIR
 from statuspage.build import build_snapshot
@@ -38,8 +39,8 @@ from statuspage.notices import attach
 
 def export(config: Config, out: pathlib.Path, now: dt.datetime | None = None) -> list[pathlib.Path]:
     """Write every file; the paths written, in order."""
-    open_engine(config.database_path).dispose()  # a database that does not exist yet: empty
-    conn = connect_raw(config.database_path)
+    open_database(config.database)  # a database that does not exist yet: empty
+    conn = connect(config.database)
     try:
         snapshot = build_snapshot(conn, config, now or dt.datetime.now(dt.UTC))
     finally:

@@ -34,7 +34,6 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
-import sqlite3
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
@@ -46,6 +45,7 @@ from prober.config.locations import COMBINED, latency_location, verdict_location
 from prober.config.monitors import Monitor, ProbeMonitor
 from prober.redact import visible_text
 from prober.store import rollups, upkeep
+from prober.store.engine import Connection
 from prober.store.ledger import TrackSpec, rewrites
 from prober.timeline import Spans
 from statuspage.build import (
@@ -303,7 +303,7 @@ class Incremental:
         self._completed_key: tuple[object, ...] | None = None
         self._completed_at = self._completed_until = 0
 
-    def refresh(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
+    def refresh(self, conn: Connection, config: Config, now: dt.datetime) -> Snapshot:
         """The Snapshot `build_snapshot(conn, config, now)` gives, in one read transaction."""
         conn.execute("BEGIN")
         try:
@@ -313,7 +313,7 @@ class Incremental:
 
     # -- what changed ---------------------------------------------------------------------
 
-    def _refresh(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Snapshot:
+    def _refresh(self, conn: Connection, config: Config, now: dt.datetime) -> Snapshot:
         tz = ZoneInfo(config.settings.timezone)
         at = self._now(config, now, tz)
         counter = rewrites(conn)
@@ -357,7 +357,7 @@ class Incremental:
         ends = [hi for _, _, hi in days]
         return _Now(now_ms, tz, days, today_end, hours, points, min(end, today_end), ends)
 
-    def _start_over(self, conn: sqlite3.Connection, config: Config, tz: ZoneInfo) -> None:
+    def _start_over(self, conn: Connection, config: Config, tz: ZoneInfo) -> None:
         self._config = config
         hub = config.settings.location
         places = {name: lid for lid, name in conn.execute("SELECT id, name FROM location")}
@@ -404,7 +404,7 @@ class Incremental:
     def _maintained(self, k: _Kept) -> Spans:
         return self._maint[k.maint_key][0] if k.maint_key else Spans.empty()
 
-    def _read_results(self, conn: sqlite3.Connection, now_ms: int) -> dict[int, list[_Row]]:
+    def _read_results(self, conn: Connection, now_ms: int) -> dict[int, list[_Row]]:
         """Every monitor's results newer than the newest seen, (ts_ms, outcome, latency_us)
         by kept index, in time order; the last one kept. After a start over, every monitor
         with a result, with no rows (all its hours are read). A monitor's results are those
@@ -444,7 +444,7 @@ class Incremental:
         self._read_pings(conn, changed)
         return changed
 
-    def _read_pings(self, conn: sqlite3.Connection, changed: Iterable[int]) -> None:
+    def _read_pings(self, conn: Connection, changed: Iterable[int]) -> None:
         """The newest ping of each push monitor with new results."""
         for i in changed:
             k = self._kept[i]
@@ -463,7 +463,7 @@ class Incremental:
                 groups.setdefault(loc, []).append(i)
         return groups
 
-    def _read_newest(self, conn: sqlite3.Connection) -> None:
+    def _read_newest(self, conn: Connection) -> None:
         """Each combined verdict's newest result at any location: where its open coverage
         span reaches (`_Kept.reach`)."""
         if not self._combined:
@@ -490,7 +490,7 @@ class Incremental:
                 k.view = None
 
     def _read_derived(
-        self, conn: sqlite3.Connection, indices: Sequence[int], horizon: int, tz: ZoneInfo
+        self, conn: Connection, indices: Sequence[int], horizon: int, tz: ZoneInfo
     ) -> None:
         """Coverage, incidents and the last transition of the monitors (kept indices) whose
         saved tracker state or newest coverage span moved (all of them after a start over),
@@ -500,7 +500,7 @@ class Incremental:
             self._read_derived_at(conn, loc, members, horizon, tz)
 
     def _read_derived_at(
-        self, conn: sqlite3.Connection, loc: int, changed: list[int], horizon: int, tz: ZoneInfo
+        self, conn: Connection, loc: int, changed: list[int], horizon: int, tz: ZoneInfo
     ) -> None:
         mids = json.dumps([self._kept[i].mid for i in changed])
         # what moves with derived data, not with every result: the newest coverage span,
@@ -598,7 +598,7 @@ class Incremental:
         k.view = None
 
     def _read_latency(
-        self, conn: sqlite3.Connection, changed: dict[int, list[_Row]], at: _Now, rolled: int
+        self, conn: Connection, changed: dict[int, list[_Row]], at: _Now, rolled: int
     ) -> None:
         """The latency hours of monitors with new results (as build._latency): rollups for
         hours rolled up, raw results after. After a start over every hour is read; then
@@ -610,7 +610,7 @@ class Incremental:
 
     def _read_latency_at(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         loc: int,
         changed: dict[int, list[_Row]],
         at: _Now,

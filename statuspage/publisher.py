@@ -27,13 +27,13 @@ import gzip
 import hashlib
 import logging
 import pathlib
-import sqlite3
 import time
 from collections.abc import Callable, Hashable
 from typing import TypeVar, cast
 
 from prober.config import Config
 from prober.store.db import ReadConnection
+from prober.store.engine import Connection, Database
 from statuspage.incremental import Incremental
 from statuspage.notices import attach
 from statuspage.snapshot import Snapshot
@@ -136,7 +136,7 @@ class Publisher:
     ) -> None:
         self._config = config
         self._base = config  # what the incremental state builds from (notices aside)
-        self._path: pathlib.Path = config.database_path
+        self._path: pathlib.Path | Database = config.database
         self._min_age = min_age
         self._max_age = max_age
         self._check_every = check_every
@@ -151,7 +151,7 @@ class Publisher:
         self._db = ReadConnection(self._path)
         self._snapshot: Snapshot | None = None
         self._built_at = 0.0
-        self._data_version: int | None = None
+        self._data_version: int | str | None = None
         self._building: asyncio.Future[Snapshot] | None = None
         self._max_bodies = max_bodies
         self._max_body_bytes = max_body_bytes
@@ -222,7 +222,7 @@ class Publisher:
         """Bodies kept for the current snapshot, and their bytes (the warm ones' not counted)."""
         return len(self._bodies), self._bodies.bytes
 
-    async def read_once(self, key: Hashable, read: Callable[[sqlite3.Connection], T]) -> T:
+    async def read_once(self, key: Hashable, read: Callable[[Connection], T]) -> T:
         """A value read from the database once per snapshot, on the snapshot thread (the
         first result's time, for /reports/); callers share it until the next refresh.
         `key` names the question; code chooses it, never a visitor."""
@@ -330,7 +330,7 @@ class Publisher:
                 await self._body(snapshot, key, render, content_type)  # not a request
         return snapshot
 
-    def _read(self) -> tuple[Snapshot, int, bool]:
+    def _read(self) -> tuple[Snapshot, int | str, bool]:
         """On the snapshot thread: the data version, then the snapshot (so a commit in
         between makes the next check refresh, never miss), with the incidents written by
         people attached and the subscription form on when subscriptions are. Also whether

@@ -30,7 +30,6 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
-import sqlite3
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,6 +38,7 @@ from prober.config import Config
 from prober.config.locations import COMBINED, latency_location, verdict_location
 from prober.config.monitors import Monitor
 from prober.redact import visible_text
+from prober.store.engine import Connection
 from prober.store.ledger import TrackSpec, rewrites
 from prober.timeline import Spans
 from statuspage.incremental import FAR, MAINT, Tally
@@ -243,7 +243,7 @@ class Readings:
         self.full = False
         self.full_reads = 0
 
-    def refresh(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> Frame:
+    def refresh(self, conn: Connection, config: Config, now: dt.datetime) -> Frame:
         """Every monitor's reading as of `now`, in one read transaction."""
         conn.execute("BEGIN")
         try:
@@ -251,7 +251,7 @@ class Readings:
         finally:
             conn.execute("ROLLBACK")
 
-    def _refresh(self, conn: sqlite3.Connection, config: Config, now_ms: int) -> Frame:
+    def _refresh(self, conn: Connection, config: Config, now_ms: int) -> Frame:
         counter = rewrites(conn)
         (max_mid,) = conn.execute("SELECT max(id) FROM monitor").fetchone()
         (max_lid,) = conn.execute("SELECT max(id) FROM location").fetchone()
@@ -271,7 +271,7 @@ class Readings:
             self._kept[i].reading = None
         return self._make_frame(config, now_ms, bool(moved or changed))
 
-    def _start_over(self, conn: sqlite3.Connection, config: Config, now_ms: int) -> None:
+    def _start_over(self, conn: Connection, config: Config, now_ms: int) -> None:
         self._config = config
         places = {name: lid for lid, name in conn.execute("SELECT id, name FROM location")}
         ids = {slug: mid for mid, slug in conn.execute("SELECT id, slug FROM monitor")}
@@ -316,7 +316,7 @@ class Readings:
                 redone.add(i)
         return redone
 
-    def _read_results(self, conn: sqlite3.Connection) -> set[int]:
+    def _read_results(self, conn: Connection) -> set[int]:
         """The newest result at each location of each monitor (all of them after a start
         over), and the downs and successes among those read since the last refresh at its
         verdict's location. Answers the monitors with new results."""
@@ -374,7 +374,7 @@ class Readings:
             changed.add(i)
         return changed
 
-    def _read_derived(self, conn: sqlite3.Connection, changed: set[int]) -> set[int]:
+    def _read_derived(self, conn: Connection, changed: set[int]) -> set[int]:
         """Coverage, incidents and status of the monitors with new results whose newest
         coverage span, newest incident or last transition moved (all after a start over),
         where each one's verdict is kept. Answers the monitors read again."""
@@ -392,6 +392,7 @@ class Readings:
                 " (SELECT count(*) FROM incident WHERE monitor_id = m AND location_id = l"
                 " AND end_ms IS NULL)"
                 " FROM (SELECT j.value ->> 0 AS m, j.value ->> 1 AS l FROM json_each(?) AS j)"
+                " AS p"
                 " LEFT JOIN coverage AS c ON c.monitor_id = m AND c.location_id = l"
                 " AND c.start_ms = (SELECT max(start_ms) FROM coverage WHERE monitor_id = m"
                 " AND location_id = l)",
@@ -444,7 +445,7 @@ class Readings:
             self._retally(k)
         return {i for i in changed if self._kept[i].mid in moved}
 
-    def _read_recovery(self, conn: sqlite3.Connection, k: _Kept) -> None:
+    def _read_recovery(self, conn: Connection, k: _Kept) -> None:
         """The newest down result and the first success after it, of a monitor with an
         open incident (read from the results once; then kept from the results read)."""
         opened = [start for start, end in k.incidents if end is None]

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 
 from prober.config import Config
 from prober.store.db import ReadConnection
+from prober.store.engine import Database
 from statuspage.readings import Frame, Readings
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Keeper:
         wall: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
         self._config = config
-        self._path: pathlib.Path = config().database_path
+        self._path: pathlib.Path | Database = config().database
         self._check_every = check_every
         self._clock = clock
         self._wall = wall
@@ -69,7 +70,7 @@ class Keeper:
         self._frame: Frame | None = None
         self._read_at = -float("inf")
         self._read_seconds = 0.0  # the last incremental read's
-        self._data_version: int | None = None
+        self._data_version: int | str | None = None
         self._read_config: Config | None = None
         self._asked_at = clock()
         self._reading: asyncio.Future[Frame] | None = None
@@ -146,7 +147,7 @@ class Keeper:
         log.debug("metrics readings read seconds=%.3f", seconds)
         return frame
 
-    def _refresh(self, config: Config) -> tuple[Frame, int]:
+    def _refresh(self, config: Config) -> tuple[Frame, int | str]:
         """On the thread: the data version, then the frame (so a commit in between makes
         the next check read again, never miss)."""
         version = self._db.data_version()

@@ -426,7 +426,8 @@ def test_runtime_settings_are_consistent() -> None:
     assert only("CMD").exec_form() == ["run"]
     assert "prober" in pyproject()["project"]["scripts"]  # type: ignore[index]
     pip_lines = [shlex.join(c) for i in runs for c in shell_commands(i.args) if pip_arguments(c)]
-    assert pip_lines == ["pip install --no-cache-dir ."]
+    # the image takes either engine: settings.database may be a postgresql:// URL
+    assert pip_lines == ["pip install --no-cache-dir '.[postgresql]'"]
 
 
 # --- the replay -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import pytest
 
 from prober.config.load import load_config
 from prober.config.locations import COMBINED
+from prober.store.engine import Connection, Database
 from prober.store.ledger import TrackSpec, rebuild_combined
 from tests.support.net import free_port
 from tests.support.places import Hook, Proxy, Target, running
@@ -40,8 +41,11 @@ TOKENS = {name: f"{name}-token-{'x' * 32}" for name in AGENTS}
 class Places:
     """The hub, its agents (each behind a proxy the test can cut) and what they share."""
 
-    def __init__(self, tmp: pathlib.Path, target: Target, hook: Hook, loop: Any) -> None:
+    def __init__(
+        self, tmp: pathlib.Path, target: Target, hook: Hook, loop: Any, database: str = ""
+    ) -> None:
         self.tmp = tmp
+        self.database = database or f"sqlite:///{tmp / 'hub.db'}"  # or a PostgreSQL URL
         self.target = target
         self.hook = hook
         self.loop = loop
@@ -62,7 +66,7 @@ class Places:
 [settings]
 location = "seoul"
 listen = "127.0.0.1:{self.port}"
-database = "sqlite:///{tmp / "hub.db"}"
+database = "{self.database}"
 alert_group_wait = "0s"
 {agents}
 [defaults]
@@ -131,6 +135,12 @@ token = "${{{name.upper()}_TOKEN}}"
     # -- reading the hub's database (read-only, as the page does) -------------------------
 
     def query(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
+        if self.database.startswith("postgresql:"):
+            pg = Database(self.database).connect()
+            try:
+                return [tuple(row) for row in pg.execute(sql, args).fetchall()]
+            finally:
+                pg.close()
         conn = sqlite3.connect(f"file:{self.tmp / 'hub.db'}?mode=ro", uri=True)
         try:
             return conn.execute(sql, args).fetchall()
@@ -192,11 +202,13 @@ token = "${{{name.upper()}_TOKEN}}"
         return value
 
 
-@pytest.fixture
-def places(tmp_path: pathlib.Path) -> Iterator[Places]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def places(tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[Places]:
+    """A hub on each engine: the same verdicts, incidents and alerts."""
+    database = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
     target, hook = Target(), Hook()
     with running(target, hook) as loop:
-        setup = Places(tmp_path, target, hook, loop)
+        setup = Places(tmp_path, target, hook, loop, database)
         try:
             # every location has reported and the verdict is up
             until(lambda: target.seen >= {"seoul", *AGENTS}, within=30)
@@ -300,10 +312,14 @@ def test_cut_off_agent_delivers_its_queue_and_the_past_is_rederived_without_a_se
     # the timeline is what re-deriving from the stored results gives
     config = load_config(places.config, env=places.env)
     spec = TrackSpec.of(config.monitors[0])
-    copy = sqlite3.connect(places.tmp / "copy.db", isolation_level=None)
-    source = sqlite3.connect(f"file:{places.tmp / 'hub.db'}?mode=ro", uri=True)
-    source.backup(copy)
-    source.close()
+    copy: Connection
+    if places.database.startswith("postgresql:"):  # re-derived in a transaction undone
+        copy = Database(places.database).connect()
+    else:
+        copy = sqlite3.connect(places.tmp / "copy.db", isolation_level=None)
+        source = sqlite3.connect(f"file:{places.tmp / 'hub.db'}?mode=ro", uri=True)
+        source.backup(copy)
+        source.close()
     ids = {name: lid for lid, name in copy.execute("SELECT id, name FROM location")}
     ((mid,),) = copy.execute("SELECT id FROM monitor WHERE slug = 'api'").fetchall()
     (horizon,) = copy.execute(
@@ -313,10 +329,10 @@ def test_cut_off_agent_delivers_its_queue_and_the_past_is_rederived_without_a_se
     timeline = "SELECT ts_ms, old, new FROM transition WHERE location_id = ? AND ts_ms < ?"
     settled = horizon - 2_000  # moments the live ledger had judged for good
     live = copy.execute(timeline, (ids[COMBINED], settled)).fetchall()
-    copy.execute("BEGIN")
+    copy.execute("BEGIN IMMEDIATE")
     rebuild_combined(copy, spec, mid, ids, horizon)
-    copy.execute("COMMIT")
     assert copy.execute(timeline, (ids[COMBINED], settled)).fetchall() == live
+    copy.execute("ROLLBACK")
     copy.close()
 
     places.target.mend()

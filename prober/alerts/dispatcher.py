@@ -53,7 +53,7 @@ from prober.config.locations import verdict_location
 from prober.config.monitors import Monitor, PushMonitor
 from prober.config.settings import AlertmanagerNotifier, EmailNotifier, Notifier
 from prober.redact import Redactor
-from prober.store.db import connect_raw
+from prober.store.engine import Connection, Database, connect
 from prober.store.remediations import Attempt
 from prober.timeline import from_ms, to_ms
 
@@ -83,7 +83,7 @@ class Dispatcher:
     def __init__(
         self,
         config: Config,
-        path: pathlib.Path,
+        path: pathlib.Path | Database,
         session: aiohttp.ClientSession,
         *,
         redact: Redactor | None = None,
@@ -106,7 +106,7 @@ class Dispatcher:
         self._clock = clock
         self._parallel = asyncio.Semaphore(max_parallel)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alerts-db")
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._woken = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
@@ -180,10 +180,10 @@ class Dispatcher:
     def _now_ms(self) -> int:
         return round(self._clock() * 1000)
 
-    async def _db(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _db(self, fn: Callable[[Connection], T]) -> T:
         def call() -> T:
             if self._conn is None:
-                self._conn = connect_raw(self._path)
+                self._conn = connect(self._path)
             return fn(self._conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -195,10 +195,10 @@ class Dispatcher:
 
     # -- a pass (on the database thread) ---------------------------------------------
 
-    def _release(self, conn: sqlite3.Connection) -> int:
+    def _release(self, conn: Connection) -> int:
         return outbox.release_claims(conn)
 
-    def _pass(self, conn: sqlite3.Connection) -> tuple[list[_Outgoing], int]:
+    def _pass(self, conn: Connection) -> tuple[list[_Outgoing], int]:
         now = self._now_ms()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -253,7 +253,7 @@ class Dispatcher:
 
     def _situation(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         rows: Sequence[Row],
         open_incidents: Mapping[str, str],
         now: int,
@@ -278,7 +278,7 @@ class Dispatcher:
 
     def _recoveries(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         rows: Sequence[Row],
         open_incidents: Mapping[str, str],
         now: int,
@@ -319,7 +319,7 @@ class Dispatcher:
         )
         return max(to_ms(w.end) for w in found) if found else None
 
-    def _remind(self, conn: sqlite3.Connection, open_incidents: Mapping[str, str], now: int) -> int:
+    def _remind(self, conn: Connection, open_incidents: Mapping[str, str], now: int) -> int:
         """Add the reminders that are due; the time of the next one."""
         repeats = {n.id: round(n.repeat * 1000) for n in self._config.notifiers if n.repeat}
         next_ms = now + 86_400_000
@@ -336,9 +336,7 @@ class Dispatcher:
             next_ms = min(next_ms, opened.sent_ms + (n + 1) * every)
         return next_ms
 
-    def _escalate(
-        self, conn: sqlite3.Connection, open_incidents: Mapping[str, str], now: int
-    ) -> int:
+    def _escalate(self, conn: Connection, open_incidents: Mapping[str, str], now: int) -> int:
         """Add the escalations that are due; the time of the next step."""
         next_ms = now + 86_400_000
         steps = {m.id: m.escalate for m in self._config.monitors if m.escalate}
@@ -367,7 +365,7 @@ class Dispatcher:
                         )  # fmt: skip
         return next_ms
 
-    def _tell_remediated(self, conn: sqlite3.Connection, dropped: Sequence[Row], now: int) -> None:
+    def _tell_remediated(self, conn: Connection, dropped: Sequence[Row], now: int) -> None:
         """A "recovered automatically" row for each incident whose opening was dropped as
         remediated, to the monitor's notifiers asking for it (due now; a later pass sends)."""
         for opened in dropped:
@@ -383,7 +381,7 @@ class Dispatcher:
                 if outbox.add_remediated(conn, opened, nid, data, now):
                     log.info("recovered automatically notifier=%s monitor=%s", nid, monitor.id)
 
-    def _silence(self, conn: sqlite3.Connection, now: int) -> int:
+    def _silence(self, conn: Connection, now: int) -> int:
         """Silences for the maintenance windows running now (`silences = true`); the start
         of the next window, when a pass is due again."""
         later = now + 86_400_000
@@ -409,7 +407,7 @@ class Dispatcher:
 
     def _message(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         rows: Sequence[Row],
         notifier: Notifier,
         open_incidents: Mapping[str, str],

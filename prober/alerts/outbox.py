@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
 from prober.alerts.message import Kind
@@ -24,6 +23,7 @@ from prober.config.locations import COMBINED
 from prober.config.monitors import HttpMonitor, TlsMonitor
 from prober.incidents import Incident, Opened, Resolved
 from prober.results import Outcome
+from prober.store.engine import Connection
 from prober.store.tables import OUTCOME_CODES
 
 PENDING, SENDING, SENT, FAILED, SUPPRESSED = "pending", "sending", "sent", "failed", "suppressed"
@@ -125,7 +125,7 @@ class Outbox:
         self.added = 0  # rows written; the writer wakes the dispatcher when it grows
 
     def incident(
-        self, conn: sqlite3.Connection, monitor: str, change: Opened | Resolved, now_ms: int
+        self, conn: Connection, monitor: str, change: Opened | Resolved, now_ms: int
     ) -> None:
         i: Incident = change.incident
         kind = Kind.OPENED if isinstance(change, Opened) else Kind.RESOLVED
@@ -151,9 +151,7 @@ class Outbox:
                 data,
             )
 
-    def certificate(
-        self, conn: sqlite3.Connection, monitor: str, not_after_ms: int, now_ms: int
-    ) -> None:
+    def certificate(self, conn: Connection, monitor: str, not_after_ms: int, now_ms: int) -> None:
         """A result saw a certificate: an event when it is within the monitor's warn_days,
         once per certificate (its expiry is in the key: a renewed one starts afresh)."""
         warn = self.routes.cert_warn_ms.get(monitor)
@@ -167,7 +165,7 @@ class Outbox:
 
     def regional(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         monitor: str,
         locations: Sequence[str],
         since_ms: int,
@@ -182,7 +180,7 @@ class Outbox:
             self._add(conn, f"{incident}/{Kind.REGIONAL}/{notifier}", notifier,
                       Kind.REGIONAL, monitor, incident, now_ms, data)  # fmt: skip
 
-    def network(self, conn: sqlite3.Connection, failing: bool, at_ms: int) -> None:
+    def network(self, conn: Connection, failing: bool, at_ms: int) -> None:
         """The prober's own network went down (every canary fails) or came back."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'network_down_since_ms'").fetchone()
         if failing == (row is not None):
@@ -204,7 +202,7 @@ class Outbox:
 
     def _add(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         key: str,
         notifier: str,
         kind: Kind,
@@ -226,7 +224,7 @@ def reminder_key(opened: Row, n: int) -> str:
     return f"{opened.incident}/reminder-{n}/{opened.notifier}"
 
 
-def add_reminder(conn: sqlite3.Connection, opened: Row, n: int, now_ms: int) -> bool:
+def add_reminder(conn: Connection, opened: Row, n: int, now_ms: int) -> bool:
     """The n-th reminder of an incident to one notifier; false if it exists already."""
     key = reminder_key(opened, n)
     cursor = conn.execute(
@@ -244,7 +242,7 @@ def escalation_key(incident: str, notifier: str) -> str:
 
 
 def add_escalation(
-    conn: sqlite3.Connection, opened: Row, notifier: str, after_ms: int, now_ms: int
+    conn: Connection, opened: Row, notifier: str, after_ms: int, now_ms: int
 ) -> bool:
     """An `escalate` step's opening to one more notifier, due now, copied from the opening
     that went out first (`opened`); false if that notifier was escalated to already."""
@@ -258,7 +256,7 @@ def add_escalation(
     return cursor.rowcount == 1
 
 
-def escalated(conn: sqlite3.Connection, incident: str) -> list[str]:
+def escalated(conn: Connection, incident: str) -> list[str]:
     """The notifiers an `escalate` step wrote an opening for, in any state."""
     rows = conn.execute(
         "SELECT notifier FROM alert WHERE incident = ? AND kind = ?"
@@ -273,7 +271,7 @@ def remediated_key(incident: str, notifier: str) -> str:
 
 
 def add_remediated(
-    conn: sqlite3.Connection,
+    conn: Connection,
     opened: Row,
     notifier: str,
     data: Mapping[str, object],
@@ -293,7 +291,7 @@ def add_remediated(
 
 
 def add_silence(
-    conn: sqlite3.Connection,
+    conn: Connection,
     notifier: str,
     window: str,
     data: Mapping[str, object],
@@ -310,7 +308,7 @@ def add_silence(
     return cursor.rowcount == 1
 
 
-def forget_reminders(conn: sqlite3.Connection, opened: Row, keep: str) -> int:
+def forget_reminders(conn: Connection, opened: Row, keep: str) -> int:
     """Delete an incident's finished reminders to one notifier but `keep` (a key): for a
     notifier reminded every minute, an outage of a day would leave 1,440 rows."""
     return conn.execute(
@@ -320,7 +318,7 @@ def forget_reminders(conn: sqlite3.Connection, opened: Row, keep: str) -> int:
     ).rowcount
 
 
-def unfinished(conn: sqlite3.Connection) -> list[Row]:
+def unfinished(conn: Connection) -> list[Row]:
     """Rows still to be sent or decided, oldest first."""
     return [
         _row(r)
@@ -330,7 +328,7 @@ def unfinished(conn: sqlite3.Connection) -> list[Row]:
     ]
 
 
-def by_incident(conn: sqlite3.Connection, incidents: Iterable[str], kind: Kind) -> list[Row]:
+def by_incident(conn: Connection, incidents: Iterable[str], kind: Kind) -> list[Row]:
     """Rows of one kind for these incidents, any state."""
     found: list[Row] = []
     wanted = list(incidents)
@@ -348,7 +346,7 @@ def by_incident(conn: sqlite3.Connection, incidents: Iterable[str], kind: Kind) 
 
 
 def open_incidents(
-    conn: sqlite3.Connection, location: str, places: Mapping[str, str] | None = None
+    conn: Connection, location: str, places: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """Monitor slug -> incident key, for every open incident of a monitor's verdict: kept
     under `places[slug]` (prober.config.locations.verdict_location; default this hub's
@@ -372,7 +370,7 @@ def open_incidents(
 
 
 def recovered(
-    conn: sqlite3.Connection, slugs: Iterable[str], location: str, places: Mapping[str, str]
+    conn: Connection, slugs: Iterable[str], location: str, places: Mapping[str, str]
 ) -> dict[str, int]:
     """Monitor slug -> when its newest ended incident (at `places[slug]`, default
     `location`) was resolved: the result that completed its recovery."""
@@ -390,7 +388,7 @@ def recovered(
     return found
 
 
-def newest_result(conn: sqlite3.Connection, slug: str) -> tuple[int, bool] | None:
+def newest_result(conn: Connection, slug: str) -> tuple[int, bool] | None:
     """A monitor's newest result at any location: (its check's start, whether it was down)."""
     row = conn.execute(
         "SELECT r.ts_ms, r.outcome FROM result r JOIN monitor m ON m.id = r.monitor_id"
@@ -400,13 +398,13 @@ def newest_result(conn: sqlite3.Connection, slug: str) -> tuple[int, bool] | Non
     return None if row is None else (int(row[0]), row[1] == OUTCOME_CODES[Outcome.DOWN])
 
 
-def release_claims(conn: sqlite3.Connection) -> int:
+def release_claims(conn: Connection) -> int:
     """At start: rows a dead process claimed but never recorded go back to pending."""
     return conn.execute("UPDATE alert SET state = 'pending' WHERE state = 'sending'").rowcount
 
 
 def set_state(
-    conn: sqlite3.Connection,
+    conn: Connection,
     ids: Sequence[int],
     state: str,
     *,
@@ -446,7 +444,7 @@ def set_state(
     return changed
 
 
-def queue_depth(conn: sqlite3.Connection) -> int:
+def queue_depth(conn: Connection) -> int:
     (n,) = conn.execute(
         "SELECT count(*) FROM alert WHERE state IN ('pending', 'sending')"
     ).fetchone()

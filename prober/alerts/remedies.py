@@ -16,13 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import sqlite3
 from collections.abc import Mapping, Sequence
 
 from prober.alerts.message import Kind, Remediation
 from prober.alerts.outbox import PENDING, Row
 from prober.alerts.plan import Remedy
 from prober.config.monitors import Monitor, PushMonitor
+from prober.store.engine import Connection
 from prober.store.ledger import CRON_PUSH_COVER_S, cron_gap_s
 from prober.store.remediations import Attempt, for_incident
 from prober.timeline import from_ms
@@ -55,7 +55,7 @@ def _every_ms(monitor: Monitor) -> int:
 
 
 def attempts(
-    conn: sqlite3.Connection, rows: Sequence[Row], monitors: Mapping[str, Monitor]
+    conn: Connection, rows: Sequence[Row], monitors: Mapping[str, Monitor]
 ) -> dict[str, Attempt]:
     """Incident key -> its newest attempt, for the openings of remediated monitors."""
     found: dict[str, Attempt] = {}

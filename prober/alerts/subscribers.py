@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import pathlib
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from zoneinfo import ZoneInfo
@@ -34,7 +33,7 @@ from prober import maintenance, subscriptions
 from prober.alerts.message import Kind
 from prober.alerts.outbox import PENDING, Row
 from prober.config import Config
-from prober.store.db import connect_raw
+from prober.store.engine import Connection, Database, connect
 from prober.subscriptions import FRESH_MS, PACE_MS, Links, Mail
 from prober.timeline import from_ms, to_ms
 
@@ -47,18 +46,18 @@ class Subscribers:
     """The probing process's side of subscriptions; `wake` tells the dispatcher."""
 
     def __init__(
-        self, path: pathlib.Path, config: Config, wake: Callable[[], None] = lambda: None
+        self, path: pathlib.Path | Database, config: Config, wake: Callable[[], None] = lambda: None
     ) -> None:
         self._path = path
         self.config = config  # replaced on reload
         self._wake = wake
         self._lock = threading.Lock()  # one connection, one worker thread at a time
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
 
-    def _run(self, fn: Callable[[sqlite3.Connection], int]) -> int:
+    def _run(self, fn: Callable[[Connection], int]) -> int:
         with self._lock:
             if self._conn is None:
-                self._conn = connect_raw(self._path)
+                self._conn = connect(self._path)
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -94,7 +93,7 @@ class Subscribers:
             return "ok"
         answer = "invalid"
 
-        def act(conn: sqlite3.Connection) -> int:
+        def act(conn: Connection) -> int:
             nonlocal answer
             if action == "confirm":
                 answer = confirm(conn, asked.get("digest", ""), now_ms)
@@ -112,7 +111,7 @@ class Subscribers:
         if wanted is None:
             return 0
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Connection) -> int:
             expire(conn, now_ms)
             return announce(conn, config, wanted.email, now_ms)
 
@@ -122,7 +121,7 @@ class Subscribers:
 # -- sign-ups -------------------------------------------------------------------------
 
 
-def expire(conn: sqlite3.Connection, now_ms: int) -> None:
+def expire(conn: Connection, now_ms: int) -> None:
     """Pending sign-ups past PENDING_MS are forgotten, with their tokens."""
     old = now_ms - subscriptions.PENDING_MS
     conn.execute(
@@ -133,7 +132,7 @@ def expire(conn: sqlite3.Connection, now_ms: int) -> None:
     conn.execute("DELETE FROM subscriber WHERE state = 'pending' AND created_ms < ?", (old,))
 
 
-def subscribe(conn: sqlite3.Connection, address: str, lang: str, notifier: str, now_ms: int) -> int:
+def subscribe(conn: Connection, address: str, lang: str, notifier: str, now_ms: int) -> int:
     """A sign-up: a confirmation mail when the address is new (and the pending cap is not
     reached) or pending and within its per-address limits; nothing otherwise (a confirmed
     address gets nothing). Returns the outbox rows added (0 or 1)."""
@@ -152,10 +151,10 @@ def subscribe(conn: sqlite3.Connection, address: str, lang: str, notifier: str, 
             return 0
         cursor = conn.execute(
             "INSERT INTO subscriber (address, lang, state, created_ms, mailed_since_ms,"
-            " mailed_count) VALUES (?, ?, 'pending', ?, ?, 0)",
+            " mailed_count) VALUES (?, ?, 'pending', ?, ?, 0) RETURNING id",
             (address, lang, now_ms, now_ms),
         )
-        sid, count, since = int(cursor.lastrowid or 0), 0, now_ms
+        sid, count, since = int(cursor.fetchone()[0]), 0, now_ms
     else:
         sid, state, mailed_ms, since, count = row
         if state != "pending":
@@ -175,7 +174,7 @@ def subscribe(conn: sqlite3.Connection, address: str, lang: str, notifier: str, 
     return _queue(conn, notifier, key, key, {"subscriber": sid, "what": "confirm"}, now_ms, now_ms)
 
 
-def confirm(conn: sqlite3.Connection, token_digest: str, now_ms: int) -> str:
+def confirm(conn: Connection, token_digest: str, now_ms: int) -> str:
     """ "confirmed" when the digest is a live confirm token of a pending sign-up."""
     expire(conn, now_ms)
     found = conn.execute(
@@ -195,7 +194,7 @@ def confirm(conn: sqlite3.Connection, token_digest: str, now_ms: int) -> str:
     return "confirmed"
 
 
-def unsubscribe(conn: sqlite3.Connection, token_digest: str) -> str:
+def unsubscribe(conn: Connection, token_digest: str) -> str:
     """The subscriber of an unsubscribe token is deleted, address, tokens and all."""
     found = conn.execute(
         "SELECT subscriber FROM subscriber_token WHERE digest = ? AND purpose = ?",
@@ -247,7 +246,7 @@ def news(config: Config, now_ms: int) -> list[_News]:
     return found
 
 
-def announce(conn: sqlite3.Connection, config: Config, notifier: str, now_ms: int) -> int:
+def announce(conn: Connection, config: Config, notifier: str, now_ms: int) -> int:
     fresh = news(config, now_ms)
     if not fresh:
         return 0
@@ -276,7 +275,7 @@ def announce(conn: sqlite3.Connection, config: Config, notifier: str, now_ms: in
 
 
 def _queue(
-    conn: sqlite3.Connection,
+    conn: Connection,
     notifier: str,
     key: str,
     incident: str,
@@ -296,7 +295,7 @@ def _queue(
 # -- a row becomes a mail (the dispatcher's claim transaction) ----------------------------
 
 
-def compose(conn: sqlite3.Connection, row: Row, config: Config, now_ms: int) -> Mail | None:
+def compose(conn: Connection, row: Row, config: Config, now_ms: int) -> Mail | None:
     """The mail for a SUBSCRIBER row, with fresh tokens (digests stored); None when its
     subscriber is gone, or no longer one it may go to (a confirm mail to a confirmed
     address, any other to a pending one)."""
@@ -335,7 +334,7 @@ def compose(conn: sqlite3.Connection, row: Row, config: Config, now_ms: int) -> 
     )  # fmt: skip
 
 
-def _mint(conn: sqlite3.Connection, sid: int, purpose: str, now_ms: int) -> str:
+def _mint(conn: Connection, sid: int, purpose: str, now_ms: int) -> str:
     token = subscriptions.new_token()
     conn.execute(
         "INSERT INTO subscriber_token (digest, subscriber, purpose, created_ms)"

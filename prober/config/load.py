@@ -11,6 +11,7 @@ import difflib
 import os
 import pathlib
 import tomllib
+import urllib.parse
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ from prober.config.settings import (
 )
 from prober.config.tomlpos import KeyLines, Path, format_path, syntax_error, toml_kind
 from prober.config.warnings import Source, collect
+from prober.store.engine import Database
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,9 +83,23 @@ class Config:
         return self.path.parent / self.settings.incidents_dir
 
     @property
+    def database(self) -> Database:
+        """settings.database (or $PROBER_DATABASE): a SQLite file relative to the config
+        file's folder, or a PostgreSQL URL."""
+        return Database.of(self.database_url, self.path.parent)
+
+    @property
     def database_path(self) -> pathlib.Path:
-        """`sqlite:///data/x.db` is relative to the config file's folder."""
-        return self.path.parent / self.database_url.removeprefix("sqlite:///")
+        """The SQLite file, beside which the run's pid file and the monthly report files
+        go. With PostgreSQL there is no file: they go in systemd's $STATE_DIRECTORY when it
+        is set, else in `data/` beside the config, named after the database
+        (`prober-NAME.pid`, `reports/`)."""
+        if self.database.path is not None:
+            return self.database.path
+        name = urllib.parse.urlsplit(self.database_url).path.strip("/") or "postgresql"
+        state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        folder = pathlib.Path(state) if state else self.path.parent / "data"
+        return folder / f"prober-{name}.db"
 
     def secret_values(self) -> set[str]:
         """Every secret's value, for the redactor; short ones would redact ordinary words."""

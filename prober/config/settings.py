@@ -7,7 +7,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
@@ -27,6 +27,59 @@ def sqlite_url(value: str) -> str:
     if not value.startswith("sqlite:///") or value == "sqlite:///":
         raise ValueError(f'{value!r}: use "sqlite:///relative/path.db" or "sqlite:////abs/path.db"')
     return value
+
+
+def database_url(value: str) -> str:
+    """A SQLite file, or a PostgreSQL database (`postgresql://user:password@host/name`)."""
+    if value.startswith(("postgresql://", "postgres://")):
+        return _postgresql_url(value)
+    if not value.startswith("sqlite:///") or value == "sqlite:///":
+        raise ValueError(
+            f'{_shown(value)!r}: use "sqlite:///relative/path.db", "sqlite:////abs/path.db" or '
+            '"postgresql://USER:PASSWORD@HOST/NAME"'
+        )
+    return value
+
+
+def _postgresql_url(value: str) -> str:
+    """A URL libpq takes, naming a host and a database: checked here rather than at the first
+    connection of `run`. The password is never quoted (libpq's own words may hold it)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        _ = urlsplit(value).port  # brackets, a port out of range or not a number: ValueError
+        params = conninfo_to_dict(value)
+    except (ValueError, ProgrammingError) as exc:
+        said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        password = _password(value)
+        if password:
+            for secret in {password, unquote(password)}:
+                said = said.replace(secret, "***")
+        raise ValueError(f"not a PostgreSQL URL libpq takes: {said}") from None
+    if not params.get("host") and not params.get("hostaddr"):
+        raise ValueError("a postgresql:// URL needs a host: postgresql://USER:PASSWORD@HOST/NAME")
+    if not params.get("dbname"):
+        raise ValueError("a postgresql:// URL needs a database name: .../NAME")
+    return value
+
+
+def _shown(value: str) -> str:
+    """A URL as an error may quote it: no password."""
+    password = _password(value)
+    if password:
+        return value.replace(f":{password}@", ":***@", 1)
+    return value
+
+
+def _password(value: str) -> str | None:
+    """The URL's password as written (percent-encoded), if it has one we can find."""
+    try:
+        return urlsplit(value).password
+    except ValueError:
+        netloc = value.partition("://")[2].partition("/")[0]
+        userinfo, at, _ = netloc.rpartition("@")
+        return userinfo.partition(":")[2] or None if at else None
 
 
 def canary_urls(value: list[str]) -> list[str]:
@@ -103,7 +156,7 @@ class Settings(StrictModel):
         parse_host_port(value)
         return value
 
-    _database = field_validator("database")(sqlite_url)
+    _database = field_validator("database")(database_url)
 
     @field_validator("public_url")
     @classmethod

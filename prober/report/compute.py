@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sqlite3
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
@@ -30,6 +29,7 @@ from prober.report.model import (
     ReportIncident,
 )
 from prober.store import remediations, rollups, upkeep
+from prober.store.engine import Connection
 from prober.store.ledger import TrackSpec
 from prober.timeline import Spans
 
@@ -48,7 +48,7 @@ class Reader:
     incidents, transitions) is read where it is kept and its latency and checks where they
     are measured (prober.config.locations: with no agents, both at settings.location)."""
 
-    def __init__(self, conn: sqlite3.Connection, config: Config, now: dt.datetime) -> None:
+    def __init__(self, conn: Connection, config: Config, now: dt.datetime) -> None:
         self.conn = conn
         self.config = config
         self.hub = config.settings.location
@@ -147,7 +147,7 @@ class Reader:
 
 
 def build(
-    conn: sqlite3.Connection,
+    conn: Connection,
     config: Config,
     month: str,
     *,

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import pathlib
 import re
-import sqlite3
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
@@ -17,7 +16,8 @@ from prober.config import Config
 from prober.errors import UserError
 from prober.filemodes import replace_text
 from prober.report import compute, render
-from prober.store.db import connect_raw, open_engine
+from prober.store.db import open_database
+from prober.store.engine import Connection, connect
 
 
 class HistoryError(UserError):
@@ -27,12 +27,12 @@ class HistoryError(UserError):
 _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 
-def open_existing(config: Config) -> sqlite3.Connection:
-    path = config.database_path
-    if not path.exists():
-        raise HistoryError(f"no database at {path}: `prober run` creates it")
-    open_engine(path).dispose()  # checks (and creates missing) schema
-    return connect_raw(path)
+def open_existing(config: Config) -> Connection:
+    db = config.database
+    if db.path is not None and not db.path.exists():
+        raise HistoryError(f"no database at {db.path}: `prober run` creates it")
+    open_database(db)  # checks (and creates missing) schema
+    return connect(db)
 
 
 def previous_month(now: dt.datetime, tz: ZoneInfo) -> str:
@@ -52,7 +52,7 @@ def month_bounds(month: str, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
         raise HistoryError(f"{month!r} is outside the calendar in {tz.key}") from None
 
 
-def first_result_ms(conn: sqlite3.Connection, monitors: Sequence[str]) -> int | None:
+def first_result_ms(conn: Connection, monitors: Sequence[str]) -> int | None:
     """When the oldest coverage of these monitors starts (any location): their first
     result, imported ones included; coverage is kept when raw results are pruned. An index
     seek per monitor (coverage is keyed by monitor first)."""

@@ -52,7 +52,8 @@ from prober.runtime.signals import EarlyStop
 from prober.runtime.supervisor import WebProcess
 from prober.runtime.web import Launch
 from prober.scheduler import ProbeScheduler, ResultLog
-from prober.store.db import connect_raw, open_engine
+from prober.store.db import open_database
+from prober.store.engine import connect
 from prober.store.ledger import TrackSpec
 from prober.store.writer import NetworkChange, Observation, Recorded, ResultWriter
 from prober.timeline import to_ms
@@ -105,17 +106,14 @@ def run(
     try:
         if early is not None and early.requested.is_set():
             return
-        engine = open_engine(config.database_path, check=True)  # quick_check, then upgrade
-        try:
-            host, port = config.settings.listen_host_port
-            metrics_at = config.settings.metrics.listen_host_port
-            with (
-                bind(host, port) as sock,
-                bind(*metrics_at, "metrics") if metrics_at else contextlib.nullcontext() as extra,
-            ):
-                asyncio.run(serve(config, sock, log_level, log_format, early, metrics_sock=extra))
-        finally:
-            engine.dispose()
+        open_database(config.database, check=True)  # quick_check, then upgrade
+        host, port = config.settings.listen_host_port
+        metrics_at = config.settings.metrics.listen_host_port
+        with (
+            bind(host, port) as sock,
+            bind(*metrics_at, "metrics") if metrics_at else contextlib.nullcontext() as extra,
+        ):
+            asyncio.run(serve(config, sock, log_level, log_format, early, metrics_sock=extra))
     finally:
         lock.release()
 
@@ -140,7 +138,7 @@ async def serve(
     settings = config.settings
     outbox = Outbox(settings.location, Routes.of(config))
     writer = ResultWriter(
-        config.database_path,
+        config.database,
         settings.location,
         [TrackSpec.of(m) for m in config.monitors],
         timezone=settings.timezone,
@@ -159,10 +157,10 @@ async def serve(
     redact = Redactor(config.secret_values())
     reloader: Reloader | None = None
     async with open_shared(redact=redact, location=settings.location) as shared:
-        dispatcher = Dispatcher(config, config.database_path, shared.session, redact=redact)
+        dispatcher = Dispatcher(config, config.database, shared.session, redact=redact)
         writer.on_alert = dispatcher.wake
         remediator = Remediator(
-            config.database_path, redact, session=shared.session, notifiers=config.notifiers
+            config.database, redact, session=shared.session, notifiers=config.notifiers
         )
         await remediator.recover()  # attempts a killed prober left: never run again
         remedies = Remedies(config, remediator, dispatcher.wake)
@@ -177,7 +175,7 @@ async def serve(
             watched = remedy.watched
             writer.watch(watched, tell if watched else None)
 
-        subscribers = Subscribers(config.database_path, config, wake=dispatcher.wake)
+        subscribers = Subscribers(config.database, config, wake=dispatcher.wake)
         announce_now = asyncio.Event()  # after a reload: new notices are told at once
         canaries = Canaries(
             settings.canaries,
@@ -276,7 +274,7 @@ async def serve(
                 len(config.monitors),
                 _where(sock),
                 "off" if metrics_sock is None else f"http://{_where(metrics_sock)}/metrics",
-                config.database_path,
+                config.database.shown(),
             )
             url = settings.heartbeat_url.get_secret_value()
             tasks = [
@@ -357,7 +355,7 @@ async def _first_page(site: WebProcess, stop: asyncio.Event) -> None:
 
 def _tokens(config: Config, monitors: list[PushMonitor]) -> tuple[dict[str, str], dict[str, int]]:
     """Each push monitor's token (made on first use) and its newest stored result."""
-    conn = connect_raw(config.database_path)
+    conn = connect(config.database)
     try:
         conn.execute("BEGIN IMMEDIATE")
         tokens = push.ensure_tokens(conn, monitors)

@@ -23,7 +23,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
@@ -34,7 +33,7 @@ from prober.config.locations import verdict_location
 from prober.config.monitors import Monitor, ProbeMonitor
 from prober.remediation import Decision, Remediator
 from prober.results import Outcome
-from prober.store.db import connect_raw
+from prober.store.engine import Connection, connect
 from prober.store.remediations import Attempt
 from prober.store.tables import OUTCOME_CODES
 from prober.store.writer import Recorded
@@ -269,7 +268,7 @@ def _outcomes_between(
 ) -> list[int]:
     """A monitor's stored outcome codes at `location` strictly between two times, in order
     (a monitor probed from several locations has none at `*`: its verdicts are not rows)."""
-    conn = connect_raw(config.database_path)
+    conn = connect(config.database)
     try:
         found = conn.execute(
             "SELECT r.outcome FROM result r JOIN monitor m ON m.id = r.monitor_id"
@@ -283,7 +282,7 @@ def _outcomes_between(
 
 
 def _open_parents(config: Config, parents: tuple[str, ...], location: str) -> tuple[str, ...]:
-    conn = connect_raw(config.database_path)
+    conn = connect(config.database)
     try:
         return _parents_open(conn, config, parents, location)
     finally:
@@ -291,7 +290,7 @@ def _open_parents(config: Config, parents: tuple[str, ...], location: str) -> tu
 
 
 def _parents_open(
-    conn: sqlite3.Connection, config: Config, parents: tuple[str, ...], location: str
+    conn: Connection, config: Config, parents: tuple[str, ...], location: str
 ) -> tuple[str, ...]:
     if not parents:
         return ()
@@ -305,7 +304,7 @@ def _facts(
 ) -> tuple[int, int, tuple[str, ...]]:
     """A new run of downs as the database has it (a restart may have cut it): its first
     down and how many downs, this one included; and the parents with an open incident."""
-    conn = connect_raw(config.database_path)
+    conn = connect(config.database)
     try:
         row = conn.execute(
             "SELECT max(r.ts_ms) FROM result r JOIN monitor m ON m.id = r.monitor_id"

@@ -17,6 +17,7 @@ from sqlmodel import create_engine
 
 from prober.errors import UserError
 from prober.filemodes import create_private
+from prober.store.engine import Connection, Database, PgConnection, connect
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,30 @@ def connect_raw(path: pathlib.Path) -> sqlite3.Connection:
     for pragma in PRAGMAS:
         conn.execute(pragma)
     return conn
+
+
+def open_database(target: pathlib.Path | Database, *, check: bool = False) -> None:
+    """The database ready for use: a SQLite file as open_engine makes it (created 0600,
+    checked when `check`, upgraded or refused); a PostgreSQL database reached, its schema
+    created or upgraded (prober.store.migrations.upgrade_postgresql). Raises
+    DatabaseUnavailable naming the database (never its password) and why."""
+    if not isinstance(target, Database):
+        open_engine(target, check=check).dispose()
+    elif target.path is not None:
+        open_engine(target.path, check=check).dispose()
+    else:
+        from prober.store import migrations
+
+        try:
+            migrations.upgrade_postgresql(target)
+        except sqlite3.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot open the database {target.shown()}: {_first_line(exc)}"
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def open_engine(path: pathlib.Path, *, check: bool = False) -> sqlalchemy.Engine:
@@ -337,20 +362,26 @@ def _sync_dir(folder: pathlib.Path) -> None:
 
 class ReadConnection:
     """A read connection opened on first use, by the one thread that reads through it (the
-    page's snapshot thread, the metrics keeper's), with SQLite's `data_version`: it moves
-    when another connection commits."""
+    page's snapshot thread, the metrics keeper's), with a `data_version` that moves when
+    another connection commits: SQLite's `PRAGMA data_version`; PostgreSQL's write-ahead
+    log position (it moves on any write to the server: at worst a read that finds nothing
+    new)."""
 
-    def __init__(self, path: pathlib.Path) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
+    def __init__(self, target: pathlib.Path | Database) -> None:
+        self._target = target
+        self._conn: Connection | None = None
 
-    def get(self) -> sqlite3.Connection:
+    def get(self) -> Connection:
         if self._conn is None:
-            self._conn = connect_raw(self._path)
+            self._conn = connect(self._target)
         return self._conn
 
-    def data_version(self) -> int:
-        (value,) = self.get().execute("PRAGMA data_version").fetchone()
+    def data_version(self) -> int | str:
+        conn = self.get()
+        if isinstance(conn, PgConnection):
+            (lsn,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+            return str(lsn)
+        (value,) = conn.execute("PRAGMA data_version").fetchone()
         return int(value)
 
     def close(self) -> None:

@@ -7,11 +7,11 @@ the incident itself, and the store's imports stay below the alerting layer.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Protocol
 
 from prober.incidents import Opened, Resolved
+from prober.store.engine import Connection
 
 
 class EventHook(Protocol):
@@ -19,18 +19,16 @@ class EventHook(Protocol):
     added: int
 
     def incident(
-        self, conn: sqlite3.Connection, monitor: str, change: Opened | Resolved, now_ms: int
+        self, conn: Connection, monitor: str, change: Opened | Resolved, now_ms: int
     ) -> None:
         """An incident opened or resolved (live or replayed)."""
 
-    def certificate(
-        self, conn: sqlite3.Connection, monitor: str, not_after_ms: int, now_ms: int
-    ) -> None:
+    def certificate(self, conn: Connection, monitor: str, not_after_ms: int, now_ms: int) -> None:
         """A result saw a certificate expiring at `not_after_ms`."""
 
     def regional(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         monitor: str,
         locations: Sequence[str],
         since_ms: int,
@@ -39,5 +37,5 @@ class EventHook(Protocol):
     ) -> None:
         """A regional problem (failing at fewer than `quorum` locations) lasted down_after."""
 
-    def network(self, conn: sqlite3.Connection, failing: bool, at_ms: int) -> None:
+    def network(self, conn: Connection, failing: bool, at_ms: int) -> None:
         """The prober's own network went down (every canary fails) or came back."""

@@ -20,7 +20,6 @@ import functools
 import itertools
 import json
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
@@ -33,6 +32,7 @@ from prober.config.types import DownAfter
 from prober.incidents import Change, Opened, Resolved, Rule, Tracker, Transition
 from prober.quorum import Gate, Quorum, Rewind, Verdict
 from prober.results import Outcome
+from prober.store.engine import Connection
 from prober.store.tables import OUTCOMES_BY_CODE
 from prober.timeline import to_ms
 
@@ -49,16 +49,16 @@ def wall_ms() -> int:
     return round(time.time() * 1000)
 
 
-def mark_rewritten(conn: sqlite3.Connection) -> None:
+def mark_rewritten(conn: Connection) -> None:
     """Bump `meta.rewrites`, inside the caller's transaction (or on its own)."""
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, '1')"
-        " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        " ON CONFLICT (key) DO UPDATE SET value = CAST(meta.value AS INTEGER) + 1",
         (REWRITES_KEY,),
     )
 
 
-def rewrites(conn: sqlite3.Connection) -> int:
+def rewrites(conn: Connection) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (REWRITES_KEY,)).fetchone()
     return int(row[0]) if row else 0
 
@@ -102,9 +102,9 @@ class TrackSpec:
 
 # Told of every incident opened or resolved, inside the transaction that records it: the
 # alert outbox writes its rows there (live results and results replayed at start alike).
-OnIncident = Callable[[sqlite3.Connection, str, Opened | Resolved], None]
+OnIncident = Callable[[Connection, str, Opened | Resolved], None]
 # Told once per regional problem (failing locations, since_ms, cause) that lasted down_after.
-OnRegional = Callable[[sqlite3.Connection, str, tuple[str, ...], int, str | None], None]
+OnRegional = Callable[[Connection, str, tuple[str, ...], int, str | None], None]
 # Told of every combined verdict fed to a tracker (monitor, verdict, the start its open or
 # coming incident's alerts are keyed by: the alias, the open incident's start, or since_ms),
 # inside the transaction; a rebuild tells the verdicts it re-derives again.
@@ -214,7 +214,7 @@ class Ledger:
         self._multi = {}
         self._touched = set()
 
-    def load(self, conn: sqlite3.Connection, now_ms: int | None = None) -> int:
+    def load(self, conn: Connection, now_ms: int | None = None) -> int:
         """Restore every monitor's tracker and coverage; replay results newer than the
         saved state (inside one transaction). Returns the number of results replayed."""
         now = wall_ms() if now_ms is None else now_ms
@@ -255,7 +255,7 @@ class Ledger:
 
     def apply(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         slug: str,
         ts_ms: int,
         outcome: Outcome,
@@ -288,7 +288,7 @@ class Ledger:
                 break
         return []
 
-    def settle(self, conn: sqlite3.Connection, now_ms: int) -> list[tuple[str, Change]]:
+    def settle(self, conn: Connection, now_ms: int) -> list[tuple[str, Change]]:
         """The combined verdicts the results applied since the last call let through, and
         lapses (a location that stopped reporting) due by now; inside the caller's
         transaction. Looks at every monitor with several locations at most once a second,
@@ -314,7 +314,7 @@ class Ledger:
     def _place_id(self, name: str) -> int:
         return self._location_ids[name]
 
-    def _load_track(self, conn: sqlite3.Connection, spec: TrackSpec, mid: int, loc: int) -> _Track:
+    def _load_track(self, conn: Connection, spec: TrackSpec, mid: int, loc: int) -> _Track:
         row = conn.execute(
             "SELECT as_of_ms, state FROM monitor_state WHERE monitor_id = ? AND location_id = ?",
             (mid, loc),
@@ -336,7 +336,7 @@ class Ledger:
         return track
 
     @staticmethod
-    def _open_span(conn: sqlite3.Connection, mid: int, loc: int) -> int | None:
+    def _open_span(conn: Connection, mid: int, loc: int) -> int | None:
         span = conn.execute(
             "SELECT start_ms FROM coverage WHERE monitor_id = ? AND location_id = ?"
             " AND end_ms IS NULL",
@@ -344,7 +344,7 @@ class Ledger:
         ).fetchone()
         return span[0] if span else None
 
-    def _replay(self, conn: sqlite3.Connection, track: _Track) -> tuple[int, int]:
+    def _replay(self, conn: Connection, track: _Track) -> tuple[int, int]:
         """The results stored after the track's saved state: (results, changes)."""
         pending = conn.execute(
             "SELECT ts_ms, outcome, error FROM result WHERE monitor_id = ?"
@@ -360,7 +360,7 @@ class Ledger:
 
     def _step(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         track: _Track,
         ts_ms: int,
         outcome: Outcome,
@@ -385,7 +385,7 @@ class Ledger:
 
     # -- several locations: the combined verdict -------------------------------------------
 
-    def _restore_combined(self, conn: sqlite3.Connection, multi: _Multi) -> bool:
+    def _restore_combined(self, conn: Connection, multi: _Multi) -> bool:
         """The combined verdict's saved state, if it was saved under the same locations and
         quorum (else it is rebuilt: a config edit changed what the verdict means)."""
         track = multi.combined
@@ -422,7 +422,7 @@ class Ledger:
                 multi.gate.offer(name, ts_ms, OUTCOMES_BY_CODE[code], error)
         return True
 
-    def _catch_up(self, conn: sqlite3.Connection, multi: _Multi, now_ms: int) -> list[Change]:
+    def _catch_up(self, conn: Connection, multi: _Multi, now_ms: int) -> list[Change]:
         """Feed the gate's released moments to the quorum and its verdicts to the combined
         track; lapses up to the watermark; a late result rebuilds the combined verdict."""
         changes: list[Change] = []
@@ -441,7 +441,7 @@ class Ledger:
         return changes
 
     def _verdicts(
-        self, conn: sqlite3.Connection, multi: _Multi, verdicts: Iterable[Verdict]
+        self, conn: Connection, multi: _Multi, verdicts: Iterable[Verdict]
     ) -> list[Change]:
         track = multi.combined
         changes: list[Change] = []
@@ -470,7 +470,7 @@ class Ledger:
                 self.on_verdict(multi.spec.slug, v, key)
         return changes
 
-    def _regional(self, conn: sqlite3.Connection, multi: _Multi, v: Verdict) -> None:
+    def _regional(self, conn: Connection, multi: _Multi, v: Verdict) -> None:
         """A regional problem goes on; once it has lasted down_after (a duration, or N
         checks' worth of intervals) it is told, once (not while a rebuild replays: what it
         finds late was either told already or is history)."""
@@ -484,7 +484,7 @@ class Ledger:
                 self._on_regional(conn, multi.spec.slug, v.failing, since, v.error)
         multi.regional = (v.failing, since, told)
 
-    def _announce(self, conn: sqlite3.Connection, multi: _Multi, change: Opened | Resolved) -> None:
+    def _announce(self, conn: Connection, multi: _Multi, change: Opened | Resolved) -> None:
         """Tell the outbox, once per incident and event, under the start its first alert
         was keyed by. During a rebuild, an incident that overlaps one known before it is
         the same incident: its opening (and a resolution already told) is not told again."""
@@ -514,9 +514,7 @@ class Ledger:
         if self._on_incident is not None:
             self._on_incident(conn, multi.spec.slug, change)
 
-    def _rebuild_combined(
-        self, conn: sqlite3.Connection, multi: _Multi, now_ms: int
-    ) -> list[Change]:
+    def _rebuild_combined(self, conn: Connection, multi: _Multi, now_ms: int) -> list[Change]:
         """Re-derive the combined verdict from every stored result up to the watermark:
         at the first start, after a config edit, and when a late result (an agent back
         from an outage) changed the past. Incidents keep their identity (see _announce)."""
@@ -567,7 +565,7 @@ class Ledger:
             mark_rewritten(conn)
         return changes
 
-    def _save_combined(self, conn: sqlite3.Connection, multi: _Multi) -> None:
+    def _save_combined(self, conn: Connection, multi: _Multi) -> None:
         track, spec = multi.combined, multi.spec
         regional = multi.regional
         state = {
@@ -595,7 +593,7 @@ class Ledger:
 
     # -- rows ---------------------------------------------------------------------------
 
-    def _cover(self, conn: sqlite3.Connection, track: _Track, ts_ms: int, known: bool) -> None:
+    def _cover(self, conn: Connection, track: _Track, ts_ms: int, known: bool) -> None:
         loc, mid = track.location_id, track.monitor_id
         if track.open_span is not None:
             assert track.last_ts is not None
@@ -616,7 +614,7 @@ class Ledger:
             )
             track.open_span = ts_ms
 
-    def _record(self, conn: sqlite3.Connection, track: _Track, change: Change) -> None:
+    def _record(self, conn: Connection, track: _Track, change: Change) -> None:
         mid, loc = track.monitor_id, track.location_id
         if isinstance(change, Transition):
             conn.execute(
@@ -632,7 +630,7 @@ class Ledger:
                 (mid, loc, i.start_ms, i.confirmed_ms, i.end_ms, i.resolved_ms, i.cause),
             )
 
-    def _save_state(self, conn: sqlite3.Connection, track: _Track) -> None:
+    def _save_state(self, conn: Connection, track: _Track) -> None:
         if track.last_ts is None:
             return
         conn.execute(
@@ -648,7 +646,7 @@ class Ledger:
 
 
 def rebuild_combined(
-    conn: sqlite3.Connection,
+    conn: Connection,
     spec: TrackSpec,
     monitor_id: int,
     location_ids: Mapping[str, int],
@@ -678,7 +676,7 @@ def rebuild_combined(
 
 
 def rebuild(
-    conn: sqlite3.Connection,
+    conn: Connection,
     location_id: int,
     monitor_id: int,
     spec: TrackSpec,

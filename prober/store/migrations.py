@@ -51,6 +51,8 @@ import re
 import sqlite3
 from collections.abc import Callable
 
+from sqlalchemy import BigInteger, Boolean, Integer, MetaData, SmallInteger
+from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -62,14 +64,15 @@ from prober.store.db import (
     copy_database,
     corrupt_message,
 )
+from prober.store.engine import Connection, Database, PgConnection
 from prober.store.tables import SCHEMA_VERSION, TABLES
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[sqlite3.Connection], None]
+Step = Callable[[Connection], None]
 
 
-def step_1_to_2(conn: sqlite3.Connection) -> None:
+def step_1_to_2(conn: Connection) -> None:
     """The alert outbox, push tokens, the index of open incidents; the rollup tables
     rebuilt with their key columns first (prober.store.tables: SQLite 3.40's quick_check
     misreads the old layout).
@@ -82,7 +85,7 @@ def step_1_to_2(conn: sqlite3.Connection) -> None:
     _rebuild(conn, "rollup_day", _ROLLUP_DAY, ("monitor_id", "location_id", "day"))
 
 
-def _rebuild(conn: sqlite3.Connection, table: str, create: str, key: tuple[str, ...]) -> None:
+def _rebuild(conn: Connection, table: str, create: str, key: tuple[str, ...]) -> None:
     """The table re-created from `create`, rows copied by column name. The old one is
     renamed first, so the new table's stored CREATE text is exactly `create`."""
     columns = ", ".join((*key, *_ROLLUP_COLUMNS))
@@ -170,7 +173,7 @@ CREATE TABLE rollup_day (
 """
 
 
-def step_2_to_3(conn: sqlite3.Connection) -> None:
+def step_2_to_3(conn: Connection) -> None:
     """Latency histograms in version 3's buckets and format (prober.store.rollups: within
     0.4 %, stored as gaps) instead of version 2's (a JSON object keyed by the bucket's lower
     edge in ms: whole ms below 100 ms, 2 significant digits above). Each old bucket's count
@@ -231,7 +234,7 @@ def _v3_bucket(v2_key: str) -> int:
     return rollups.bucket(ms * 1000 + width * 500)
 
 
-def step_3_to_4(conn: sqlite3.Connection) -> None:
+def step_3_to_4(conn: Connection) -> None:
     """Email subscriptions (prober.alerts.subscribers): subscribers, their token digests,
     and what they were told of. New tables only: nothing to convert."""
     for statement in _V4:
@@ -254,7 +257,7 @@ _V4 = (
 )
 
 
-def step_4_to_5(conn: sqlite3.Connection) -> None:
+def step_4_to_5(conn: Connection) -> None:
     """Remediation attempts (prober.remediation). A new table only: nothing to convert."""
     for statement in _V5:
         conn.execute(statement)
@@ -270,7 +273,7 @@ _V5 = (
 )
 
 
-def step_5_to_6(conn: sqlite3.Connection) -> None:
+def step_5_to_6(conn: Connection) -> None:
     """Remediation attempts record their command's process (`pid`, `pid_start`: what a
     restart after kill -9 needs to kill its group, and only that one) and when a restart
     resumed their verification (`resumed_ms`). The table is rebuilt rather than ALTERed:
@@ -352,14 +355,82 @@ def upgrade(path: pathlib.Path) -> None:
         )
 
 
-def read_version(conn: sqlite3.Connection) -> int | None:
+def upgrade_database(db: Database) -> None:
+    """`upgrade` for a SQLite file; for PostgreSQL, `upgrade_postgresql`."""
+    if db.path is not None:
+        upgrade(db.path)
+    else:
+        upgrade_postgresql(db)
+
+
+def upgrade_postgresql(db: Database) -> None:
+    """The same schema, from the same definition (prober.store.tables), in PostgreSQL.
+
+    Under the store's write lock (every hub opening the database at once creates or upgrades
+    it once), in one transaction (PostgreSQL's DDL is transactional). A new database gets
+    the tables at SCHEMA_VERSION; an older one the steps of MIGRATIONS (written in the SQL
+    both engines take); a newer one is refused. No backup is taken: the operator's
+    database has its own (pg_dump, the provider's snapshots).
+    """
+    conn = PgConnection(db.url)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = read_version(conn)
+            _refuse_newer(db.shown(), found)
+            if found is None:
+                for _, statement in postgresql_ddl():
+                    conn.execute(statement)
+                _set_version(conn, SCHEMA_VERSION)
+            else:
+                for version in range(found + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[version](conn)
+                    _set_version(conn, version)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    if found is not None and found < SCHEMA_VERSION:
+        log.warning("database upgraded from version %d to %d", found, SCHEMA_VERSION)
+
+
+def postgresql_ddl() -> list[tuple[str, str]]:
+    """Name -> CREATE statement of every table and index, for PostgreSQL: the tables of
+    prober.store.tables with 64-bit integers (times are epoch milliseconds) and flags as
+    0/1 integers (as SQLite stores them), partial indexes kept partial."""
+    metadata = MetaData()
+    dialect = postgresql_dialect.dialect()  # type: ignore[no-untyped-call]
+    out = []
+    for model in TABLES:
+        table = model.__table__.to_metadata(metadata)  # type: ignore[attr-defined]
+        for column in table.columns:
+            if isinstance(column.type, Boolean):
+                column.type = SmallInteger()
+            elif isinstance(column.type, Integer):
+                column.type = BigInteger()
+        out.append((table.name, str(CreateTable(table).compile(dialect=dialect))))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            where = index.dialect_options["sqlite"]["where"]
+            if where is not None:
+                index.dialect_options["postgresql"]["where"] = where
+            out.append((str(index.name), str(CreateIndex(index).compile(dialect=dialect))))
+    return out
+
+
+def read_version(conn: Connection) -> int | None:
     """meta.schema_version; None for a new file (no meta table).
 
     A meta table without the row: created by version 1, which made its tables and
     recorded the version in two steps (a crash in between left no row); later versions
     create a file in one transaction.
     """
-    exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    if isinstance(conn, PgConnection):
+        exists = "SELECT 1 WHERE to_regclass('meta') IS NOT NULL"
+    else:
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
     if conn.execute(exists).fetchone() is None:
         return None
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -371,7 +442,7 @@ def read_version(conn: sqlite3.Connection) -> int | None:
         raise SchemaError(f"meta.schema_version is {row[0]!r}, not a version number") from None
 
 
-def _refuse_newer(path: pathlib.Path, found: int | None) -> None:
+def _refuse_newer(path: pathlib.Path | str, found: int | None) -> None:
     if found is not None and found > SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: the database has schema version {found}; this prober knows versions up "
@@ -380,7 +451,7 @@ def _refuse_newer(path: pathlib.Path, found: int | None) -> None:
         )
 
 
-def _under_lock(conn: sqlite3.Connection, path: pathlib.Path) -> tuple[int, pathlib.Path] | None:
+def _under_lock(conn: Connection, path: pathlib.Path) -> tuple[int, pathlib.Path] | None:
     """Inside BEGIN IMMEDIATE: (old version, backup) when upgraded, None otherwise."""
     found = read_version(conn)  # again: another process may have got here first
     if found == SCHEMA_VERSION:
@@ -419,7 +490,7 @@ def _backup(path: pathlib.Path, version: int) -> pathlib.Path:
     return dest
 
 
-def _set_version(conn: sqlite3.Connection, version: int) -> None:
+def _set_version(conn: Connection, version: int) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -427,7 +498,7 @@ def _set_version(conn: sqlite3.Connection, version: int) -> None:
     )
 
 
-def _verify(conn: sqlite3.Connection, path: pathlib.Path, doing: str) -> None:
+def _verify(conn: Connection, path: pathlib.Path, doing: str) -> None:
     problems = schema_problems(conn)
     if problems:
         raise SchemaError(
@@ -436,7 +507,7 @@ def _verify(conn: sqlite3.Connection, path: pathlib.Path, doing: str) -> None:
         )
 
 
-def schema_problems(conn: sqlite3.Connection) -> list[str]:
+def schema_problems(conn: Connection) -> list[str]:
     """How the file's tables and indexes differ from a new database's (others ignored)."""
     actual = {
         name: _normal(sql)

@@ -14,8 +14,9 @@ mode (prober.store.db.connect_raw): every write is one statement.
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from typing import Any
+
+from prober.store.engine import Connection
 
 RUNNING = "running"
 INTERRUPTED = "interrupted"
@@ -37,18 +38,18 @@ class Attempt:
     resumed_ms: int | None = None  # when a restart resumed its verification
 
 
-def start(conn: sqlite3.Connection, monitor: str, incident: str, now_ms: int) -> int:
+def start(conn: Connection, monitor: str, incident: str, now_ms: int) -> int:
     cursor = conn.execute(
         "INSERT INTO remediation (monitor, incident, started_ms, result, timed_out, output_tail)"
-        " VALUES (?, ?, ?, ?, 0, '')",
+        " VALUES (?, ?, ?, ?, 0, '') RETURNING id",
         (monitor, incident, now_ms, RUNNING),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    (rowid,) = cursor.fetchone()
+    return int(rowid)
 
 
 def finish(
-    conn: sqlite3.Connection,
+    conn: Connection,
     attempt: int,
     now_ms: int,
     *,
@@ -66,12 +67,12 @@ def finish(
     )
 
 
-def settle(conn: sqlite3.Connection, attempt: int, result: str) -> None:
+def settle(conn: Connection, attempt: int, result: str) -> None:
     """The verification's verdict on an attempt that ended: `verified` or `failed`."""
     conn.execute("UPDATE remediation SET result = ? WHERE id = ?", (result, attempt))
 
 
-def interrupt_unfinished(conn: sqlite3.Connection, now_ms: int) -> list[Attempt]:
+def interrupt_unfinished(conn: Connection, now_ms: int) -> list[Attempt]:
     """Rows a previous run left without an end (it died mid-remediation), now marked
     `interrupted`; returned as they are now."""
     found = [
@@ -85,14 +86,14 @@ def interrupt_unfinished(conn: sqlite3.Connection, now_ms: int) -> list[Attempt]
     return found
 
 
-def record_process(conn: sqlite3.Connection, attempt: int, pid: int, pid_start: int | None) -> None:
+def record_process(conn: Connection, attempt: int, pid: int, pid_start: int | None) -> None:
     """The command's process, once started: its pid (= its group) and its start time."""
     conn.execute(
         "UPDATE remediation SET pid = ?, pid_start = ? WHERE id = ?", (pid, pid_start, attempt)
     )
 
 
-def note(conn: sqlite3.Connection, attempt: int, line: str) -> None:
+def note(conn: Connection, attempt: int, line: str) -> None:
     """A line of the prober's own appended to an attempt's output tail."""
     conn.execute(
         "UPDATE remediation SET output_tail = output_tail || ? WHERE id = ?",
@@ -100,7 +101,7 @@ def note(conn: sqlite3.Connection, attempt: int, line: str) -> None:
     )
 
 
-def resume_unsettled(conn: sqlite3.Connection, now_ms: int) -> list[Attempt]:
+def resume_unsettled(conn: Connection, now_ms: int) -> list[Attempt]:
     """Rows whose command ended (and succeeded) but whose verification a stopped prober
     never settled, stamped `resumed_ms` (the held opening waits from then); returned."""
     found = [
@@ -115,7 +116,7 @@ def resume_unsettled(conn: sqlite3.Connection, now_ms: int) -> list[Attempt]:
     return found
 
 
-def started_since(conn: sqlite3.Connection, monitor: str, since_ms: int) -> int:
+def started_since(conn: Connection, monitor: str, since_ms: int) -> int:
     """Attempts for `monitor` started after `since_ms`: what the budget counts."""
     (count,) = conn.execute(
         "SELECT count(*) FROM remediation WHERE monitor = ? AND started_ms > ?",
@@ -124,7 +125,7 @@ def started_since(conn: sqlite3.Connection, monitor: str, since_ms: int) -> int:
     return int(count)
 
 
-def for_incident(conn: sqlite3.Connection, monitor: str, incident: str) -> list[Attempt]:
+def for_incident(conn: Connection, monitor: str, incident: str) -> list[Attempt]:
     """Every attempt made for one incident, oldest first (its timeline)."""
     found = conn.execute(
         _SELECT + "WHERE monitor = ? AND incident = ? ORDER BY id", (monitor, incident)
@@ -155,7 +156,7 @@ class Recorded:
     output_tail: str
 
 
-def started_from(conn: sqlite3.Connection, monitor: str, from_ms: int) -> list[Recorded]:
+def started_from(conn: Connection, monitor: str, from_ms: int) -> list[Recorded]:
     """Attempts for `monitor` started at `from_ms` or later, oldest first: what the operator's
     report lists under its incidents and counts per month (the columns it shows, by name)."""
     found = conn.execute(

@@ -21,7 +21,6 @@ import itertools
 import json
 import math
 import operator
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from typing import Any
@@ -29,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from prober import timeline
 from prober.results import Outcome
+from prober.store.engine import Connection
 from prober.store.tables import OUTCOME_CODES
 
 HOUR_MS = 3_600_000
@@ -266,7 +266,7 @@ class DayRollup(Rollup):
 
 
 @contextlib.contextmanager
-def _atomic(conn: sqlite3.Connection) -> Iterator[None]:
+def _atomic(conn: Connection) -> Iterator[None]:
     """The caller's transaction if one is open, else one of our own."""
     if conn.in_transaction:
         yield
@@ -315,7 +315,7 @@ def _hour_rollup(groups: Iterable[tuple[Any, ...]]) -> Rollup:
 
 
 def rollup_hours(
-    conn: sqlite3.Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
+    conn: Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
 ) -> int:
     """Recompute the rollup_hour rows of every UTC hour touching [start_ms, end_ms) from the
     raw results; hours without results lose their row. Returns the rows written.
@@ -327,7 +327,7 @@ def rollup_hours(
 
 
 def _write_hours(
-    conn: sqlite3.Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
+    conn: Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
 ) -> dict[int, Rollup]:
     """rollup_hours, returning the hours it wrote by hour_ms."""
     if end_ms <= start_ms:
@@ -351,7 +351,7 @@ def _write_hours(
 
 
 def rollup_span(
-    conn: sqlite3.Connection,
+    conn: Connection,
     monitor_id: int,
     location_id: int,
     start_ms: int,
@@ -389,7 +389,7 @@ def rollup_span(
 
 
 def from_raw(
-    conn: sqlite3.Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
+    conn: Connection, monitor_id: int, location_id: int, start_ms: int, end_ms: int
 ) -> Rollup:
     """The raw results in [start_ms, end_ms), exactly (no whole hours), stored nowhere: for
     the part of a window not rolled up yet."""
@@ -412,7 +412,7 @@ ORDER BY r.monitor_id, hour_ms
 
 
 def from_raw_hours(
-    conn: sqlite3.Connection, starts: dict[int, int], location_id: int, end_ms: int
+    conn: Connection, starts: dict[int, int], location_id: int, end_ms: int
 ) -> dict[int, dict[int, Rollup]]:
     """`from_raw` of every UTC hour with results in [starts[monitor], end_ms), for many
     monitors in one query: {monitor_id: {hour_ms: rollup}}. Each start is an hour's."""
@@ -432,7 +432,7 @@ def _local_midnight_ms(day: dt.date, tz: ZoneInfo) -> int:
 
 
 def rollup_days(
-    conn: sqlite3.Connection,
+    conn: Connection,
     monitor_id: int,
     location_id: int,
     days: Iterable[dt.date],
@@ -476,7 +476,7 @@ def _measures(row: Sequence[Any]) -> dict[str, Any]:
 
 
 def read_hours(
-    conn: sqlite3.Connection, monitor_ids: Iterable[int], start_ms: int, end_ms: int
+    conn: Connection, monitor_ids: Iterable[int], start_ms: int, end_ms: int
 ) -> list[HourRollup]:
     """Hour rollups with start_ms <= hour_ms < end_ms, every location, by monitor, location
     and hour."""
@@ -496,7 +496,7 @@ def read_hours(
 
 
 def read_days(
-    conn: sqlite3.Connection, monitor_ids: Iterable[int], first_day: dt.date, last_day: dt.date
+    conn: Connection, monitor_ids: Iterable[int], first_day: dt.date, last_day: dt.date
 ) -> list[DayRollup]:
     """Day rollups from first_day to last_day inclusive, every location, by monitor,
     location and day."""
@@ -520,7 +520,7 @@ def read_days(
 
 
 def prune(
-    conn: sqlite3.Connection,
+    conn: Connection,
     location_id: int | None,
     before_ms: int,
     monitor_ids: Iterable[int],
@@ -555,7 +555,7 @@ def prune(
 
 
 def _prune_chunk(
-    conn: sqlite3.Connection, monitor_id: int, location_id: int | None, cutoff: int, batch: int
+    conn: Connection, monitor_id: int, location_id: int | None, cutoff: int, batch: int
 ) -> int:
     """Roll up and delete the oldest whole hours of about `batch` results before cutoff."""
     # The primary key (monitor_id, ts_ms, location_id) serves every statement here.

@@ -12,13 +12,13 @@ pass (`reroll_converted`).
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from prober import timeline
 from prober.store import rollups
+from prober.store.engine import Connection
 from prober.store.ledger import mark_rewritten
 
 log = logging.getLogger(__name__)
@@ -34,20 +34,20 @@ REROLL_BUDGET_S = 5.0  # per upkeep pass
 CHUNK = 200  # monitors per transaction: the writer's results wait at most that long
 
 
-def pruned_before(conn: sqlite3.Connection) -> int:
+def pruned_before(conn: Connection) -> int:
     """Raw results before this time (epoch ms) may have been pruned; their hours live on
     only as rollups."""
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (PRUNED_BEFORE_KEY,)).fetchone()
     return int(row[0]) if row else 0
 
 
-def rolled_until(conn: sqlite3.Connection) -> int:
+def rolled_until(conn: Connection) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (ROLLED_UNTIL_KEY,)).fetchone()
     return int(row[0]) if row else 0
 
 
 def roll_up(
-    conn: sqlite3.Connection,
+    conn: Connection,
     location_id: int,
     monitor_ids: Sequence[int],
     start_ms: int,
@@ -101,7 +101,7 @@ class Upkeep:
     def due(self) -> bool:
         return time.monotonic() >= self._next
 
-    def run(self, conn: sqlite3.Connection, now_ms: int | None = None) -> None:
+    def run(self, conn: Connection, now_ms: int | None = None) -> None:
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         self._next = time.monotonic() + self._every
         target = (now_ms - self._grace_ms) // HOUR_MS * HOUR_MS
@@ -128,7 +128,7 @@ class Upkeep:
             self._next_prune = time.monotonic() + 86_400.0
             self.prune(conn, now_ms)
 
-    def prune(self, conn: sqlite3.Connection, now_ms: int) -> int:
+    def prune(self, conn: Connection, now_ms: int) -> int:
         begun = time.monotonic()
         cutoff = now_ms - self._retention_ms
         every = None if self._others else self._location_id  # None: every location
@@ -155,7 +155,7 @@ class Upkeep:
         return deleted
 
 
-def oldest_hour(conn: sqlite3.Connection, monitor_ids: Sequence[int]) -> int:
+def oldest_hour(conn: Connection, monitor_ids: Sequence[int]) -> int:
     """The start of the hour of the oldest raw result of any of the monitors (0: none)."""
     oldest = None
     for mid in monitor_ids:
@@ -167,12 +167,12 @@ def oldest_hour(conn: sqlite3.Connection, monitor_ids: Sequence[int]) -> int:
     return 0 if oldest is None else oldest // HOUR_MS * HOUR_MS
 
 
-def _meta_ms(conn: sqlite3.Connection, key: str) -> int | None:
+def _meta_ms(conn: Connection, key: str) -> int | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return int(row[0]) if row else None
 
 
-def reroll_converted(conn: sqlite3.Connection, tz: ZoneInfo) -> bool:
+def reroll_converted(conn: Connection, tz: ZoneInfo) -> bool:
     """One pass of rolling up again, from their raw results, the hours that the upgrade to
     schema version 3 converted (migrations.step_2_to_3: old buckets moved to their middles,
     the old ~5 % resolution kept), then the local days they touch. Returns whether any is
@@ -250,7 +250,7 @@ def reroll_converted(conn: sqlite3.Connection, tz: ZoneInfo) -> bool:
 
 
 def _reroll_monitor(
-    conn: sqlite3.Connection, monitor_id: int, start_ms: int, end_ms: int, tz: ZoneInfo
+    conn: Connection, monitor_id: int, start_ms: int, end_ms: int, tz: ZoneInfo
 ) -> int:
     """rollup_span of each location's hours in [start_ms, end_ms) from its first raw result
     there on: pruning removes whole hours, oldest first, so every later hour is complete."""

@@ -3,17 +3,17 @@ history (`import-results`): a thin entry over prober.store.ledger, which keeps i
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from prober.config import Config
 from prober.config.locations import COMBINED
+from prober.store.engine import Connection
 from prober.store.ledger import TrackSpec
 from prober.store.ledger import rebuild_combined as _rebuild
 
 
 def rebuild_combined(
-    conn: sqlite3.Connection, config: Config, slug: str, now_ms: int | None = None
+    conn: Connection, config: Config, slug: str, now_ms: int | None = None
 ) -> bool:
     """Re-derive `slug`'s combined verdict from its stored results, inside the caller's
     transaction, after each location's own derived data was rebuilt. False (nothing to

@@ -25,7 +25,7 @@ from prober.config.locations import COMBINED
 from prober.incidents import Change, Opened, Resolved
 from prober.quorum import Verdict
 from prober.results import CheckResult, Outcome
-from prober.store.db import connect_raw
+from prober.store.engine import Connection, Database, connect
 from prober.store.hooks import EventHook
 from prober.store.ledger import Ledger, TrackSpec
 from prober.store.tables import OUTCOME_CODES
@@ -122,7 +122,7 @@ class Reconfigure:
 class ResultWriter:
     def __init__(
         self,
-        path: pathlib.Path,
+        path: pathlib.Path | Database,
         location: str,
         monitors: Iterable[TrackSpec],
         batch_max: int = 5000,
@@ -132,7 +132,7 @@ class ResultWriter:
         retention_days: int = 90,
         outbox: EventHook | None = None,
         on_alert: Callable[[], None] | None = None,
-        connect: Callable[[pathlib.Path], sqlite3.Connection] = connect_raw,
+        connect: Callable[[pathlib.Path | Database], Connection] = connect,
         max_waiting: int = 200_000,
     ) -> None:
         self._connect = connect
@@ -176,7 +176,7 @@ class ResultWriter:
         self._watched = frozenset(monitors) if tell is not None else frozenset()
 
     def start(self) -> None:
-        conn = connect_raw(self._path)
+        conn = connect(self._path)
         try:
             self._register(conn)
             self._ledger = Ledger(
@@ -261,7 +261,7 @@ class ResultWriter:
         finally:
             self._conn.close()
 
-    def _reopen(self) -> sqlite3.Connection:
+    def _reopen(self) -> Connection:
         """A fresh connection after a failed write (a full or remounted disk, a replaced
         file): the next attempt starts clean."""
         with contextlib.suppress(sqlite3.Error):
@@ -302,7 +302,7 @@ class ResultWriter:
         self._maintain(self._conn)
         return None not in items
 
-    def _reconfigure(self, conn: sqlite3.Connection, item: Reconfigure) -> None:
+    def _reconfigure(self, conn: Connection, item: Reconfigure) -> None:
         assert self._ledger is not None
         assert self._upkeep is not None
         delay = 0.1
@@ -328,7 +328,7 @@ class ResultWriter:
             item.then()
         item.done.set()
 
-    def _maintain(self, conn: sqlite3.Connection) -> None:
+    def _maintain(self, conn: Connection) -> None:
         if self._upkeep is None or not self._upkeep.due():
             return
         try:
@@ -340,7 +340,7 @@ class ResultWriter:
 
     def _commit(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         items: list[Observation | NetworkChange],
         events: list[threading.Event],
     ) -> None:
@@ -413,9 +413,7 @@ class ResultWriter:
         for event in events:
             event.set()
 
-    def _derive(
-        self, conn: sqlite3.Connection, batch: list[Observation]
-    ) -> list[tuple[str, Change]]:
+    def _derive(self, conn: Connection, batch: list[Observation]) -> list[tuple[str, Change]]:
         assert self._ledger is not None
         changes = []
         places = self._location_ids
@@ -476,7 +474,7 @@ class ResultWriter:
         names = {n for s in self._specs for n in s.locations} - {self._location}
         return [self._location_ids[n] for n in sorted(names) if n in self._location_ids]
 
-    def _register(self, conn: sqlite3.Connection) -> None:
+    def _register(self, conn: Connection) -> None:
         """Ids for the monitors and every location results may come from (the combined
         verdict's too, when a monitor has several)."""
         specs = self._specs
@@ -490,15 +488,13 @@ class ResultWriter:
             name: lid for lid, name in conn.execute("SELECT id, name FROM location")
         }
 
-    def _incident_alerts(
-        self, conn: sqlite3.Connection, slug: str, change: Opened | Resolved
-    ) -> None:
+    def _incident_alerts(self, conn: Connection, slug: str, change: Opened | Resolved) -> None:
         if self._outbox is not None:
             self._outbox.incident(conn, slug, change, round(time.time() * 1000))
 
     def _regional_alerts(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         slug: str,
         locations: tuple[str, ...],
         since_ms: int,
@@ -547,7 +543,7 @@ def _log_change(monitor: str, change: Change) -> None:
 
 
 def register(
-    conn: sqlite3.Connection,
+    conn: Connection,
     location: str,
     monitors: Iterable[tuple[str, str]],
     others: Iterable[str] = (),

@@ -117,7 +117,8 @@ def test_both_overrides_bad_are_reported_together_with_file_errors(tmp_path: pat
         f"{path}:2: settings.listen: PROBER_LISTEN: '0.0.0.0' needs a port, as in "
         '"127.0.0.1:8080"',
         f"{path}:3: settings.database: PROBER_DATABASE: 'mysql://db': use "
-        '"sqlite:///relative/path.db" or "sqlite:////abs/path.db"',
+        '"sqlite:///relative/path.db", "sqlite:////abs/path.db" or '
+        '"postgresql://USER:PASSWORD@HOST/NAME"',
         f"{path}:9: monitors[0].port: 0 is not a port (1-65535)",
     ]
 

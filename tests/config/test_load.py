@@ -502,10 +502,11 @@ def test_prober_database_empty_is_ignored(tmp_path: pathlib.Path) -> None:
 def test_bad_prober_database_is_an_error(tmp_path: pathlib.Path) -> None:
     path = _write(tmp_path, MINIMAL)
     with pytest.raises(ConfigError) as caught:
-        load_config(path, env={"PROBER_DATABASE": "postgres://db/prober"})
+        load_config(path, env={"PROBER_DATABASE": "mysql://db/prober"})
     assert caught.value.errors == [
-        f"{path}:2: settings.database: PROBER_DATABASE: 'postgres://db/prober': use "
-        '"sqlite:///relative/path.db" or "sqlite:////abs/path.db"'
+        f"{path}:2: settings.database: PROBER_DATABASE: 'mysql://db/prober': use "
+        '"sqlite:///relative/path.db", "sqlite:////abs/path.db" or '
+        '"postgresql://USER:PASSWORD@HOST/NAME"'
     ]
 
 
