@@ -78,6 +78,21 @@ def last_results(conn: Connection, monitors: Iterable[str]) -> dict[str, int]:
     return found
 
 
+def last_pings(conn: Connection, monitors: Iterable[str], since_ms: int) -> dict[str, int]:
+    """Each monitor's newest ping stored after `since_ms` (not a missed deadline): what
+    another hub sharing the database took."""
+    found = {}
+    for mid in monitors:
+        row = conn.execute(
+            "SELECT max(r.ts_ms) FROM result r JOIN monitor m ON m.id = r.monitor_id"
+            " WHERE m.slug = ? AND r.ts_ms > ? AND ifnull(r.details ->> '$.push', '') != 'missed'",
+            (mid, since_ms),
+        ).fetchone()
+        if row and row[0] is not None:
+            found[mid] = int(row[0])
+    return found
+
+
 def urls(base: str, tokens: Mapping[str, str]) -> dict[str, str]:
     """Monitor id -> its ping URL under `base` (settings.public_url, or the listen address)."""
     return {mid: f"{base.rstrip('/')}/push/{token}" for mid, token in tokens.items()}
@@ -101,6 +116,7 @@ class _Watch:
     starts: dict[str, int] = dataclasses.field(default_factory=dict)  # rid -> start ms
     tokens: float = BURST
     refilled_ms: int = 0
+    heard_ms: int = 0  # the newest result the deadline counts from
 
     @property
     def grace_ms(self) -> int:
@@ -108,6 +124,7 @@ class _Watch:
 
     def expect_after(self, last_ms: int) -> None:
         """The next deadline after a result at last_ms."""
+        self.heard_ms = max(self.heard_ms, last_ms)
         m = self.monitor
         if m.period is not None:
             self.due_ms = last_ms + round(m.period * 1000) + self.grace_ms
@@ -253,6 +270,18 @@ class PushHub:
         error = (msg or "reported down") if outcome is Outcome.DOWN else None
         details = {"push": action or "ping"} | ({"msg": msg} if msg and error is None else {})
         return CheckResult(outcome, latency or 0.0, error=error, details=details)
+
+    def due(self, now_ms: int) -> dict[str, int]:
+        """The monitors whose deadline has passed: their last ping's time at the latest
+        (what a ping taken by another hub must be newer than)."""
+        return {mid: w.heard_ms for mid, w in self._watches.items() if w.due_ms <= now_ms}
+
+    def heard(self, pings: Mapping[str, int]) -> None:
+        """Pings another hub took (monitor -> ms): deadlines from them when newer."""
+        for mid, at_ms in pings.items():
+            watch = self._watches.get(mid)
+            if watch is not None and at_ms > watch.heard_ms:
+                watch.expect_after(at_ms)
 
     def overdue(self, now_ms: int) -> list[str]:
         """Record a `down` result for every deadline passed by now; the monitors."""

@@ -122,6 +122,8 @@ def placement_changed(running: Config, new: Config) -> str:
         changed.append("settings.location")
     if running.agents != new.agents:  # SecretStr compares its value: a new token counts
         changed.append("[[agents]]")
+    if running.hubs != new.hubs:
+        changed.append("[[hubs]]")
     return " and ".join(changed)
 
 

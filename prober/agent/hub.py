@@ -273,6 +273,14 @@ class AgentHealth:
             self._seen.setdefault(agent.location, Seen())
         self._limits = limits
 
+    def heard_elsewhere(self, contacts: Mapping[str, int]) -> None:
+        """Several hubs: when each agent's results last reached the database through any
+        of them (prober.store.writer.agent_contacts); an agent talks to one hub."""
+        for location, at_ms in contacts.items():
+            seen = self._seen.get(location)
+            if seen is not None and at_ms > (seen.last_contact_ms or 0):
+                self.contact(location, at_ms)
+
     def contact(self, location: str, now_ms: int) -> None:
         seen = self._seen.setdefault(location, Seen())
         seen.last_contact_ms = now_ms

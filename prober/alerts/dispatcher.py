@@ -141,14 +141,26 @@ class Dispatcher:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._woken.set)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, active: Callable[[], bool] = lambda: True) -> None:
+        """Send from the outbox until `stop`; passes only while `active()` (the hub holds the
+        evaluation lock of several: prober.store.hubs). Claims left by an interrupted
+        sender are released each time it becomes active."""
         self._loop = asyncio.get_running_loop()
-        released = await self._db(self._release)
-        if released:
-            log.warning("alerts interrupted while sending will be sent again count=%d", released)
+        releasing = True
         try:
             while not stop.is_set():
                 self._woken.clear()
+                if not active():
+                    releasing = True
+                    await _either(self._woken, stop, self._idle_s)
+                    continue
+                if releasing:
+                    released = await self._db(self._release)
+                    if released:
+                        log.warning(
+                            "alerts interrupted while sending will be sent again count=%d", released
+                        )
+                    releasing = False
                 try:
                     outgoing, next_ms = await self._db(self._pass)
                 except sqlite3.Error as exc:
@@ -162,11 +174,7 @@ class Dispatcher:
                     self._sending.add(task)
                     task.add_done_callback(self._sending.discard)
                 wait = min(max((next_ms - self._now_ms()) / 1000, 0.01), self._idle_s)
-                woken = asyncio.create_task(self._woken.wait())
-                stopped = asyncio.create_task(stop.wait())
-                await asyncio.wait({woken, stopped}, timeout=wait, return_when="FIRST_COMPLETED")
-                woken.cancel()
-                stopped.cancel()
+                await _either(self._woken, stop, wait)
         finally:
             await self.drain()
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
@@ -584,3 +592,11 @@ def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {value!r}")
     return int(value)
+
+
+async def _either(woken: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    """Until either event is set, or `seconds`."""
+    waits = {asyncio.create_task(woken.wait()), asyncio.create_task(stop.wait())}
+    await asyncio.wait(waits, timeout=seconds, return_when="FIRST_COMPLETED")
+    for task in waits:
+        task.cancel()

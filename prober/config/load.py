@@ -31,6 +31,7 @@ from prober.config.monitors import (
 from prober.config.settings import (
     NOTIFIER_TYPES,
     Agent,
+    HubPeer,
     Maintenance,
     Notifier,
     Settings,
@@ -42,7 +43,7 @@ from prober.store.engine import Database
 
 M = TypeVar("M", bound=BaseModel)
 
-TOP_LEVEL = ("settings", "agents", "defaults", "monitors", "notifiers", "maintenance")
+TOP_LEVEL = ("settings", "hubs", "agents", "defaults", "monitors", "notifiers", "maintenance")
 NOT_DEFAULTABLE = {"id", "name", "type", "description"}
 # keys about one service each: a default would restart or page for every monitor
 PER_MONITOR = {
@@ -67,12 +68,13 @@ class Config:
     database_url: str
     warnings: tuple[str, ...] = ()
     agents: tuple[Agent, ...] = ()
+    hubs: tuple[str, ...] = ()  # other hubs' locations ([[hubs]]: PostgreSQL only)
     notices: tuple[people.Notice, ...] = ()  # incidents written by people (incidents_dir)
 
     @property
     def locations(self) -> tuple[str, ...]:
         """Every declared location: this hub's, then each agent's."""
-        return (self.settings.location, *(a.location for a in self.agents))
+        return (self.settings.location, *self.hubs, *(a.location for a in self.agents))
 
     def monitor(self, monitor_id: str) -> Monitor | None:
         return next((m for m in self.monitors if m.id == monitor_id), None)
@@ -273,7 +275,12 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         if ("agents", i) not in bad_paths
         and (a := _validate(out, Agent, item, ("agents", i), context)) is not None
     ]
-    monitors = resolve_locations(out, data, defaults, agents, monitors)
+    hubs = [
+        (i, h)
+        for i, item in enumerate(_table_list(out, data, "hubs"))
+        if (h := _validate(out, HubPeer, item, ("hubs", i), context)) is not None
+    ]
+    monitors = resolve_locations(out, data, defaults, agents, monitors, hubs)
 
     database_url = env.get("PROBER_DATABASE") or (settings.database if settings else "")
     if settings is not None and env.get("PROBER_DATABASE"):
@@ -284,6 +291,12 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 ("settings", "database"),
                 f"PROBER_DATABASE: {_describe(exc.errors()[0], Settings, ())}",
             )
+    if hubs and database_url.startswith("sqlite:"):
+        out.add(
+            ("hubs", hubs[0][0], "location"),
+            "several hubs share one PostgreSQL database (settings.database = "
+            '"postgresql://..."); with SQLite there is one hub',
+        )
     listen = env.get("PROBER_LISTEN")
     if settings is not None and listen:  # containers listen on 0.0.0.0 whatever the file says
         try:
@@ -341,6 +354,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         database_url=database_url,
         warnings=tuple(warnings),
         agents=tuple(a for _, a in agents),
+        hubs=tuple(dict.fromkeys(h.location for _, h in hubs if h.location != settings.location)),
         notices=found,
     )
 

@@ -4,7 +4,9 @@ A hub declares its own location (`settings.location`) and one per `[[agents]]` e
 monitor is probed from `locations` (default: every declared location) and is down when
 `quorum` of them agree (default: a majority, floor(n/2) + 1). After the load every
 monitor carries both, resolved; a push monitor is judged where its pushes arrive, at the
-hub: `(settings.location,)` with quorum 1.
+hub: `(settings.location,)` with quorum 1. Hubs sharing a PostgreSQL database declare each
+other (`[[hubs]]`); a push is a push whichever of them took it, kept at the first of their
+locations in sorted order (the same on every hub).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from prober.config.monitors import Monitor, PushMonitor
-from prober.config.settings import Agent
+from prober.config.settings import Agent, HubPeer
 from prober.config.tomlpos import Path
 
 
@@ -66,12 +68,15 @@ def resolve_locations(
     defaults: Mapping[str, Any],
     agents: Sequence[tuple[int, Agent]],
     monitors: Sequence[tuple[int, Monitor]],
+    hubs: Sequence[tuple[int, HubPeer]] = (),
 ) -> list[tuple[int, Monitor]]:
     """Report what is wrong (to `out`) and return the monitors with `locations` and
     `quorum` filled. `data` is the interpolated file, `defaults` its valid [defaults]."""
     hub = _hub_location(data)
-    _check_agents(out, hub, agents)
-    declared = _declared(hub, data)
+    peers = [h.location for _, h in hubs]
+    _check_agents(out, hub, agents, peers)
+    declared = _declared(hub, data, peers)
+    push_home = min([hub, *peers])  # the same on every hub sharing the database
     if "locations" in defaults:
         _check_declared(out, ("defaults", "locations"), defaults["locations"], declared)
     if "quorum" in defaults:
@@ -84,7 +89,7 @@ def resolve_locations(
     resolved = []
     for i, monitor in monitors:
         item = items[i] if i < len(items) and isinstance(items[i], dict) else {}
-        resolved.append((i, _resolve(out, i, monitor, item, defaults, declared, hub)))
+        resolved.append((i, _resolve(out, i, monitor, item, defaults, declared, hub, push_home)))
     return resolved
 
 
@@ -96,9 +101,10 @@ def _resolve(
     defaults: Mapping[str, Any],
     declared: tuple[str, ...],
     hub: str,
+    push_home: str,
 ) -> Monitor:
     if isinstance(monitor, PushMonitor):
-        return monitor.model_copy(update={"locations": (hub,), "quorum": 1})
+        return monitor.model_copy(update={"locations": (push_home,), "quorum": 1})
     own_locations = "locations" in item  # else from [defaults] (checked there) or all
     own_quorum = "quorum" in item
     locations = monitor.locations or declared
@@ -126,18 +132,20 @@ def _hub_location(data: Mapping[str, Any]) -> str:
     return location if isinstance(location, str) else "default"
 
 
-def _declared(hub: str, data: Mapping[str, Any]) -> tuple[str, ...]:
-    """The hub's location, then every `[[agents]]` location written, valid entry or not
-    (an invalid entry's own errors are reported already; no cascade from it)."""
+def _declared(hub: str, data: Mapping[str, Any], peers: Sequence[str]) -> tuple[str, ...]:
+    """The hub's location, the other hubs', then every `[[agents]]` location written, valid
+    entry or not (an invalid entry's own errors are reported already; no cascade from it)."""
     raw = data.get("agents")
     items = raw if isinstance(raw, list) else []
     names = [
         a["location"] for a in items if isinstance(a, dict) and isinstance(a.get("location"), str)
     ]
-    return tuple(dict.fromkeys([hub, *names]))
+    return tuple(dict.fromkeys([hub, *peers, *names]))
 
 
-def _check_agents(out: Report, hub: str, agents: Sequence[tuple[int, Agent]]) -> None:
+def _check_agents(
+    out: Report, hub: str, agents: Sequence[tuple[int, Agent]], peers: Sequence[str]
+) -> None:
     locations: dict[str, int] = {}
     tokens: dict[str, int] = {}
     for i, agent in agents:
@@ -146,6 +154,11 @@ def _check_agents(out: Report, hub: str, agents: Sequence[tuple[int, Agent]]) ->
                 ("agents", i, "location"),
                 f"{hub!r} is this hub's own settings.location; an agent probes from "
                 "elsewhere and needs a name of its own",
+            )
+        elif agent.location in peers:
+            out.add(
+                ("agents", i, "location"),
+                f"{agent.location!r} is a [[hubs]] location; an agent needs a name of its own",
             )
         elif agent.location in locations:
             out.add(

@@ -227,6 +227,13 @@ class Agent(StrictModel):
     token: StrongSecret
 
 
+class HubPeer(StrictModel):
+    """`[[hubs]]`: another `prober run` sharing this hub's PostgreSQL database, probing from
+    its own location (its config declares this hub the same way)."""
+
+    location: Slug
+
+
 EventName = Literal[
     "opened", "resolved", "reminder", "cert_expiring", "prober_network", "regional", "remediated"
 ]

@@ -1,6 +1,8 @@
 """One `prober run` per database: an exclusive lock on the pid file beside it.
 
-Two probers on one SQLite file would both record results and both send every alert. The
+Two probers on one SQLite file would both record results and both send every alert. (Hubs
+sharing a PostgreSQL database are several `prober run` on several machines, with a lock
+of the database's own: prober.store.hubs; this one then guards the config's pid file.) The
 lock is `flock` on `<database>.pid`, which also holds the running pid (`prober reload`
 reads it). The kernel drops the lock when its process dies, however it dies, so a stale
 file left by kill -9 is simply taken over.
@@ -23,7 +25,7 @@ class RunLock:
         self.path = path
         self._fd: int | None = None
 
-    def acquire(self, database: pathlib.Path) -> None:
+    def acquire(self, database: pathlib.Path, shown: str | None = None) -> None:
         """Take the lock and write our pid, or raise UserError naming the holder (or why
         the file beside the database cannot be created)."""
         try:
@@ -37,7 +39,7 @@ class RunLock:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise UserError(
-                f"another prober run (pid {holder}) is using {database}; stop it first"
+                f"another prober run (pid {holder}) is using {shown or database}; stop it first"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -22,7 +22,9 @@ import logging
 import pathlib
 import signal
 import socket
+import sqlite3
 import tempfile
+from collections.abc import Collection
 
 import prometheus_client
 from aiohttp import web
@@ -54,8 +56,9 @@ from prober.runtime.web import Launch
 from prober.scheduler import ProbeScheduler, ResultLog
 from prober.store.db import open_database
 from prober.store.engine import connect
+from prober.store.hubs import EvaluationLock
 from prober.store.ledger import TrackSpec
-from prober.store.writer import NetworkChange, Observation, Recorded, ResultWriter
+from prober.store.writer import NetworkChange, Observation, Recorded, ResultWriter, agent_contacts
 from prober.timeline import to_ms
 from prober.watchdog import HeartbeatCollector, HeartbeatStats, heartbeat
 from statuspage.health import MAX_WRITER_QUEUE, Health
@@ -66,6 +69,8 @@ STATS_EVERY = 60.0
 BACKLOG = 1024
 FIRST_PAGE_WAIT = 30.0  # seconds
 ANNOUNCE_EVERY = 10.0  # seconds between looks for news to mail subscribers
+SHARED_CONTACT_EVERY = 5  # seconds between reads of agents' contact through other hubs
+LEASE_WAIT_S = 1.0  # at start: one hub alone on PostgreSQL evaluates from the first result
 
 
 def bind(host: str, port: int, purpose: str = "") -> socket.socket:
@@ -102,7 +107,10 @@ def run(
         return
     serving.raise_file_limit()  # the web process inherits it
     lock = RunLock(pid_path(config))
-    lock.acquire(config.database_path)
+    shared = config.database.path is None
+    lock.acquire(
+        config.database_path, f"{config.database.shown()} from {config.path}" if shared else None
+    )
     try:
         if early is not None and early.requested.is_set():
             return
@@ -137,6 +145,10 @@ async def serve(
 
     settings = config.settings
     outbox = Outbox(settings.location, Routes.of(config))
+    # PostgreSQL: one hub of those sharing the database evaluates (prober.store.hubs).
+    lease = (
+        EvaluationLock(config.database, settings.location) if config.database.path is None else None
+    )
     writer = ResultWriter(
         config.database,
         settings.location,
@@ -144,7 +156,19 @@ async def serve(
         timezone=settings.timezone,
         retention_days=settings.retention_days,
         outbox=outbox,
+        lease=lease,
     )
+    evaluating = asyncio.Event()
+    if lease is None:
+        evaluating.set()
+    else:
+        lease.start()
+        if not await asyncio.to_thread(lease.wait, LEASE_WAIT_S):
+            log.warning(
+                "another hub evaluates (holds the lock): this one probes, takes results and "
+                "serves the page, and takes over if that one stops location=%s",
+                settings.location,
+            )
     writer.start()
     hub = _push_hub(config, writer)
     here = settings.location  # agents probe the monitors that list their locations
@@ -162,7 +186,27 @@ async def serve(
         remediator = Remediator(
             config.database, redact, session=shared.session, notifiers=config.notifiers
         )
-        await remediator.recover()  # attempts a killed prober left: never run again
+        if lease is None:
+            await remediator.recover()  # attempts a killed prober left: never run again
+
+        async def took_over() -> None:
+            """This hub evaluates now: what the last one left, picked up."""
+            await remediator.recover()
+            await asyncio.to_thread(_heard_pings, config, hub, 0)
+            evaluating.set()
+            dispatcher.wake()
+
+        def lead(leading: bool) -> None:  # on the writer thread
+            if leading:
+                loop.call_soon_threadsafe(lambda: tasks_aside.add(loop.create_task(took_over())))
+            else:
+                loop.call_soon_threadsafe(evaluating.clear)
+
+        tasks_aside: set[asyncio.Task[None]] = set()
+        if lease is not None:
+            writer.on_lead = lead
+            if writer.leading:
+                await took_over()
         remedies = Remedies(config, remediator, dispatcher.wake)
 
         def watch(remedy: Remedies) -> None:
@@ -280,11 +324,11 @@ async def serve(
             tasks = [
                 asyncio.create_task(heartbeat(url, shared.session, health, stats=beats)),
                 asyncio.create_task(_report_stats(scheduler, results, writer, dispatcher)),
-                asyncio.create_task(_push_deadlines(hub)),
-                asyncio.create_task(_agent_contact(agent_health)),
+                asyncio.create_task(_push_deadlines(config, hub, evaluating, lease is not None)),
+                asyncio.create_task(_agent_contact(config, agent_health, lease is not None)),
                 asyncio.create_task(_announce(subscribers, announce_now)),
             ]
-            alerts = asyncio.create_task(dispatcher.run(stop))
+            alerts = asyncio.create_task(dispatcher.run(stop, evaluating.is_set))
 
             async def apply(new: Config) -> None:
                 """The reloaded config, to every part that holds one."""
@@ -333,6 +377,8 @@ async def serve(
                 await asyncio.to_thread(subscribers.close)
                 gc.unfreeze()
     await asyncio.to_thread(writer.close)
+    if lease is not None:
+        await asyncio.to_thread(lease.stop)  # the next hub takes over at its next try
     log.info("stopped results_committed=%d", writer.committed)
 
 
@@ -370,8 +416,12 @@ def _push_hub(config: Config, writer: ResultWriter) -> PushHub:
     monitors = [m for m in config.monitors if isinstance(m, PushMonitor)]
     tokens, last = _tokens(config, monitors)
 
+    here = config.settings.location
+    homes = {m.id: m.locations[0] if m.locations else here for m in monitors}
+
     def submit(monitor: str, at: dt.datetime, result: CheckResult) -> None:
-        writer.submit(Observation(monitor, at, result))
+        home = homes.get(monitor, here)  # several hubs: one location for pushes, whoever took them
+        writer.submit(Observation(monitor, at, result, None if home == here else home))
         level = logging.INFO if result.outcome is not Outcome.UP else logging.DEBUG
         log.log(
             level,
@@ -386,11 +436,31 @@ def _push_hub(config: Config, writer: ResultWriter) -> PushHub:
     return hub
 
 
-async def _push_deadlines(hub: PushHub) -> None:
-    """Silence becomes `down` at each push monitor's deadline (checked every second)."""
+async def _push_deadlines(
+    config: Config, hub: PushHub, evaluating: asyncio.Event, shared: bool
+) -> None:
+    """Silence becomes `down` at each push monitor's deadline (checked every second), by
+    the hub that evaluates; with several, after looking for pings another hub took."""
     while True:
-        hub.overdue(to_ms(dt.datetime.now(dt.UTC)))
+        await evaluating.wait()
+        now_ms = to_ms(dt.datetime.now(dt.UTC))
+        due = hub.due(now_ms)
+        if due and shared:
+            await asyncio.to_thread(_heard_pings, config, hub, min(due.values()), due)
+        hub.overdue(now_ms)
         await asyncio.sleep(1.0)
+
+
+def _heard_pings(
+    config: Config, hub: PushHub, since_ms: int, monitors: Collection[str] | None = None
+) -> None:
+    """Pings stored since `since_ms` (another hub took them), for the deadlines."""
+    ids = [m.id for m in config.monitors if isinstance(m, PushMonitor)]
+    conn = connect(config.database)
+    try:
+        hub.heard(push.last_pings(conn, ids if monitors is None else monitors, since_ms))
+    finally:
+        conn.close()
 
 
 async def _announce(subscribers: Subscribers, now: asyncio.Event) -> None:
@@ -406,11 +476,27 @@ async def _announce(subscribers: Subscribers, now: asyncio.Event) -> None:
         now.clear()
 
 
-async def _agent_contact(health: AgentHealth) -> None:
-    """An agent's silence is logged when it passes its limit (checked every second)."""
+async def _agent_contact(config: Config, health: AgentHealth, shared: bool) -> None:
+    """An agent's silence is logged when it passes its limit (checked every second); with
+    several hubs, contact through another hub counts (read every few seconds)."""
+    turn = 0
     while True:
+        if shared and config.agents and turn % SHARED_CONTACT_EVERY == 0:
+            try:
+                health.heard_elsewhere(await asyncio.to_thread(_shared_contacts, config))
+            except sqlite3.Error as exc:
+                log.debug("reading agents' contact through other hubs: %s", exc)
         health.tick()
+        turn += 1
         await asyncio.sleep(1.0)
+
+
+def _shared_contacts(config: Config) -> dict[str, int]:
+    conn = connect(config.database)
+    try:
+        return agent_contacts(conn)
+    finally:
+        conn.close()
 
 
 async def _report_stats(

@@ -312,6 +312,15 @@ _V6 = (
 )
 
 
+def step_6_to_7(conn: Connection) -> None:
+    """The inbox of several hubs on one PostgreSQL database (prober.store.hubs); a SQLite
+    file has one hub and keeps it empty."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS inbox (id INTEGER NOT NULL, hub VARCHAR NOT NULL,"
+        " created_ms INTEGER NOT NULL, body VARCHAR NOT NULL, PRIMARY KEY (id))"
+    )
+
+
 # MIGRATIONS[n] takes a file from version n - 1 to n.
 MIGRATIONS: dict[int, Step] = {
     2: step_1_to_2,
@@ -319,6 +328,7 @@ MIGRATIONS: dict[int, Step] = {
     4: step_3_to_4,
     5: step_4_to_5,
     6: step_5_to_6,
+    7: step_6_to_7,
 }
 
 

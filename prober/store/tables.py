@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 from prober.results import Outcome
 
 # Bump with a step in prober/store/migrations.py (MIGRATIONS[n]: n-1 -> n) and a test there.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 OUTCOME_CODES: dict[Outcome, int] = {
     Outcome.UNKNOWN: 0,
@@ -273,6 +273,19 @@ class RemediationRow(SQLModel, table=True):
     resumed_ms: int | None = None  # a restart resumed its verification (the hold counts from it)
 
 
+class InboxRow(SQLModel, table=True):
+    """Results a hub took (its own checks, an agent's batch, a push) while another hub of the
+    same PostgreSQL database holds the evaluation lock: that one stores and judges them, and
+    deletes the row in the same transaction (prober.store.hubs). Empty with one hub."""
+
+    __tablename__ = "inbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    hub: str  # the location of the hub that took them
+    created_ms: int
+    body: str  # JSON: the observations (prober.store.hubs.encode)
+
+
 # Every table of the schema, in creation order: a fresh database gets exactly these
 # (prober.store.migrations), and an upgraded one must end up the same.
 TABLES: tuple[type[SQLModel], ...] = (
@@ -292,4 +305,5 @@ TABLES: tuple[type[SQLModel], ...] = (
     SubscriberTokenRow,
     AnnouncedRow,
     RemediationRow,
+    InboxRow,
 )

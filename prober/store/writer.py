@@ -25,6 +25,7 @@ from prober.config.locations import COMBINED
 from prober.incidents import Change, Opened, Resolved
 from prober.quorum import Verdict
 from prober.results import CheckResult, Outcome
+from prober.store import hubs
 from prober.store.engine import Connection, Database, connect
 from prober.store.hooks import EventHook
 from prober.store.ledger import Ledger, TrackSpec
@@ -33,6 +34,9 @@ from prober.store.upkeep import Upkeep
 from prober.timeline import from_ms, to_ms
 
 log = logging.getLogger(__name__)
+
+INBOX_EVERY_S = 0.2  # how often the evaluating hub of several looks at the inbox
+INBOX_ROWS = 50  # inbox rows (batches) claimed per transaction
 
 _INSERT = (
     "INSERT OR IGNORE INTO result (monitor_id, ts_ms, location_id, outcome, latency_us,"
@@ -134,8 +138,16 @@ class ResultWriter:
         on_alert: Callable[[], None] | None = None,
         connect: Callable[[pathlib.Path | Database], Connection] = connect,
         max_waiting: int = 200_000,
+        lease: hubs.EvaluationLock | None = None,
     ) -> None:
         self._connect = connect
+        # Several hubs on one PostgreSQL: this one judges only while it holds the lease;
+        # otherwise what it takes goes to the inbox for the holder (prober.store.hubs).
+        self._lease = lease
+        self.leading = lease is None
+        self.on_lead: Callable[[bool], None] | None = None  # on the writer thread
+        self._epoch = 0
+        self._fenced_term = -1  # the lease's term in which another hub's epoch was seen
         self._max_waiting = max_waiting  # results held in memory while the disk is full
         self._dropping = False
         self.dropped = 0
@@ -198,9 +210,10 @@ class ResultWriter:
                 retention_days=self._retention_days,
             )
             self._upkeep.set_other_locations(self._other_locations())
-            replayed = self._ledger.load(conn)
-            if replayed:
-                log.info("incident state restored, replayed_results=%d", replayed)
+            if self._lease is None:
+                replayed = self._ledger.load(conn)
+                if replayed:
+                    log.info("incident state restored, replayed_results=%d", replayed)
         finally:
             conn.close()
         self._thread.start()
@@ -273,11 +286,15 @@ class ResultWriter:
         return self._conn
 
     def _run_once(self) -> bool:
+        self._follow_lease()
         conn = self._conn
+        # The lease's holder looks at the inbox a few times a second.
+        wait = INBOX_EVERY_S if self._lease is not None and self.leading else self._heartbeat_every
         try:
-            first = self._queue.get(timeout=self._heartbeat_every)
+            first = self._queue.get(timeout=wait)
         except queue.Empty:
-            self._commit(conn, [], [])
+            if wait == self._heartbeat_every or self._inbox_waiting(conn) or self._beat_due():
+                self._commit(conn, [], [])
             self._maintain(self._conn)
             return True
         items = [first]
@@ -328,8 +345,124 @@ class ResultWriter:
             item.then()
         item.done.set()
 
+    def _beat_due(self) -> bool:
+        return time.monotonic() - self._last_heartbeat >= self._heartbeat_every
+
+    def _inbox_waiting(self, conn: Connection) -> bool:
+        try:
+            return conn.execute("SELECT 1 FROM inbox LIMIT 1").fetchone() is not None
+        except sqlite3.Error:
+            return True  # the commit retries and says why
+
+    def _follow_lease(self) -> None:
+        """Between two transactions: start judging when the lease was taken (the ledger
+        read from what the last holder committed, and a new epoch that fences it off), stop
+        when it was lost."""
+        if self._lease is None:
+            return
+        if self._lease.held == self.leading or self._fenced_term == self._lease.terms:
+            return  # fenced off: not again in the same term of the lease (it is given up)
+        if not self._lease.held:
+            self.leading = False
+            log.warning("no longer evaluating: results go to the inbox of the hub that does")
+            self._announce(False)
+            return
+        assert self._ledger is not None
+        delay = 0.1
+        while self._lease.held:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute("SELECT value FROM meta WHERE key = 'leader_epoch'").fetchone()
+                self._epoch = (int(row[0]) if row else 0) + 1
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('leader_epoch', ?)",
+                    (str(self._epoch),),
+                )
+                conn.execute("COMMIT")
+                replayed = self._ledger.load(conn)
+                self._ledger_stale = False
+                log.info("incident state read, replayed_results=%d epoch=%d", replayed, self._epoch)
+                self.leading = True
+                self._announce(True)
+                return
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                log.error("taking over the evaluation failed, retrying: %s", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._reopen()
+
+    def _announce(self, leading: bool) -> None:
+        if self.on_lead is not None:
+            try:
+                self.on_lead(leading)
+            except Exception:
+                log.exception("telling the hub it evaluates failed")
+
+    def _fenced(self, conn: Connection) -> bool:
+        """Inside a leading transaction: whether another hub took over since (its epoch)."""
+        if self._lease is None:
+            return False
+        row = conn.execute("SELECT value FROM meta WHERE key = 'leader_epoch'").fetchone()
+        return row is None or int(row[0]) != self._epoch
+
+    def _forward(
+        self, conn: Connection, batch: list[Observation], events: list[threading.Event]
+    ) -> None:
+        """Not the holder: the batch goes to the inbox, for the hub that judges."""
+        body = hubs.encode((o.monitor, o.at, o.result, o.location or self._location) for o in batch)
+        delay = 0.1
+        while batch:
+            try:
+                conn.execute(
+                    "INSERT INTO inbox (hub, created_ms, body) VALUES (?, ?, ?)",
+                    (self._location, round(time.time() * 1000), body),
+                )
+                break
+            except sqlite3.Error as exc:
+                if self.last_error is None:
+                    log.error(
+                        "database writes failing (%s): %s; probing goes on, %d results wait"
+                        " in memory and are written when it recovers",
+                        _why(exc),
+                        exc,
+                        len(batch) + self._queue.qsize(),
+                    )
+                self.last_error = str(exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                conn = self._reopen()
+        if self.last_error is not None:
+            log.warning("database writes recovered")
+        self.last_error = None
+        self.last_ok = time.monotonic()
+        self.committed += len(batch)
+        for event in events:
+            event.set()
+
+    def _drain(self, conn: Connection) -> list[Observation]:
+        """Inside a leading transaction: what other hubs took, claimed and deleted."""
+        rows = conn.execute(
+            "SELECT id, body FROM inbox ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+            (INBOX_ROWS,),
+        ).fetchall()
+        if not rows:
+            return []
+        ids = [int(r[0]) for r in rows]
+        marks = ", ".join("?" * len(ids))
+        conn.execute(f"DELETE FROM inbox WHERE id IN ({marks})", ids)  # noqa: S608  (marks only)
+        found = []
+        for _, body in rows:
+            for monitor, at, result, location in hubs.decode(str(body)):
+                where = None if location == self._location else location
+                found.append(Observation(monitor, at, result, where))
+        return found
+
     def _maintain(self, conn: Connection) -> None:
-        if self._upkeep is None or not self._upkeep.due():
+        if not self.leading or self._upkeep is None or not self._upkeep.due():
             return
         try:
             self._upkeep.run(conn)
@@ -346,6 +479,11 @@ class ResultWriter:
     ) -> None:
         batch = [o for o in items if isinstance(o, Observation)]
         network = [o for o in items if isinstance(o, NetworkChange)]
+        if not self.leading:
+            if network:  # its own network's verdict: its results say unknown meanwhile
+                log.info("canaries' verdict not used for alerts: another hub evaluates")
+            self._forward(conn, batch, events)
+            return
         places = self._location_ids
         rows = [
             to_row(
@@ -359,16 +497,42 @@ class ResultWriter:
         alerts_before = self._outbox.added if self._outbox else 0
         assert self._ledger is not None
         delay = 0.1
+        own_batch, own_rows = batch, rows
         while True:
+            batch, rows = own_batch, own_rows  # a retry claims the inbox again
             try:
                 if self._ledger_stale:  # a failed transaction left it ahead of the database
                     self._ledger.load(conn)
                     self._ledger_stale = False
                 self._recorded = []  # what this attempt records (a retry starts over)
                 conn.execute("BEGIN IMMEDIATE")
+                if self._lease is not None:
+                    if self._fenced(conn):
+                        conn.execute("ROLLBACK")
+                        log.error("another hub took over the evaluation: stepping down")
+                        self.leading = False
+                        self._fenced_term = self._lease.terms
+                        self._lease.give_up()
+                        self._ledger_stale = True
+                        self._announce(False)
+                        self._forward(conn, batch, events)
+                        return
+                    drained = self._drain(conn)
+                    batch = batch + drained
+                    rows = rows + [
+                        to_row(
+                            self._ids[o.monitor],
+                            self._location_id if o.location is None else places[o.location],
+                            o,
+                        )
+                        for o in drained
+                        if o.monitor in self._ids and (o.location is None or o.location in places)
+                    ]
                 conn.executemany(_INSERT, rows)
                 self._ledger_stale = True
                 changes = self._derive(conn, batch)
+                if self._lease is not None:
+                    _contacts(conn, batch)
                 if self._outbox is not None:
                     for flip in network:
                         self._outbox.network(conn, flip.failing, to_ms(flip.at))
@@ -540,6 +704,28 @@ def _log_change(monitor: str, change: Change) -> None:
             from_ms(incident.start_ms, dt.UTC).isoformat(),
             (incident.end_ms - incident.start_ms) / 1000,
         )
+
+
+CONTACT_KEY = "agent_contact/"
+
+
+def _contacts(conn: Connection, batch: list[Observation]) -> None:
+    """Several hubs: when each agent's results last reached the database, whichever hub
+    took them (`meta.agent_contact/LOCATION`, ms), for every hub's /healthz."""
+    now_ms = round(time.time() * 1000)
+    for location in {o.location for o in batch if o.location is not None}:
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (CONTACT_KEY + location, str(now_ms)),
+        )
+
+
+def agent_contacts(conn: Connection) -> dict[str, int]:
+    """Location -> ms of `_contacts`."""
+    rows = conn.execute(
+        "SELECT key, value FROM meta WHERE key LIKE ?", (CONTACT_KEY + "%",)
+    ).fetchall()
+    return {str(key).removeprefix(CONTACT_KEY): int(value) for key, value in rows}
 
 
 def register(

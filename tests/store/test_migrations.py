@@ -181,8 +181,8 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     with caplog.at_level(logging.INFO, logger="prober.store.migrations"):
         engine = open_engine(path)
 
-    assert SCHEMA_VERSION == 6
-    assert version(path) == "6"
+    assert SCHEMA_VERSION == 7
+    assert version(path) == "7"
     # The backup: beside the file, named for the old version, the database as it was.
     (backup,) = tmp_path.glob("prober.db.v1-*.bak")
     assert re.fullmatch(r"prober\.db\.v1-\d{8}T\d{6}Z\.bak", backup.name)
@@ -193,7 +193,7 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     assert "alert" not in {name for _, name, _ in schema(backup)}
     assert list(tmp_path.glob("*.partial")) == []
     assert [r.getMessage() for r in caplog.records] == [
-        f"database upgraded from version 1 to 6, backup at {backup}"
+        f"database upgraded from version 1 to 7, backup at {backup}"
     ]
     # Every row as it was but the histograms, in version 3's buckets; the version moved.
     after = dump(path)
@@ -212,6 +212,8 @@ def test_version_1_is_upgraded_in_place_after_a_backup(
     assert {("table", "subscriber"), ("table", "subscriber_token"), ("table", "announced")} <= names
     # What version 5 added: remediation attempts; version 6, their command's process.
     assert {("table", "remediation"), ("index", "remediation_monitor")} <= names
+    # What version 7 added: the inbox of several hubs on one PostgreSQL database.
+    assert ("table", "inbox") in names
     assert {
         ("index", "alert_pending"),
         ("index", "alert_incident"),
