@@ -231,3 +231,30 @@ def test_kill_9_after_the_opening_was_sent_the_other_sends_only_the_recovery(hub
     seen = len(hubs.results("tokyo"))
     until(lambda: len(hubs.results("tokyo")) >= seen + 3, within=30)
     assert hubs.hook.kinds() == ["opened", "resolved"]
+
+
+def test_a_frozen_holder_is_taken_over_and_steps_down_when_it_wakes(hubs: Hubs) -> None:
+    """SIGSTOP: the holder's machine still answers TCP, its process says nothing; its
+    session ends after idle_session_timeout (10 s), the other hub takes over. Woken, the
+    old holder finds its lock gone (or another epoch) and hands over: no alert twice."""
+    hubs.target.break_for(*HUBS, "frankfurt")
+    until(lambda: hubs.hook.kinds() == ["opened"], within=30)
+    seoul = hubs.hubs["seoul"]
+    frozen_at = time.monotonic()
+    seoul.proc.send_signal(signal.SIGSTOP)
+    try:
+        hubs.hubs["tokyo"].wait_for("this hub evaluates now", within=30)
+        assert time.monotonic() - frozen_at < 15
+        hubs.target.mend()
+        until(lambda: hubs.hook.kinds() == ["opened", "resolved"], within=30)
+    finally:
+        seoul.proc.send_signal(signal.SIGCONT)
+    woke = seoul.lines()
+    until(
+        lambda: "lost the evaluation lock" in seoul.log or "stepping down" in seoul.log,
+        within=30,
+    )
+    assert "this hub evaluates now" not in "\n".join(seoul.log.splitlines()[woke:])
+    seen = len(hubs.results("seoul"))
+    until(lambda: len(hubs.results("seoul")) >= seen + 3, within=30)  # its checks go on
+    assert hubs.hook.kinds() == ["opened", "resolved"]

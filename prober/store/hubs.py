@@ -9,8 +9,10 @@ writes what it takes into the `inbox` table; the holder's writer claims those ro
 transaction: each is judged once, whoever holds the lock when it is claimed.
 
 Take-over. PostgreSQL releases a session's advisory locks when the session ends: at once
-when the holder's process dies (its socket closes), and within about 11 s when its machine
-or network does (server-side TCP keepalives: 5 s idle, then 3 probes 2 s apart). Every
+when the holder's process dies (its socket closes), within about 11 s when its machine
+or network does (server-side TCP keepalives: 5 s idle, then 3 probes 2 s apart), and 10 s
+after its process stops talking while its machine still answers (a frozen process:
+`idle_session_timeout`, PostgreSQL 14 and newer; the holder checks its lock every poll). Every
 other hub tries the lock every `PROBER_TAKEOVER_POLL` seconds (default 3): a new holder
 within 15 s. The holder checks its lock connection as often; when it is gone, it stops
 evaluating at once (its writer sends to the inbox again) and competes like the others.
@@ -38,18 +40,21 @@ log = logging.getLogger(__name__)
 
 EVALUATION_LOCK = 0x70726F63  # pg_advisory_lock key ("proc"); the writer's is 0x70726F62
 TAKEOVER_POLL_S = 3.0
+# A holder that stops talking (its process frozen: its machine still answers TCP) loses its
+# session, and the lock, after this long without a statement (PostgreSQL 14 and newer).
+IDLE_LIMIT_MS = 10_000
 # Server-side keepalives of the lock's session: a vanished holder's lock is freed in ~11 s.
 KEEPALIVES = "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
 
 
 def takeover_poll() -> float:
-    """PROBER_TAKEOVER_POLL (seconds; tests shorten it), else TAKEOVER_POLL_S."""
+    """PROBER_TAKEOVER_POLL (seconds, at most 5; tests shorten it), else TAKEOVER_POLL_S."""
     raw = os.environ.get("PROBER_TAKEOVER_POLL", "")
     try:
         value = float(raw) if raw else TAKEOVER_POLL_S
     except ValueError:
         return TAKEOVER_POLL_S
-    return value if 0.05 <= value <= 60 else TAKEOVER_POLL_S
+    return value if 0.05 <= value <= 5 else TAKEOVER_POLL_S  # well within IDLE_LIMIT_MS
 
 
 class EvaluationLock:
@@ -134,7 +139,7 @@ class EvaluationLock:
     def _connect(self) -> Any:
         import psycopg
 
-        return psycopg.connect(
+        conn = psycopg.connect(
             self._db.url,
             autocommit=True,
             connect_timeout=10,
@@ -145,6 +150,9 @@ class EvaluationLock:
             tcp_user_timeout=10_000,  # a send unanswered for 10 s: the connection is gone
             options=f"{KEEPALIVES} -c lock_timeout={LOCK_TIMEOUT_MS}",
         )
+        if conn.info.server_version >= 140000:  # a frozen holder (SIGSTOP, a VM paused)
+            conn.execute(f"SET idle_session_timeout = {IDLE_LIMIT_MS}")
+        return conn
 
     def _move(self, held: bool) -> None:
         if held:
