@@ -28,7 +28,7 @@ import pytest
 
 from prober.config.load import load_config
 from prober.config.locations import COMBINED
-from prober.store.engine import Connection, Database
+from prober.store.engine import Connection, Database, connect
 from prober.store.ledger import TrackSpec, rebuild_combined
 from tests.support.net import free_port
 from tests.support.places import Hook, Proxy, Target, running
@@ -136,7 +136,7 @@ token = "${{{name.upper()}_TOKEN}}"
 
     def query(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
         if self.database.startswith("postgresql:"):
-            pg = Database(self.database).connect()
+            pg = connect(Database(self.database))
             try:
                 return [tuple(row) for row in pg.execute(sql, args).fetchall()]
             finally:
@@ -314,7 +314,7 @@ def test_cut_off_agent_delivers_its_queue_and_the_past_is_rederived_without_a_se
     spec = TrackSpec.of(config.monitors[0])
     copy: Connection
     if places.database.startswith("postgresql:"):  # re-derived in a transaction undone
-        copy = Database(places.database).connect()
+        copy = connect(Database(places.database))
     else:
         copy = sqlite3.connect(places.tmp / "copy.db", isolation_level=None)
         source = sqlite3.connect(f"file:{places.tmp / 'hub.db'}?mode=ro", uri=True)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_m
 
 from prober import notices as people  # a module: prober.notices imports prober.config too
 from prober.config import remediation
+from prober.config.database import Database
 from prober.config.envsubst import MissingVariable, interpolate
 from prober.config.locations import resolve_locations
 from prober.config.monitors import (
@@ -39,7 +40,6 @@ from prober.config.settings import (
 )
 from prober.config.tomlpos import KeyLines, Path, format_path, syntax_error, toml_kind
 from prober.config.warnings import Source, collect
-from prober.store.engine import Database
 
 M = TypeVar("M", bound=BaseModel)
 

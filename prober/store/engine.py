@@ -44,9 +44,10 @@ import functools
 import pathlib
 import re
 import sqlite3
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prober.config.database import Database as Database  # the store opens what config names
 
 if TYPE_CHECKING:
     import psycopg
@@ -84,54 +85,12 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-Kind = Literal["sqlite", "postgresql"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Database:
-    """Where the store lives: `sqlite:///relative/or////absolute.db` (relative to the
-    config's folder) or `postgresql://user:password@host:port/name`."""
-
-    url: str
-    path: pathlib.Path | None = None  # SQLite's file
-
-    @classmethod
-    def of(cls, url: str, base: pathlib.Path) -> Database:
-        if url.startswith(("postgresql://", "postgres://")):
-            return cls(url)
-        return cls(url, base / url.removeprefix("sqlite:///"))
-
-    @property
-    def kind(self) -> Kind:
-        return "sqlite" if self.path is not None else "postgresql"
-
-    def shown(self) -> str:
-        """For logs and errors: the file, or the URL without its password."""
-        if self.path is not None:
-            return str(self.path)
-        parts = urllib.parse.urlsplit(self.url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{parts.username}@{host}" if parts.username else host
-        if parts.port:
-            netloc += f":{parts.port}"
-        return f"{parts.scheme}://{netloc}{parts.path}"  # `postgresql:///name?host=...` too
-
-    def connect(self) -> Connection:
-        if self.path is not None:
-            from prober.store.db import connect_raw
-
-            return connect_raw(self.path)
-        return PgConnection(self.url)
-
-
 def connect(target: pathlib.Path | Database) -> Connection:
     """A connection in autocommit mode to a SQLite file or to the database named."""
-    if isinstance(target, Database):
-        return target.connect()
     from prober.store.db import connect_raw
 
+    if isinstance(target, Database):
+        return connect_raw(target.path) if target.path is not None else PgConnection(target.url)
     return connect_raw(target)
 
 

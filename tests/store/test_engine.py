@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from prober.store.db import open_database
-from prober.store.engine import Connection, Database, PgConnection, statement, translate
+from prober.store.engine import Connection, Database, PgConnection, connect, statement, translate
 from tests.support.pg import Cluster
 
 # --- the translation -------------------------------------------------------------------
@@ -137,7 +137,7 @@ def engines(tmp_path: pathlib.Path, pg_url: str) -> Iterator[dict[str, Connectio
         ("postgresql", Database.of(pg_url, tmp_path)),
     ):
         open_database(db)
-        found[name] = db.connect()
+        found[name] = connect(db)
     yield found
     for conn in found.values():
         conn.close()
@@ -376,8 +376,8 @@ def test_a_readers_transaction_sees_one_snapshot(
     """What a page build reads in one BEGIN stays as it was when it began, whatever the
     writer commits meanwhile (SQLite's read transaction; PostgreSQL's repeatable read)."""
     writers = {
-        "sqlite": Database.of("sqlite:///p.db", tmp_path).connect(),
-        "postgresql": Database.of(pg_url, tmp_path).connect(),
+        "sqlite": connect(Database.of("sqlite:///p.db", tmp_path)),
+        "postgresql": connect(Database.of(pg_url, tmp_path)),
     }
     try:
         for name, reader in engines.items():
