@@ -423,25 +423,35 @@ class ResultWriter:
                 )
                 break
             except sqlite3.Error as exc:
-                if self.last_error is None:
-                    log.error(
-                        "database writes failing (%s): %s; probing goes on, %d results wait"
-                        " in memory and are written when it recovers",
-                        _why(exc),
-                        exc,
-                        len(batch) + self._queue.qsize(),
-                    )
-                self.last_error = str(exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                conn = self._reopen()
-        if self.last_error is not None:
-            log.warning("database writes recovered")
-        self.last_error = None
-        self.last_ok = time.monotonic()
+                conn, delay = self._failed(exc, len(batch), delay)
+        self._recovered()
         self.committed += len(batch)
         for event in events:
             event.set()
+
+    def _failed(self, exc: sqlite3.Error, rows: int, delay: float) -> tuple[Connection, float]:
+        """A write failed: said once (with why), visible to /healthz, retried after `delay`
+        on a fresh connection (the writer's own thread sleeps: the event loop is not
+        blocked). The connection and the next delay."""
+        if self.last_error is None:
+            log.error(
+                "database writes failing (%s): %s; probing goes on, %d results wait"
+                " in memory and are written when it recovers",
+                _why(exc),
+                exc,
+                rows + self._queue.qsize(),
+            )
+        self.last_error = str(exc)
+        time.sleep(delay)
+        return self._reopen(), min(delay * 2, 5.0)
+
+    def _recovered(self) -> None:
+        if self.last_error is not None:
+            log.warning(
+                "database writes recovered; %d results wait to be written", self._queue.qsize()
+            )
+        self.last_error = None
+        self.last_ok = time.monotonic()
 
     def _drain(self, conn: Connection) -> list[Observation]:
         """Inside a leading transaction: what other hubs took, claimed and deleted."""
@@ -550,24 +560,8 @@ class ResultWriter:
                 with contextlib.suppress(sqlite3.Error):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                if self.last_error is None:
-                    log.error(
-                        "database writes failing (%s): %s; probing goes on, %d results wait"
-                        " in memory and are written when it recovers",
-                        _why(exc),
-                        exc,
-                        len(rows) + self._queue.qsize(),
-                    )
-                self.last_error = str(exc)
-                time.sleep(delay)  # the writer's own thread: the event loop is not blocked
-                delay = min(delay * 2, 5.0)
-                conn = self._reopen()
-        if self.last_error is not None:
-            log.warning(
-                "database writes recovered; %d results wait to be written", self._queue.qsize()
-            )
-        self.last_error = None
-        self.last_ok = time.monotonic()
+                conn, delay = self._failed(exc, len(rows), delay)
+        self._recovered()
         self.committed += len(rows)
         for monitor, change in changes:
             _log_change(monitor, change)
