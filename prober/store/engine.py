@@ -124,7 +124,11 @@ class PgConnection:
         with _errors():
             if sql == "BEGIN IMMEDIATE":
                 self._conn.execute("BEGIN")
-                return self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                try:
+                    return self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                except BaseException:  # lock_timeout: no transaction left behind, as SQLite's
+                    self._conn.execute("ROLLBACK")
+                    raise
             if sql == "BEGIN":
                 return self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             found = statement(sql)

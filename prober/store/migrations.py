@@ -384,6 +384,8 @@ def upgrade_postgresql(db: Database) -> None:
     """
     conn = PgConnection(db.url)
     try:
+        if read_version(conn) == SCHEMA_VERSION:
+            return  # every command opens the database: no write lock for that
         conn.execute("BEGIN IMMEDIATE")
         try:
             found = read_version(conn)

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from prober.store.db import open_database
@@ -394,3 +395,23 @@ def test_a_readers_transaction_sees_one_snapshot(
     finally:
         for conn in writers.values():
             conn.close()
+
+
+def test_a_write_lock_not_had_in_time_leaves_no_transaction(pg_url: str) -> None:
+    """BEGIN IMMEDIATE waits lock_timeout for the store's write lock; past it, an error and,
+    as with SQLite, no transaction left open (an aborted one would refuse every statement
+    after it)."""
+    from prober.store.engine import WRITE_LOCK
+
+    conn = connect(Database(pg_url))
+    assert isinstance(conn, PgConnection)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))
+            conn.raw.execute("SET lock_timeout = 100")
+            with pytest.raises(sqlite3.OperationalError):
+                conn.execute("BEGIN IMMEDIATE")
+            assert not conn.in_transaction
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        conn.close()
