@@ -67,9 +67,9 @@ def test_a_schema_5_file_is_upgraded_keeping_its_attempts(tmp_path: pathlib.Path
 
     open_engine(path).dispose()
 
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
     assert rows.for_incident(conn, "api", "default/api/1") == [
         rows.Attempt(7, "api", "default/api/1", 100, 200, "failed", 3, False,
                      "systemctl: no such unit\n", None, None, None)
