@@ -126,8 +126,10 @@ def test_memory_is_bounded_while_the_database_is_down(tmp_path: pathlib.Path) ->
         writer.submit(
             Observation("api", T0 + dt.timedelta(minutes=i), CheckResult(Outcome.UP, 1.0))
         )
+    # held in memory: at most max_waiting queued, plus the batch the writer took from the
+    # queue before the disk refused it (at most what the queue held then); the rest dropped
     assert writer.queue_depth() <= 101
-    assert writer.dropped >= 399
+    assert 500 - writer.dropped <= 2 * 100 + 1
     disk.pages = 1_000_000
     assert writer.flush(30)
     writer.close()
